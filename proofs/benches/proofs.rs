@@ -1,0 +1,158 @@
+//! Tree build throughput, prove and verify time per challenge, and proof size.
+//!
+//! `cargo bench -p cairn-proofs`. Criterion prints its statistics per benchmark; the tables
+//! at the end compare each figure with memcpy and plain BLAKE3 of the same buffer, and
+//! compare the chosen construction (BLAKE3, 1 KiB leaves) with SHA-256 and 4 KiB leaves.
+
+#![allow(clippy::unwrap_used)] // a benchmark that cannot set up should stop loudly
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use proofs::{Challenge, Hash, Nonce, Proof, Tree};
+use sha2::Digest;
+
+#[allow(dead_code, unreachable_pub)]
+mod ratio;
+
+const PIECE: usize = 1 << 20;
+
+/// A Merkle tree with the same shape as `proofs::Tree`, over any leaf hash, for comparison.
+fn reference_tree(data: &[u8], leaf: usize, h: impl Fn(&[u8]) -> [u8; 32]) -> [u8; 32] {
+    let mut level: Vec<[u8; 32]> = data.chunks(leaf).map(&h).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| match p {
+                [l, r] => h(&[l.as_slice(), r.as_slice()].concat()),
+                [one] => *one,
+                _ => unreachable!(),
+            })
+            .collect();
+    }
+    level[0]
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(b).into()
+}
+
+fn blake3(b: &[u8]) -> [u8; 32] {
+    *blake3::hash(b).as_bytes()
+}
+
+fn data() -> Vec<u8> {
+    (0..PIECE).map(|i| (i * 7 + i / 1000) as u8).collect()
+}
+
+fn challenge(i: u8, samples: u16) -> Challenge {
+    Challenge {
+        piece: Hash([9; 32]),
+        nonce: Nonce([i; 32]),
+        samples,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let data = data();
+    let mut dst = vec![0u8; PIECE];
+    let mut g = c.benchmark_group("tree_build_1MiB");
+    g.throughput(Throughput::Bytes(PIECE as u64));
+    g.bench_function("memcpy (reference)", |b| {
+        b.iter(|| ratio::memcpy(&data, &mut dst))
+    });
+    g.bench_function("blake3 flat hash (reference)", |b| {
+        b.iter(|| blake3::hash(black_box(&data)))
+    });
+    g.bench_function("blake3 1KiB leaves (proofs::Tree)", |b| {
+        b.iter(|| Tree::build(black_box(&data)))
+    });
+    g.bench_function("blake3 4KiB leaves", |b| {
+        b.iter(|| reference_tree(black_box(&data), 4096, blake3))
+    });
+    g.bench_function("sha256 1KiB leaves", |b| {
+        b.iter(|| reference_tree(black_box(&data), 1024, sha256))
+    });
+    g.finish();
+
+    let tree = Tree::build(&data);
+    let root = tree.root();
+    let mut g = c.benchmark_group("challenge_1MiB_piece");
+    for s in [16u16, 32, 64] {
+        let ch = challenge(1, s);
+        let proof = Proof::create(&tree, &data, &ch).unwrap();
+        g.bench_with_input(BenchmarkId::new("prove (tree kept)", s), &ch, |b, ch| {
+            b.iter(|| Proof::create(&tree, &data, black_box(ch)).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("verify", s), &proof, |b, p| {
+            b.iter(|| proofs::verify(&root, &ch, black_box(p)).unwrap())
+        });
+    }
+    g.bench_function("prove from scratch (build + prove), s=32", |b| {
+        b.iter(|| proofs::prove(black_box(&data), &challenge(2, 32)))
+    });
+    g.finish();
+}
+
+fn summary() {
+    let data = data();
+    let mut dst = vec![0u8; PIECE];
+    let n = PIECE as u64;
+    let mut t = ratio::Table::default();
+    t.time("memcpy 1 MiB", n, 51, || ratio::memcpy(&data, &mut dst));
+    t.time("blake3 flat hash 1 MiB", n, 51, || {
+        black_box(blake3::hash(&data));
+    });
+    t.time("tree build: blake3, 1 KiB leaves (chosen)", n, 31, || {
+        black_box(Tree::build(&data));
+    });
+    t.time("tree build: blake3, 4 KiB leaves", n, 31, || {
+        black_box(reference_tree(&data, 4096, blake3));
+    });
+    t.time("tree build: sha256, 1 KiB leaves", n, 11, || {
+        black_box(reference_tree(&data, 1024, sha256));
+    });
+    t.print("Merkle tree build over a 1 MiB piece");
+
+    let tree = Tree::build(&data);
+    let root = tree.root();
+    println!("\n== proofs for a 1 MiB piece (1024 leaves of 1 KiB, depth 10) ==");
+    println!(
+        "{:>8} {:>12} {:>12} {:>14} {:>16} {:>16}",
+        "samples", "prove us", "verify us", "proof bytes", "siblings sent", "separate paths"
+    );
+    for s in [8u16, 16, 32, 64, 128] {
+        let ch = challenge(3, s);
+        let mut proof = None;
+        let mut pt = ratio::Table::default();
+        let p = pt.time("prove", 0, 101, || {
+            proof = Some(Proof::create(&tree, &data, &ch).unwrap())
+        });
+        let proof = proof.unwrap();
+        let v = pt.time("verify", 0, 101, || {
+            proofs::verify(&root, &ch, &proof).unwrap()
+        });
+        println!(
+            "{s:>8} {:>12.1} {:>12.1} {:>14} {:>16} {:>16}",
+            p.as_secs_f64() * 1e6,
+            v.as_secs_f64() * 1e6,
+            proof.encode().len(),
+            proof.siblings.len(),
+            usize::from(s) * 10,
+        );
+    }
+    for (f, s) in [(0.01f64, 32i32), (0.1, 32), (0.5, 32), (0.01, 128)] {
+        println!(
+            "detection of a node missing {:>4.0}% of leaves with s={s}: {:.4}",
+            f * 100.0,
+            1.0 - (1.0 - f).powi(s)
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    summary();
+}
