@@ -1,0 +1,26 @@
+//! The Cairn storage engine, and (in later layers) the storage node built on it.
+//!
+//! - [`erasure`]: files to stripes to `k + m` Reed-Solomon pieces, and back from any `k`.
+//! - [`manifest`]: the signed, content-addressed description of a dataset version.
+//! - [`store`]: a node's piece store (files) and metadata (rocksdb), crash-safe.
+//! - [`engine`]: encode a directory into a manifest and pieces; rebuild files from pieces.
+//! - [`ids`]: identifier newtypes, dataset names and safe relative paths.
+//! - [`local`]: several stores in one process, placement and audits without a network.
+//!
+//! Everything here is synchronous and runs in one process; the network layers drive it.
+
+pub mod engine;
+pub mod erasure;
+pub mod ids;
+pub mod local;
+pub mod manifest;
+pub mod store;
+
+pub use engine::{EncodeOptions, EngineError, Offer, PieceSlot, StripeAssembler};
+pub use erasure::{ErasureError, ErasureParams};
+pub use ids::{DatasetName, IdError, PieceId, PublisherId, RelPath, VersionId};
+pub use manifest::{FileEntry, Manifest, ManifestError, PieceRef, PublisherKey, Stripe};
+pub use store::{OpenReport, PieceStore, Put, StoreError, StoreOptions};
+
+#[cfg(test)]
+mod tests;
