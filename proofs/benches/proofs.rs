@@ -1,15 +1,16 @@
-//! Tree build throughput, prove and verify time per challenge, and proof size.
+//! Commitment cost, prove and verify time per challenge, and proof size.
 //!
 //! `cargo bench -p cairn-proofs`. Criterion prints its statistics per benchmark; the tables
-//! at the end compare each figure with memcpy and plain BLAKE3 of the same buffer, and
-//! compare the chosen construction (BLAKE3, 1 KiB leaves) with SHA-256 and 4 KiB leaves.
+//! at the end compare each figure with memcpy of the same buffer, and compare the chosen
+//! construction (BLAKE3's own tree: the piece hash is the commitment) with separate Merkle
+//! trees over 1 KiB leaves (BLAKE3 and SHA-256) and 4 KiB leaves.
 
 #![allow(clippy::unwrap_used)] // a benchmark that cannot set up should stop loudly
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use proofs::{Challenge, Hash, Nonce, Proof, Tree};
+use proofs::{Challenge, Hash, Nonce, Proof};
 use sha2::Digest;
 
 #[allow(dead_code, unreachable_pub)]
@@ -48,6 +49,7 @@ fn data() -> Vec<u8> {
 fn challenge(i: u8, samples: u16) -> Challenge {
     Challenge {
         piece: Hash([9; 32]),
+        piece_len: PIECE as u64,
         nonce: Nonce([i; 32]),
         samples,
     }
@@ -56,41 +58,37 @@ fn challenge(i: u8, samples: u16) -> Challenge {
 fn bench(c: &mut Criterion) {
     let data = data();
     let mut dst = vec![0u8; PIECE];
-    let mut g = c.benchmark_group("tree_build_1MiB");
+    let mut g = c.benchmark_group("commitment_1MiB");
     g.throughput(Throughput::Bytes(PIECE as u64));
     g.bench_function("memcpy (reference)", |b| {
         b.iter(|| ratio::memcpy(&data, &mut dst))
     });
-    g.bench_function("blake3 flat hash (reference)", |b| {
-        b.iter(|| blake3::hash(black_box(&data)))
+    g.bench_function("blake3 hash = commitment (chosen)", |b| {
+        b.iter(|| proofs::commitment(black_box(&data)))
     });
-    g.bench_function("blake3 1KiB leaves (proofs::Tree)", |b| {
-        b.iter(|| Tree::build(black_box(&data)))
+    g.bench_function("separate tree: blake3 1KiB leaves", |b| {
+        b.iter(|| reference_tree(black_box(&data), 1024, blake3))
     });
-    g.bench_function("blake3 4KiB leaves", |b| {
+    g.bench_function("separate tree: blake3 4KiB leaves", |b| {
         b.iter(|| reference_tree(black_box(&data), 4096, blake3))
     });
-    g.bench_function("sha256 1KiB leaves", |b| {
+    g.bench_function("separate tree: sha256 1KiB leaves", |b| {
         b.iter(|| reference_tree(black_box(&data), 1024, sha256))
     });
     g.finish();
 
-    let tree = Tree::build(&data);
-    let root = tree.root();
+    let root = proofs::commitment(&data);
     let mut g = c.benchmark_group("challenge_1MiB_piece");
     for s in [16u16, 32, 64] {
         let ch = challenge(1, s);
-        let proof = Proof::create(&tree, &data, &ch).unwrap();
-        g.bench_with_input(BenchmarkId::new("prove (tree kept)", s), &ch, |b, ch| {
-            b.iter(|| Proof::create(&tree, &data, black_box(ch)).unwrap())
+        let proof = Proof::create(&data, &ch).unwrap();
+        g.bench_with_input(BenchmarkId::new("prove", s), &ch, |b, ch| {
+            b.iter(|| Proof::create(&data, black_box(ch)).unwrap())
         });
         g.bench_with_input(BenchmarkId::new("verify", s), &proof, |b, p| {
             b.iter(|| proofs::verify(&root, &ch, black_box(p)).unwrap())
         });
     }
-    g.bench_function("prove from scratch (build + prove), s=32", |b| {
-        b.iter(|| proofs::prove(black_box(&data), &challenge(2, 32)))
-    });
     g.finish();
 }
 
@@ -100,23 +98,22 @@ fn summary() {
     let n = PIECE as u64;
     let mut t = ratio::Table::default();
     t.time("memcpy 1 MiB", n, 51, || ratio::memcpy(&data, &mut dst));
-    t.time("blake3 flat hash 1 MiB", n, 51, || {
-        black_box(blake3::hash(&data));
+    t.time("commitment = blake3 hash (chosen)", n, 51, || {
+        black_box(proofs::commitment(&data));
     });
-    t.time("tree build: blake3, 1 KiB leaves (chosen)", n, 31, || {
-        black_box(Tree::build(&data));
+    t.time("separate tree: blake3, 1 KiB leaves", n, 31, || {
+        black_box(reference_tree(&data, 1024, blake3));
     });
-    t.time("tree build: blake3, 4 KiB leaves", n, 31, || {
+    t.time("separate tree: blake3, 4 KiB leaves", n, 31, || {
         black_box(reference_tree(&data, 4096, blake3));
     });
-    t.time("tree build: sha256, 1 KiB leaves", n, 11, || {
+    t.time("separate tree: sha256, 1 KiB leaves", n, 31, || {
         black_box(reference_tree(&data, 1024, sha256));
     });
-    t.print("Merkle tree build over a 1 MiB piece");
+    t.print("cost of committing to a 1 MiB piece");
 
-    let tree = Tree::build(&data);
-    let root = tree.root();
-    println!("\n== proofs for a 1 MiB piece (1024 leaves of 1 KiB, depth 10) ==");
+    let root = proofs::commitment(&data);
+    println!("\n== proofs for a 1 MiB piece (1024 leaves of 1 KiB, BLAKE3 tree depth 10) ==");
     println!(
         "{:>8} {:>12} {:>12} {:>14} {:>16} {:>16}",
         "samples", "prove us", "verify us", "proof bytes", "siblings sent", "separate paths"
@@ -126,7 +123,7 @@ fn summary() {
         let mut proof = None;
         let mut pt = ratio::Table::default();
         let p = pt.time("prove", 0, 101, || {
-            proof = Some(Proof::create(&tree, &data, &ch).unwrap())
+            proof = Some(Proof::create(&data, &ch).unwrap())
         });
         let proof = proof.unwrap();
         let v = pt.time("verify", 0, 101, || {

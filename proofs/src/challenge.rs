@@ -1,7 +1,7 @@
 //! Challenges: which piece, a fresh nonce, and how many leaves to sample.
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::merkle::Hash;
+use crate::merkle::{Hash, MAX_PIECE_LEN, leaf_count};
 
 /// The most leaves one challenge may sample. Bounds proof size at about 256 KiB + paths.
 pub const MAX_SAMPLES: u16 = 256;
@@ -12,7 +12,7 @@ pub const DEFAULT_SAMPLES: u16 = 32;
 
 const CHALLENGE_VERSION: u8 = 1;
 /// Encoded size of a [`Challenge`].
-pub const CHALLENGE_LEN: usize = 1 + 32 + 32 + 2;
+pub const CHALLENGE_LEN: usize = 1 + 32 + 8 + 32 + 2;
 
 const INDEX_KEY: &[u8; 32] = b"cairn/proofs/v1/challenge-index!";
 
@@ -25,6 +25,9 @@ pub struct Nonce(pub [u8; 32]);
 pub struct Challenge {
     /// The piece's content address (its BLAKE3 hash); opaque to this crate.
     pub piece: Hash,
+    /// The piece's length, as the manifest records it. The verifier's trusted source of the
+    /// tree's shape: a proof cannot claim another one.
+    pub piece_len: u64,
     /// Fresh and unpredictable per challenge.
     pub nonce: Nonce,
     /// Leaves to sample, at most [`MAX_SAMPLES`].
@@ -33,21 +36,22 @@ pub struct Challenge {
 
 impl Challenge {
     /// A challenge with the default sample count.
-    pub fn new(piece: Hash, nonce: Nonce) -> Self {
+    pub fn new(piece: Hash, piece_len: u64, nonce: Nonce) -> Self {
         Self {
             piece,
+            piece_len,
             nonce,
             samples: DEFAULT_SAMPLES,
         }
     }
 
-    /// The leaf indices this challenge selects in a piece of `leaves` leaves: ascending,
-    /// without repeats, `min(samples, leaves)` of them. A sample count outside
-    /// `1..=MAX_SAMPLES` is clamped into it, so no challenge is satisfied by an empty proof.
-    pub fn indices(&self, leaves: u64) -> Vec<u64> {
+    /// The leaf indices this challenge selects: ascending, without repeats,
+    /// `min(samples, leaves)` of them. A sample count outside `1..=MAX_SAMPLES` is clamped
+    /// into it, so no challenge is satisfied by an empty proof.
+    pub fn indices(&self) -> Vec<u64> {
         sample_indices(
             &self.nonce,
-            leaves,
+            leaf_count(self.piece_len),
             u64::from(self.samples.clamp(1, MAX_SAMPLES)),
         )
     }
@@ -57,6 +61,7 @@ impl Challenge {
         let mut w = Writer::with_capacity(CHALLENGE_LEN);
         w.u8(CHALLENGE_VERSION);
         w.raw(&self.piece.0);
+        w.u64(self.piece_len);
         w.raw(&self.nonce.0);
         w.u16(self.samples);
         w.into_bytes()
@@ -67,6 +72,14 @@ impl Challenge {
         let mut r = Reader::new(bytes);
         r.version("challenge", CHALLENGE_VERSION)?;
         let piece = Hash(r.array("piece")?);
+        let piece_len = r.u64("piece length")?;
+        if piece_len > MAX_PIECE_LEN {
+            return Err(DecodeError::TooLong {
+                field: "piece length",
+                len: piece_len,
+                max: MAX_PIECE_LEN,
+            });
+        }
         let nonce = Nonce(r.array("nonce")?);
         let samples = r.u16("samples")?;
         if samples == 0 || samples > MAX_SAMPLES {
@@ -79,6 +92,7 @@ impl Challenge {
         r.finish()?;
         Ok(Self {
             piece,
+            piece_len,
             nonce,
             samples,
         })
@@ -143,10 +157,11 @@ mod tests {
 
     #[test]
     fn small_pieces_sample_every_leaf() {
-        let c = Challenge::new(Hash([1; 32]), Nonce([2; 32]));
-        assert_eq!(c.indices(1), vec![0]);
-        assert_eq!(c.indices(5), vec![0, 1, 2, 3, 4]);
-        assert_eq!(c.indices(32).len(), 32);
+        let c = |len| Challenge::new(Hash([1; 32]), len, Nonce([2; 32]));
+        assert_eq!(c(0).indices(), vec![0]);
+        assert_eq!(c(1024).indices(), vec![0]);
+        assert_eq!(c(5 * 1024 - 3).indices(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(c(32 * 1024).indices().len(), 32);
     }
 
     #[test]
@@ -178,10 +193,11 @@ mod tests {
             n[..4].copy_from_slice(&i.to_le_bytes());
             let c = Challenge {
                 piece: Hash([0; 32]),
+                piece_len: 64 * 1024,
                 nonce: Nonce(n),
                 samples: 8,
             };
-            for idx in c.indices(64) {
+            for idx in c.indices() {
                 hits[idx as usize] += 1;
             }
         }
@@ -190,7 +206,7 @@ mod tests {
 
     #[test]
     fn decode_rejects_bad_input() {
-        let c = Challenge::new(Hash([3; 32]), Nonce([4; 32]));
+        let c = Challenge::new(Hash([3; 32]), 5000, Nonce([4; 32]));
         let bytes = c.encode();
         assert_eq!(Challenge::decode(&bytes), Ok(c));
         assert!(Challenge::decode(&bytes[..bytes.len() - 1]).is_err());
@@ -203,9 +219,15 @@ mod tests {
             Challenge::decode(&v2),
             Err(DecodeError::UnsupportedVersion { found: 2, .. })
         ));
-        let mut zero = bytes;
+        let mut zero = bytes.clone();
         zero[CHALLENGE_LEN - 2..].copy_from_slice(&0u16.to_le_bytes());
         assert!(Challenge::decode(&zero).is_err());
+        let mut huge = bytes;
+        huge[33..41].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            Challenge::decode(&huge),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 
     proptest! {
@@ -213,12 +235,12 @@ mod tests {
         fn indices_are_sorted_distinct_and_in_range(
             nonce in any::<[u8; 32]>(), n in 1u64..1_000_000, s in 1u16..=MAX_SAMPLES
         ) {
-            let c = Challenge { piece: Hash([0; 32]), nonce: Nonce(nonce), samples: s };
-            let idx = c.indices(n);
+            let c = Challenge { piece: Hash([0; 32]), piece_len: n * 1024, nonce: Nonce(nonce), samples: s };
+            let idx = c.indices();
             prop_assert_eq!(idx.len() as u64, u64::from(s).min(n));
             prop_assert!(idx.windows(2).all(|w| w[0] < w[1]));
             prop_assert!(idx.iter().all(|&i| i < n));
-            prop_assert_eq!(idx, c.indices(n));
+            prop_assert_eq!(idx, c.indices());
         }
 
         #[test]

@@ -1,25 +1,27 @@
-//! The Merkle commitment over a piece's bytes.
+//! The Merkle commitment over a piece's bytes: BLAKE3's own tree.
 //!
-//! The piece is cut into leaves of [`LEAF_SIZE`] bytes (the last one may be shorter; an
-//! empty piece has one empty leaf). Leaves and inner nodes are hashed with BLAKE3 in keyed
-//! mode under distinct keys, so a leaf can never be passed off as a node or the other way
-//! round. Levels are built pairwise; a node left without a sibling at the end of a level is
-//! carried up unchanged. The commitment [`Root`] binds the tree root *and* the piece length,
-//! so the verifier learns the leaf count from the root it already trusts.
+//! BLAKE3 is a Merkle tree: the input is cut into 1 KiB chunks, each chunk is compressed
+//! into a chaining value with its position bound in, and parents merge pairs of subtrees up
+//! to a root whose output is the hash. So the piece's BLAKE3 hash — its content address —
+//! *is* its Merkle commitment, and the leaves of the proof tree are BLAKE3 chunks
+//! ([`LEAF_SIZE`]). Nothing extra is computed or stored when a piece is written.
+//!
+//! The tree shape is BLAKE3's: a subtree of `len > 1 KiB` bytes splits into a left subtree
+//! of the largest power-of-two number of chunks strictly below `len` and the rest
+//! ([`blake3::hazmat::left_subtree_len`]). A subtree that holds no sampled leaf is sent as
+//! one chaining value, which the prover computes over its whole byte range at full SIMD
+//! speed.
 
 use std::fmt;
 
-/// Bytes per leaf. 1 KiB is one BLAKE3 chunk: a leaf costs exactly one chunk compression
-/// run, and a sampled leaf adds 1 KiB to a proof. See ARCHITECTURE.md for the measurement.
-pub const LEAF_SIZE: usize = 1024;
+use blake3::hazmat::{ChainingValue, HasherExt, Mode, left_subtree_len, merge_subtrees_non_root};
+
+/// Bytes per leaf: one BLAKE3 chunk.
+pub const LEAF_SIZE: usize = blake3::CHUNK_LEN;
 
 /// The largest piece a commitment may describe (1 TiB). Bounds every length derived from a
 /// peer-supplied piece length.
 pub const MAX_PIECE_LEN: u64 = 1 << 40;
-
-const LEAF_KEY: &[u8; 32] = b"cairn/proofs/v1/merkle-leaf-key!";
-const NODE_KEY: &[u8; 32] = b"cairn/proofs/v1/merkle-node-key!";
-const ROOT_KEY: &[u8; 32] = b"cairn/proofs/v1/merkle-root-key!";
 
 /// A 32-byte BLAKE3 output.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,7 +49,8 @@ impl fmt::Display for Hash {
     }
 }
 
-/// The commitment to one piece: what a manifest records and what proofs verify against.
+/// The commitment to one piece: its BLAKE3 hash, which the manifest records as the piece's
+/// address and which proofs verify against.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Root(pub [u8; 32]);
 
@@ -63,146 +66,59 @@ impl fmt::Display for Root {
     }
 }
 
-/// Number of leaves in a piece of `piece_len` bytes (at least one).
+/// Number of leaves in a piece of `piece_len` bytes (at least one: an empty piece is one
+/// empty chunk).
 pub fn leaf_count(piece_len: u64) -> u64 {
     piece_len.div_ceil(LEAF_SIZE as u64).max(1)
 }
 
-/// Byte length of leaf `index` in a piece of `piece_len` bytes.
-pub(crate) fn leaf_len(piece_len: u64, index: u64) -> usize {
-    let start = index.saturating_mul(LEAF_SIZE as u64);
-    // Always <= LEAF_SIZE, so the cast is lossless.
-    piece_len.saturating_sub(start).min(LEAF_SIZE as u64) as usize
-}
-
-pub(crate) fn hash_leaf(data: &[u8]) -> Hash {
-    Hash(*blake3::keyed_hash(LEAF_KEY, data).as_bytes())
-}
-
-pub(crate) fn hash_node(left: &Hash, right: &Hash) -> Hash {
-    let mut buf = [0u8; 64];
-    buf[..32].copy_from_slice(&left.0);
-    buf[32..].copy_from_slice(&right.0);
-    Hash(*blake3::keyed_hash(NODE_KEY, &buf).as_bytes())
-}
-
-pub(crate) fn commit(piece_len: u64, tree_root: &Hash) -> Root {
-    let mut buf = [0u8; 40];
-    buf[..8].copy_from_slice(&piece_len.to_le_bytes());
-    buf[8..].copy_from_slice(&tree_root.0);
-    Root(*blake3::keyed_hash(ROOT_KEY, &buf).as_bytes())
-}
-
-/// Walks the tree from a sorted, duplicate-free set of known nodes at the leaf level up to
-/// the root, asking `sibling(level, index)` for every sibling hash it cannot compute from
-/// what it already knows. Prover and verifier share this walk, so the set of siblings a
-/// proof carries and the set a verifier consumes are the same by construction.
-pub(crate) fn fold_to_root<E>(
-    mut known: Vec<(u64, Hash)>,
-    leaves: u64,
-    mut sibling: impl FnMut(usize, u64) -> Result<Hash, E>,
-) -> Result<Hash, E> {
-    let mut width = leaves;
-    let mut level = 0usize;
-    while width > 1 {
-        let mut next = Vec::with_capacity(known.len());
-        let mut i = 0;
-        while i < known.len() {
-            let (idx, h) = known[i];
-            let parent = if idx % 2 == 0 {
-                if i + 1 < known.len() && known[i + 1].0 == idx + 1 {
-                    i += 1;
-                    hash_node(&h, &known[i].1)
-                } else if idx + 1 < width {
-                    hash_node(&h, &sibling(level, idx + 1)?)
-                } else {
-                    h // no sibling at the end of an odd level: carried up
-                }
-            } else {
-                hash_node(&sibling(level, idx - 1)?, &h)
-            };
-            next.push((idx / 2, parent));
-            i += 1;
-        }
-        known = next;
-        width = width.div_ceil(2);
-        level += 1;
-    }
-    Ok(known.first().map(|(_, h)| *h).unwrap_or(Hash([0; 32])))
-}
-
-/// A piece's full Merkle tree, kept by the prover so that answering a challenge is a few
-/// lookups. Memory: about `64 / LEAF_SIZE` of the piece (6% at 1 KiB leaves).
-#[derive(Clone)]
-pub struct Tree {
-    piece_len: u64,
-    /// `levels[0]` are the leaf hashes; the last level holds the single tree root.
-    levels: Vec<Vec<Hash>>,
-}
-
-impl fmt::Debug for Tree {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tree")
-            .field("piece_len", &self.piece_len)
-            .field("leaves", &self.levels[0].len())
-            .field("root", &self.root())
-            .finish()
-    }
-}
-
-impl Tree {
-    /// Builds the tree over `piece`.
-    pub fn build(piece: &[u8]) -> Self {
-        let leaves: Vec<Hash> = if piece.is_empty() {
-            vec![hash_leaf(&[])]
-        } else {
-            piece.chunks(LEAF_SIZE).map(hash_leaf).collect()
-        };
-        let mut levels = vec![leaves];
-        while let Some(last) = levels.last().filter(|l| l.len() > 1) {
-            let next = last
-                .chunks(2)
-                .map(|pair| match pair {
-                    [l, r] => hash_node(l, r),
-                    [single] => *single,
-                    _ => unreachable!("chunks(2) yields one or two"),
-                })
-                .collect();
-            levels.push(next);
-        }
-        Self {
-            piece_len: piece.len() as u64,
-            levels,
-        }
-    }
-
-    /// The piece length the tree was built over.
-    pub fn piece_len(&self) -> u64 {
-        self.piece_len
-    }
-
-    /// Number of leaves.
-    pub fn leaf_count(&self) -> u64 {
-        self.levels[0].len() as u64
-    }
-
-    /// The commitment to the piece.
-    pub fn root(&self) -> Root {
-        let top = self.levels.last().and_then(|l| l.first()).copied();
-        commit(self.piece_len, &top.unwrap_or(Hash([0; 32])))
-    }
-
-    pub(crate) fn node(&self, level: usize, index: u64) -> Option<Hash> {
-        self.levels
-            .get(level)?
-            .get(usize::try_from(index).ok()?)
-            .copied()
-    }
-}
-
-/// The commitment to `piece` without keeping the tree.
+/// The commitment to `piece`: its BLAKE3 hash.
 pub fn commitment(piece: &[u8]) -> Root {
-    Tree::build(piece).root()
+    Root(*blake3::hash(piece).as_bytes())
+}
+
+/// Chaining value of the subtree of `bytes` starting at byte `offset` of the piece.
+/// `offset` and `bytes.len()` must describe a subtree of BLAKE3's tree (the walk below only
+/// produces such ranges), and the subtree must not be the whole piece.
+pub(crate) fn subtree_cv(offset: u64, bytes: &[u8]) -> ChainingValue {
+    blake3::Hasher::new()
+        .set_input_offset(offset)
+        .update(bytes)
+        .finalize_non_root()
+}
+
+/// Merges two subtree chaining values into their (non-root) parent.
+pub(crate) fn merge(left: &ChainingValue, right: &ChainingValue) -> ChainingValue {
+    merge_subtrees_non_root(left, right, Mode::Hash)
+}
+
+/// A subtree of the piece: byte offset, byte length, and the sampled leaf indices inside it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span<'a> {
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) sampled: &'a [u64],
+}
+
+impl<'a> Span<'a> {
+    /// Splits a span of more than one chunk where BLAKE3 splits it.
+    pub(crate) fn split(self) -> (Span<'a>, Span<'a>) {
+        let left_len = left_subtree_len(self.len);
+        let boundary = (self.start + left_len) / LEAF_SIZE as u64;
+        let cut = self.sampled.partition_point(|&i| i < boundary);
+        (
+            Span {
+                start: self.start,
+                len: left_len,
+                sampled: &self.sampled[..cut],
+            },
+            Span {
+                start: self.start + left_len,
+                len: self.len - left_len,
+                sampled: &self.sampled[cut..],
+            },
+        )
+    }
 }
 
 #[cfg(test)]
@@ -215,34 +131,40 @@ mod tests {
         assert_eq!(leaf_count(1), 1);
         assert_eq!(leaf_count(1024), 1);
         assert_eq!(leaf_count(1025), 2);
-        assert_eq!(leaf_len(1025, 0), 1024);
-        assert_eq!(leaf_len(1025, 1), 1);
-        assert_eq!(leaf_len(0, 0), 0);
-        assert_eq!(leaf_len(10, u64::MAX), 0);
     }
 
     #[test]
-    fn commitment_binds_length_and_content() {
-        let a = commitment(&[0u8; 100]);
-        assert_ne!(a, commitment(&[0u8; 101]));
-        assert_ne!(a, commitment(&[1u8; 100]));
-        assert_ne!(commitment(&[]), commitment(&[0]));
-        assert_eq!(a, commitment(&[0u8; 100]));
-    }
-
-    #[test]
-    fn fold_of_all_leaves_matches_tree() {
-        for len in [0usize, 1, 1024, 1025, 3 * 1024, 5 * 1024 + 7, 64 * 1024] {
+    fn subtree_walk_reproduces_blake3() {
+        // Merging chunk chaining values along the walk gives exactly blake3::hash.
+        fn cv(data: &[u8], span: Span<'_>) -> ChainingValue {
+            if span.len <= LEAF_SIZE as u64 {
+                return subtree_cv(
+                    span.start,
+                    &data[span.start as usize..(span.start + span.len) as usize],
+                );
+            }
+            let (l, r) = span.split();
+            merge(&cv(data, l), &cv(data, r))
+        }
+        for len in [
+            1025usize,
+            2048,
+            3000,
+            4096,
+            5 * 1024 + 7,
+            64 * 1024,
+            100_003,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            let tree = Tree::build(&data);
-            let known: Vec<_> = (0..tree.leaf_count())
-                .map(|i| (i, tree.node(0, i).unwrap()))
-                .collect();
-            let top = fold_to_root(known, tree.leaf_count(), |_, _| -> Result<Hash, ()> {
-                panic!("no sibling needed when every leaf is known")
-            })
-            .unwrap();
-            assert_eq!(commit(len as u64, &top), tree.root(), "len {len}");
+            let (l, r) = Span {
+                start: 0,
+                len: len as u64,
+                sampled: &[],
+            }
+            .split();
+            let root =
+                blake3::hazmat::merge_subtrees_root(&cv(&data, l), &cv(&data, r), Mode::Hash);
+            assert_eq!(root, blake3::hash(&data), "len {len}");
         }
     }
 }

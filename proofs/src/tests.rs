@@ -17,9 +17,10 @@ fn piece(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn challenge(nonce: [u8; 32], samples: u16) -> Challenge {
+fn challenge(len: usize, nonce: [u8; 32], samples: u16) -> Challenge {
     Challenge {
         piece: Hash([0xAB; 32]),
+        piece_len: len as u64,
         nonce: Nonce(nonce),
         samples,
     }
@@ -51,16 +52,16 @@ proptest! {
         seed in any::<u64>(), len in piece_len(), nonce in any::<[u8; 32]>(), s in 1u16..=64
     ) {
         let data = piece(seed, len);
-        let tree = Tree::build(&data);
-        let c = challenge(nonce, s);
-        let proof = Proof::create(&tree, &data, &c).unwrap();
-        prop_assert_eq!(verify(&tree.root(), &c, &proof), Ok(()));
+        let root = commitment(&data);
+        let c = challenge(data.len(), nonce, s);
+        let proof = Proof::create(&data, &c).unwrap();
+        prop_assert_eq!(verify(&root, &c, &proof), Ok(()));
         let wire = proof.encode();
         prop_assert_eq!(wire.len(), proof.encoded_len());
         prop_assert!(wire.len() <= MAX_PROOF_LEN);
         let back = Proof::decode(&wire).unwrap();
         prop_assert_eq!(&back, &proof);
-        prop_assert_eq!(verify(&tree.root(), &c, &back), Ok(()));
+        prop_assert_eq!(verify(&root, &c, &back), Ok(()));
     }
 
     #[test]
@@ -69,12 +70,12 @@ proptest! {
         which in any::<usize>(), bit in any::<usize>()
     ) {
         let data = piece(seed, len);
-        let tree = Tree::build(&data);
-        let c = challenge(nonce, 16);
-        let mut proof = Proof::create(&tree, &data, &c).unwrap();
+        let root = commitment(&data);
+        let c = challenge(data.len(), nonce, 16);
+        let mut proof = Proof::create(&data, &c).unwrap();
         let n = proof.leaves.len();
         flip(&mut proof.leaves[which % n], bit);
-        prop_assert_eq!(verify(&tree.root(), &c, &proof), Err(ProofError::RootMismatch));
+        prop_assert_eq!(verify(&root, &c, &proof), Err(ProofError::RootMismatch));
     }
 
     #[test]
@@ -83,13 +84,13 @@ proptest! {
         which in any::<usize>(), bit in 0usize..256
     ) {
         let data = piece(seed, len);
-        let tree = Tree::build(&data);
-        let c = challenge(nonce, 8);
-        let mut proof = Proof::create(&tree, &data, &c).unwrap();
+        let root = commitment(&data);
+        let c = challenge(data.len(), nonce, 8);
+        let mut proof = Proof::create(&data, &c).unwrap();
         prop_assume!(!proof.siblings.is_empty());
         let n = proof.siblings.len();
         flip(&mut proof.siblings[which % n].0, bit);
-        prop_assert_eq!(verify(&tree.root(), &c, &proof), Err(ProofError::RootMismatch));
+        prop_assert_eq!(verify(&root, &c, &proof), Err(ProofError::RootMismatch));
     }
 
     #[test]
@@ -97,34 +98,38 @@ proptest! {
         seed in any::<u64>(), len in piece_len(), nonce in any::<[u8; 32]>(), bit in 0usize..256
     ) {
         let data = piece(seed, len);
-        let tree = Tree::build(&data);
-        let c = challenge(nonce, 16);
-        let proof = Proof::create(&tree, &data, &c).unwrap();
+        let root = commitment(&data);
+        let c = challenge(data.len(), nonce, 16);
+        let proof = Proof::create(&data, &c).unwrap();
         let mut other = nonce;
         flip(&mut other, bit);
-        let c2 = challenge(other, 16);
+        let c2 = challenge(data.len(), other, 16);
         // The proof names the nonce it answers...
-        prop_assert_eq!(verify(&tree.root(), &c2, &proof), Err(ProofError::WrongNonce));
+        prop_assert_eq!(verify(&root, &c2, &proof), Err(ProofError::WrongNonce));
         // ...and relabelling it does not help: the new nonce selects other leaves. (With
         // 512 leaves and 16 samples two nonces pick the same set with odds below 1e-30.)
-        if tree.leaf_count() >= 512 {
+        if leaf_count(data.len() as u64) >= 512 {
             let mut relabelled = proof.clone();
             relabelled.nonce = Nonce(other);
-            prop_assert!(verify(&tree.root(), &c2, &relabelled).is_err());
+            prop_assert!(verify(&root, &c2, &relabelled).is_err());
         }
     }
 
     #[test]
-    fn a_wrong_piece_length_fails(
+    fn a_proof_for_another_length_fails(
         seed in any::<u64>(), len in 1usize..40 * LEAF_SIZE, nonce in any::<[u8; 32]>(),
-        delta in 1u64..5000
+        delta in 1024usize..5000
     ) {
         let data = piece(seed, len);
-        let tree = Tree::build(&data);
-        let c = challenge(nonce, 16);
-        let mut proof = Proof::create(&tree, &data, &c).unwrap();
-        proof.piece_len = proof.piece_len.wrapping_add(delta);
-        prop_assert!(verify(&tree.root(), &c, &proof).is_err());
+        let root = commitment(&data);
+        let c = challenge(len, nonce, 16);
+        let proof = Proof::create(&data, &c).unwrap();
+        // The prover refuses a challenge for a length its bytes do not have...
+        let longer = challenge(len + delta, nonce, 16);
+        let refused = Proof::create(&data, &longer);
+        prop_assert!(matches!(refused, Err(ProveError::LengthMismatch { .. })), "{:?}", refused);
+        // ...and a proof does not verify under another tree shape.
+        prop_assert!(verify(&root, &longer, &proof).is_err());
     }
 
     #[test]
@@ -133,10 +138,9 @@ proptest! {
         cut in any::<usize>()
     ) {
         let data = piece(seed, len);
-        let tree = Tree::build(&data);
-        let c = challenge(nonce, 4);
-        let proof = Proof::create(&tree, &data, &c).unwrap();
-        let root = tree.root();
+        let root = commitment(&data);
+        let c = challenge(data.len(), nonce, 4);
+        let proof = Proof::create(&data, &c).unwrap();
 
         let mut fewer_siblings = proof.clone();
         fewer_siblings.siblings.pop();
@@ -174,7 +178,7 @@ proptest! {
         seed in any::<u64>(), len in 0usize..20 * LEAF_SIZE, at in any::<usize>(), byte in any::<u8>()
     ) {
         let data = piece(seed, len);
-        let mut wire = prove(&data, &challenge([1; 32], 8)).encode();
+        let mut wire = prove(&data, &challenge(data.len(), [1; 32], 8)).unwrap().encode();
         let i = at % wire.len();
         wire[i] = byte;
         fuzz_proof_decoder(&wire);
@@ -185,8 +189,8 @@ proptest! {
 fn a_proof_for_another_piece_fails() {
     let a = piece(1, 50 * LEAF_SIZE);
     let b = piece(2, 50 * LEAF_SIZE);
-    let c = challenge([5; 32], 32);
-    let proof = prove(&b, &c);
+    let c = challenge(a.len(), [5; 32], 32);
+    let proof = prove(&b, &c).unwrap();
     assert_eq!(
         verify(&commitment(&a), &c, &proof),
         Err(ProofError::RootMismatch)
@@ -195,9 +199,9 @@ fn a_proof_for_another_piece_fails() {
 
 #[test]
 fn multiproof_shares_siblings() {
-    let data = piece(3, 1024 * LEAF_SIZE); // 1 MiB, depth 10
-    let c = challenge([6; 32], 32);
-    let proof = prove(&data, &c);
+    let data = piece(3, 1024 * LEAF_SIZE); // 1 MiB: BLAKE3 tree of depth 10
+    let c = challenge(data.len(), [6; 32], 32);
+    let proof = prove(&data, &c).unwrap();
     let separate_paths = 32 * 10;
     assert!(
         proof.siblings.len() < separate_paths,
@@ -208,10 +212,9 @@ fn multiproof_shares_siblings() {
 
 #[test]
 fn hostile_counts_are_refused() {
-    // A version byte, nonce and length, then a leaf count of u32::MAX with no leaves.
+    // A version byte and nonce, then a leaf count of u32::MAX with no leaves.
     let mut wire = vec![1u8];
     wire.extend_from_slice(&[0; 32]);
-    wire.extend_from_slice(&0u64.to_le_bytes());
     wire.extend_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(
         Proof::decode(&wire),
@@ -231,12 +234,11 @@ fn hostile_counts_are_refused() {
 fn oversized_piece_length_is_refused() {
     let proof = Proof {
         nonce: Nonce([0; 32]),
-        piece_len: u64::MAX,
         leaves: vec![],
         siblings: vec![],
     };
     assert_eq!(
-        verify(&Root([0; 32]), &challenge([0; 32], 1), &proof),
+        verify(&Root([0; 32]), &challenge(usize::MAX, [0; 32], 1), &proof),
         Err(ProofError::PieceTooLong(u64::MAX))
     );
 }
@@ -244,22 +246,21 @@ fn oversized_piece_length_is_refused() {
 #[test]
 fn a_zero_sample_challenge_is_not_satisfied_by_an_empty_proof() {
     let data = piece(4, 10 * LEAF_SIZE);
-    let tree = Tree::build(&data);
-    let c = challenge([8; 32], 0);
+    let root = commitment(&data);
+    let c = challenge(data.len(), [8; 32], 0);
     let empty = Proof {
         nonce: c.nonce,
-        piece_len: data.len() as u64,
         leaves: vec![],
         siblings: vec![],
     };
     assert!(matches!(
-        verify(&tree.root(), &c, &empty),
+        verify(&root, &c, &empty),
         Err(ProofError::WrongLeafCount {
             expected: 1,
             found: 0
         })
     ));
-    let honest = Proof::create(&tree, &data, &c).unwrap();
+    let honest = Proof::create(&data, &c).unwrap();
     assert_eq!(honest.leaves.len(), 1);
-    assert_eq!(verify(&tree.root(), &c, &honest), Ok(()));
+    assert_eq!(verify(&root, &c, &honest), Ok(()));
 }

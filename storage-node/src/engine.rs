@@ -232,7 +232,7 @@ pub fn encode_files(
             for (pi, piece) in pieces.iter().enumerate() {
                 let r = PieceRef {
                     id: PieceId::of(piece),
-                    root: proofs::commitment(piece),
+                    len: l.block_len,
                 };
                 let slot = PieceSlot {
                     file: fi,

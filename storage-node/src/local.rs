@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use proofs::{Challenge, Hash, Nonce};
+use proofs::Nonce;
 use thiserror::Error;
 use tracing::info;
 
@@ -162,11 +162,11 @@ impl LocalCluster {
         for r in manifest.pieces() {
             let mut nonce = [0u8; 32];
             getrandom::fill(&mut nonce).map_err(ClusterError::Random)?;
-            let challenge = Challenge::new(Hash(r.id.0), Nonce(nonce));
+            let challenge = r.challenge(Nonce(nonce));
             let holder = self.holder(&r.id)?;
             let verified = holder
                 .and_then(|(_, s)| s.prove(&challenge).ok())
-                .filter(|p| proofs::verify(&r.root, &challenge, p).is_ok());
+                .filter(|p| proofs::verify(&r.root(), &challenge, p).is_ok());
             match verified {
                 Some(p) => {
                     round.passed += 1;

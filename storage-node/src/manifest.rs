@@ -1,8 +1,9 @@
 //! Manifests: the signed, content-addressed description of one dataset version.
 //!
 //! A manifest lists the version's files (path, size, BLAKE3 hash), the dataset card and
-//! license, the erasure parameters, and for every stripe of every file the hash and Merkle
-//! commitment of each of its `k + m` pieces. The publisher signs it with ed25519; its
+//! license, the erasure parameters, and for every stripe of every file the BLAKE3 hash of
+//! each of its `k + m` pieces. The hash is also the piece's Merkle commitment: BLAKE3 is a
+//! tree over 1 KiB chunks, and proofs of storage are checked against it (see `proofs`). The publisher signs it with ed25519; its
 //! [`VersionId`] is the BLAKE3 hash of the encoded, signed bytes.
 //!
 //! **A [`Manifest`] value is always verified**: the only ways to get one are
@@ -15,7 +16,8 @@
 //! Little-endian, via [`proofs::codec`]: a version byte, the body (name, parent, creation
 //! time, card, license, `k`, `m`, block size, files with their stripes and pieces, publisher
 //! key), then a 64-byte signature over `"cairn-manifest-v1\0" || everything before it`.
-//! Pieces per stripe are not counted on the wire: there are always `k + m`.
+//! Pieces per stripe are not counted on the wire: there are always `k + m`, each
+//! `block_len` bytes long.
 
 use std::collections::HashSet;
 
@@ -96,10 +98,22 @@ impl PublisherKey {
 /// One piece of a stripe: where to find it and what to check it against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PieceRef {
-    /// BLAKE3 hash of the piece: its address and its read-path check.
+    /// BLAKE3 hash of the piece: its address, its read-path check and its Merkle commitment.
     pub id: PieceId,
-    /// Merkle commitment: what proofs of storage are checked against.
-    pub root: Root,
+    /// Its length: the stripe's block length (stored once per stripe on the wire).
+    pub len: u32,
+}
+
+impl PieceRef {
+    /// The commitment proofs of storage are verified against.
+    pub fn root(&self) -> Root {
+        Root(self.id.0)
+    }
+
+    /// A challenge for this piece with `nonce` and the default sample count.
+    pub fn challenge(&self, nonce: proofs::Nonce) -> proofs::Challenge {
+        proofs::Challenge::new(self.id.to_proofs_hash(), u64::from(self.len), nonce)
+    }
 }
 
 /// One stripe of a file.
@@ -202,6 +216,12 @@ impl ManifestBody {
                         s.pieces.len()
                     ));
                 }
+                if s.pieces.iter().any(|p| p.len != s.block_len) {
+                    return inconsistent(format!(
+                        "{}: stripe {i} has a piece whose length is not the block length",
+                        f.path
+                    ));
+                }
             }
             if layout.next().is_some() {
                 return inconsistent(format!("{}: fewer stripes than its size needs", f.path));
@@ -237,7 +257,6 @@ impl ManifestBody {
                 w.u32(s.block_len);
                 for p in &s.pieces {
                     w.raw(p.id.as_bytes());
-                    w.raw(&p.root.0);
                 }
             }
         }
@@ -262,7 +281,7 @@ impl ManifestBody {
         let card = r.str(MAX_CARD_LEN, "card")?.to_string();
         let license = r.str(MAX_LICENSE_LEN, "license")?.to_string();
         let params = ErasureParams::new(r.u16("k")?, r.u16("m")?, r.u32("block size")?)?;
-        let piece_bytes = 64 * params.n();
+        let piece_bytes = 32 * params.n();
         let n_files = r.count(MAX_FILES, 4 + 8 + 32 + 4, "file count")?;
         let mut files = Vec::with_capacity(n_files);
         for _ in 0..n_files {
@@ -278,7 +297,7 @@ impl ManifestBody {
                 for _ in 0..params.n() {
                     pieces.push(PieceRef {
                         id: PieceId(r.array("piece id")?),
-                        root: Root(r.array("piece root")?),
+                        len: block_len,
                     });
                 }
                 stripes.push(Stripe {
@@ -468,7 +487,7 @@ mod tests {
                     .iter()
                     .map(|p| PieceRef {
                         id: PieceId::of(p),
-                        root: proofs::commitment(p),
+                        len: l.block_len,
                     })
                     .collect();
                 stripes.push(Stripe {

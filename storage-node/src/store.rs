@@ -180,16 +180,13 @@ pub enum Put {
 pub struct PieceMeta {
     /// Length in bytes.
     pub len: u64,
-    /// Merkle commitment, computed from the bytes when they were stored.
-    pub root: Root,
 }
 
 impl PieceMeta {
     fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(41);
+        let mut w = Writer::with_capacity(9);
         w.u8(META_VERSION);
         w.u64(self.len);
-        w.raw(&self.root.0);
         w.into_bytes()
     }
 
@@ -201,9 +198,8 @@ impl PieceMeta {
         let mut r = Reader::new(bytes);
         r.version("piece record", META_VERSION).map_err(bad)?;
         let len = r.u64("length").map_err(bad)?;
-        let root = Root(r.array("root").map_err(bad)?);
         r.finish().map_err(bad)?;
-        Ok(Self { len, root })
+        Ok(Self { len })
     }
 }
 
@@ -475,7 +471,6 @@ impl PieceStore {
     fn write_piece(&self, id: PieceId, bytes: &[u8]) -> Result<(), StoreError> {
         let meta = PieceMeta {
             len: bytes.len() as u64,
-            root: proofs::commitment(bytes),
         };
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
@@ -566,23 +561,22 @@ impl PieceStore {
         Ok(bytes)
     }
 
-    /// Answers a proof-of-storage challenge for a held piece. The tree is built from the
-    /// bytes on disk; if its root is not the one recorded at store time, the piece is
-    /// reported corrupt instead of answered.
+    /// Answers a proof-of-storage challenge for a held piece. The proof is made from the
+    /// bytes on disk and checked against the piece's id before it is returned: its sibling
+    /// values cover every byte not sampled, so any corruption anywhere in the piece shows up
+    /// as a mismatch, and a corrupt piece is reported instead of answered.
     pub fn prove(&self, challenge: &Challenge) -> Result<Proof, StoreError> {
         let id = PieceId(challenge.piece.0);
-        let (meta, bytes) = self.read_file(&id)?;
-        let tree = proofs::Tree::build(&bytes);
-        if tree.root() != meta.root {
-            return Err(StoreError::Corrupt {
-                id,
-                reason: "Merkle root differs from the one recorded at store time".into(),
-            });
-        }
-        Proof::create(&tree, &bytes, challenge).map_err(|e| StoreError::Corrupt {
+        let (_, bytes) = self.read_file(&id)?;
+        let proof = Proof::create(&bytes, challenge).map_err(|e| StoreError::Corrupt {
             id,
             reason: e.to_string(),
-        })
+        })?;
+        proofs::verify(&Root(id.0), challenge, &proof).map_err(|e| StoreError::Corrupt {
+            id,
+            reason: format!("bytes on disk no longer match the piece's hash ({e})"),
+        })?;
+        Ok(proof)
     }
 
     /// Removes a piece (index entry first, then the file). Returns whether it was held.

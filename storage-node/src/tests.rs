@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
-use proofs::{Challenge, Hash, Nonce};
+use proofs::Nonce;
 
 use crate::engine::{self, EncodeOptions, PieceSlot, SourceFile};
 use crate::erasure::{ErasureError, ErasureParams};
@@ -327,9 +327,9 @@ fn scrub_and_prove_catch_corruption_on_disk() {
     }
     // Every stored piece proves against the root the manifest recorded.
     for r in m.pieces() {
-        let c = Challenge::new(Hash(r.id.0), Nonce(*r.id.as_bytes()));
+        let c = r.challenge(Nonce(*r.id.as_bytes()));
         let proof = store.prove(&c).unwrap();
-        proofs::verify(&r.root, &c, &proof).unwrap();
+        proofs::verify(&r.root(), &c, &proof).unwrap();
     }
     assert!(store.scrub().unwrap().corrupt.is_empty());
 
@@ -353,7 +353,7 @@ fn scrub_and_prove_catch_corruption_on_disk() {
         store.get_piece(&victim.id),
         Err(StoreError::Corrupt { .. })
     ));
-    let c = Challenge::new(Hash(victim.id.0), Nonce([3; 32]));
+    let c = victim.challenge(Nonce([3; 32]));
     assert!(matches!(store.prove(&c), Err(StoreError::Corrupt { .. })));
 }
 
