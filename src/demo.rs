@@ -90,10 +90,7 @@ fn generate(dir: &Path, size: u64, rng: &mut Rng) -> Result<Vec<(String, blake3:
     let rest = size.saturating_sub(size / 4);
     for i in 0..3u64 {
         let len = rest / 3 + i * 4099; // deliberately not block-aligned
-        let bytes: Vec<u8> = (0..len.div_ceil(8))
-            .flat_map(|_| rng.next().to_le_bytes())
-            .take(len as usize)
-            .collect();
+        let bytes = storage_node::local::synthetic(len as usize, rng.next());
         files.push((format!("shards/shard-{i:03}.bin"), bytes));
     }
     files.push(("shards/EMPTY".into(), Vec::new()));
@@ -200,10 +197,34 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         "\n5. Lose {} nodes for good (data directories deleted)",
         params.m()
     );
+    // The victim of step 6: a piece of the largest file's first stripe. Its stripe must keep
+    // a piece to spare after the losses, so one lost node is chosen among the nodes that
+    // hold none of that stripe (there are `nodes - (k + m)` of them).
+    let stripe = manifest
+        .files()
+        .iter()
+        .max_by_key(|f| f.size)
+        .and_then(|f| f.stripes.first());
+    let holders: Vec<usize> = stripe
+        .map(|s| {
+            s.pieces
+                .iter()
+                .filter_map(|r| holder_of(&cluster, &r.id))
+                .collect()
+        })
+        .unwrap_or_default();
+    let bystanders: Vec<usize> = (0..args.nodes).filter(|i| !holders.contains(i)).collect();
+    let corrupted: Option<(usize, PieceId)> = match (stripe, bystanders.is_empty()) {
+        (Some(s), false) => Some((holders[0], s.pieces[0].id)),
+        _ => None,
+    };
     let mut lost = Vec::new();
+    if corrupted.is_some() {
+        lost.push(bystanders[rng.below(bystanders.len() as u64) as usize]);
+    }
     while lost.len() < usize::from(params.m()) {
         let i = rng.below(args.nodes as u64) as usize;
-        if !lost.contains(&i) {
+        if !lost.contains(&i) && corrupted.is_none_or(|(node, _)| node != i) {
             lost.push(i);
         }
     }
@@ -213,24 +234,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     }
     println!("   lost nodes {lost:?}");
 
-    // Corrupt one piece on a surviving node, in a stripe that still has a piece to spare.
-    let mut corrupted: Option<(usize, PieceId)> = None;
-    'find: for f in manifest.files() {
-        for s in &f.stripes {
-            let holders: Vec<Option<usize>> = s
-                .pieces
-                .iter()
-                .map(|r| holder_of(&cluster, &r.id))
-                .collect();
-            let missing = holders.iter().filter(|h| h.is_none()).count();
-            if missing < usize::from(params.m())
-                && let Some((r, Some(node))) =
-                    s.pieces.iter().zip(&holders).find(|(_, h)| h.is_some())
-            {
-                corrupted = Some((*node, r.id));
-                break 'find;
-            }
-        }
+    if corrupted.is_none() {
+        println!(
+            "   (no bit flip: with nodes = k + m every stripe is on every node, so none has a piece to spare)"
+        );
     }
     if let Some((node, id)) = corrupted {
         let h = id.to_string();

@@ -234,15 +234,34 @@ impl StripeEncoder {
             block.resize(bl, 0);
             pieces.push(block);
         }
-        // Reuses the working space; also clears any state a failed round left behind.
-        self.rs.reset(k, usize::from(self.params.m), bl)?;
-        for p in &pieces {
-            self.rs.add_original_shard(p)?;
+        let m = usize::from(self.params.m);
+        pieces.resize(k + m, vec![0u8; bl]);
+        let (data_blocks, parity) = pieces.split_at_mut(k);
+        for (off, len) in slices(bl) {
+            // Reuses the working space; also clears any state a failed round left behind.
+            self.rs.reset(k, m, len)?;
+            for block in data_blocks.iter() {
+                self.rs.add_original_shard(&block[off..off + len])?;
+            }
+            let result = self.rs.encode()?;
+            for (p, rec) in parity.iter_mut().zip(result.recovery_iter()) {
+                p[off..off + len].copy_from_slice(rec);
+            }
         }
-        let result = self.rs.encode()?;
-        pieces.extend(result.recovery_iter().map(<[u8]>::to_vec));
         Ok(pieces)
     }
+}
+
+/// Bytes coded per codec call. Reed-Solomon works symbol by symbol, so a block can be
+/// coded in slices (at multiples of 64 bytes the result is identical) and a slice's working
+/// set stays in cache: 64 KiB slices code 1 MiB blocks about twice as fast as whole blocks
+/// (see the block-size sweep in `benches/erasure.rs`).
+const SLICE: usize = 64 << 10;
+
+fn slices(block_len: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..block_len)
+        .step_by(SLICE)
+        .map(move |off| (off, SLICE.min(block_len - off)))
 }
 
 /// Rebuilds a stripe's data from any `k` of its pieces. `pieces[i]` is piece `i` (data
@@ -287,24 +306,40 @@ pub fn reconstruct(
         out.truncate(data_len);
         return Ok(out);
     }
-    let mut dec = ReedSolomonDecoder::new(k, m, bl)?;
-    for (i, p) in pieces[..k].iter().enumerate() {
-        if let Some(p) = p {
-            dec.add_original_shard(i, p)?;
+    let mut rebuilt: Vec<Option<Vec<u8>>> = pieces[..k]
+        .iter()
+        .map(|p| p.is_none().then(|| vec![0u8; bl]))
+        .collect();
+    let mut dec = ReedSolomonDecoder::new(k, m, bl.min(SLICE))?;
+    for (off, len) in slices(bl) {
+        dec.reset(k, m, len)?;
+        for (i, p) in pieces[..k].iter().enumerate() {
+            if let Some(p) = p {
+                dec.add_original_shard(i, &p[off..off + len])?;
+            }
+        }
+        for (i, p) in pieces[k..].iter().enumerate() {
+            if let Some(p) = p {
+                dec.add_recovery_shard(i, &p[off..off + len])?;
+            }
+        }
+        let restored = dec.decode()?;
+        for (i, buf) in rebuilt.iter_mut().enumerate() {
+            if let Some(buf) = buf {
+                let r = restored
+                    .restored_original(i)
+                    .ok_or_else(|| ErasureError::Codec(format!("piece {i} not restored")))?;
+                buf[off..off + len].copy_from_slice(r);
+            }
         }
     }
-    for (i, p) in pieces[k..].iter().enumerate() {
-        if let Some(p) = p {
-            dec.add_recovery_shard(i, p)?;
-        }
-    }
-    let restored = dec.decode()?;
-    for (i, p) in pieces[..k].iter().enumerate() {
-        let block = match p {
-            Some(p) => *p,
-            None => restored
-                .restored_original(i)
-                .ok_or_else(|| ErasureError::Codec(format!("piece {i} not restored")))?,
+    for (p, r) in pieces[..k].iter().zip(&rebuilt) {
+        let block = match (p, r) {
+            (Some(p), _) => *p,
+            (None, Some(r)) => r.as_slice(),
+            (None, None) => {
+                return Err(ErasureError::Codec("block neither held nor rebuilt".into()));
+            }
         };
         out.extend_from_slice(block);
         if out.len() >= data_len {
@@ -413,6 +448,28 @@ mod tests {
             cases += 1;
         }
         assert_eq!(cases, 1001);
+    }
+
+    #[test]
+    fn sliced_coding_matches_whole_block_coding() {
+        // Blocks above one slice, with a tail slice that is not a multiple of 64 bytes.
+        for bl in [SLICE + 2, 3 * SLICE + 1236, 1 << 20] {
+            let p = ErasureParams::new(4, 3, bl as u32).unwrap();
+            let data = bytes(4 * bl - 5, 3);
+            let pieces = StripeEncoder::new(p)
+                .unwrap()
+                .encode(&data, bl as u32)
+                .unwrap();
+            let whole = reed_solomon_simd::encode(4, 3, &pieces[..4]).unwrap();
+            assert_eq!(&pieces[4..], &whole[..], "block {bl}");
+            let avail: Vec<Option<&[u8]>> = (0..7)
+                .map(|i| (!matches!(i, 0 | 2 | 3)).then_some(pieces[i].as_slice()))
+                .collect();
+            assert_eq!(
+                reconstruct(&p, data.len() as u64, bl as u32, &avail).unwrap(),
+                data
+            );
+        }
     }
 
     proptest! {

@@ -223,6 +223,21 @@ impl LocalCluster {
     }
 }
 
+/// Deterministic pseudo-random bytes (xorshift64) for demos, tests and benchmarks:
+/// incompressible enough to exercise the codec, reproducible from `seed`.
+pub fn synthetic(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

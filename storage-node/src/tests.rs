@@ -1,6 +1,7 @@
 //! Library tests of the whole engine: files on disk → pieces in real rocksdb-backed stores
 //! → files again, with pieces lost and corrupted on the way.
 
+use crate::local::synthetic as data;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
@@ -12,18 +13,6 @@ use crate::erasure::{ErasureError, ErasureParams};
 use crate::manifest::{Manifest, PublisherKey};
 use crate::store::{PieceStore, Put, StoreError, StoreOptions};
 use crate::{EngineError, PieceId};
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn opts(name: &str, params: ErasureParams) -> EncodeOptions {
     EncodeOptions {

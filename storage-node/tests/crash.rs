@@ -12,22 +12,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use storage_node::local::synthetic as data;
 
 use storage_node::{PieceId, PieceStore, StoreOptions};
 
 const CHILD_ENV: &str = "CAIRN_CRASH_CHILD_DIR";
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn open(dir: &Path) -> (PieceStore, storage_node::OpenReport) {
     PieceStore::open(StoreOptions {
