@@ -82,7 +82,13 @@ impl Challenge {
         }
         let nonce = Nonce(r.array("nonce")?);
         let samples = r.u16("samples")?;
-        if samples == 0 || samples > MAX_SAMPLES {
+        if samples == 0 {
+            return Err(DecodeError::Invalid {
+                field: "samples",
+                reason: "a challenge samples at least one leaf",
+            });
+        }
+        if samples > MAX_SAMPLES {
             return Err(DecodeError::TooLong {
                 field: "samples",
                 len: u64::from(samples),

@@ -97,15 +97,22 @@ pub fn prove(piece: &[u8], challenge: &Challenge) -> Result<Proof, ProveError> {
     Proof::create(piece, challenge)
 }
 
-/// The fuzz entry point for the proof decoder, shared by `fuzz/` and the unit tests: decode
-/// arbitrary bytes and, if they decode, verify them against a fixed root. Must never panic.
+/// The fuzz entry point for the proof decoder, shared by `fuzz/` and the unit tests. The
+/// first 10 bytes choose the challenged piece length and sample count (so every tree shape,
+/// from the empty piece to [`MAX_PIECE_LEN`] and beyond, is reached); the rest is decoded as
+/// a proof and, if it decodes, verified. Must never panic.
 pub fn fuzz_proof_decoder(data: &[u8]) {
-    if let Ok(proof) = Proof::decode(data) {
-        // Ask for as many samples as the proof carries, so the Merkle walk is reached.
-        let samples = (proof.leaves.len() as u16).clamp(1, MAX_SAMPLES);
+    let (Some(len), Some(samples)) = (data.get(..8), data.get(8..10)) else {
+        return;
+    };
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(len);
+    let piece_len = u64::from_le_bytes(len8) % (MAX_PIECE_LEN + 2);
+    let samples = u16::from_le_bytes([samples[0], samples[1]]);
+    if let Ok(proof) = Proof::decode(&data[10..]) {
         let challenge = Challenge {
             piece: Hash([0; 32]),
-            piece_len: u64::from(samples) * 3 * LEAF_SIZE as u64 + 5,
+            piece_len,
             nonce: proof.nonce,
             samples,
         };

@@ -155,6 +155,9 @@ impl Proof {
             });
         }
         let computed = if piece_len <= LEAF_SIZE as u64 {
+            if !self.siblings.is_empty() {
+                return Err(ProofError::ExtraSiblings(self.siblings.len()));
+            }
             let leaf = &self.leaves[0];
             check_leaf_len(0, piece_len, leaf)?;
             *blake3::hash(leaf).as_bytes()

@@ -174,12 +174,26 @@ proptest! {
     }
 
     #[test]
+    fn verify_never_panics_on_arbitrary_proofs(
+        len in prop_oneof![Just(0u64), Just(1), Just(1024), Just(1025), Just(MAX_PIECE_LEN), Just(MAX_PIECE_LEN + 1), 0u64..100_000],
+        samples in prop_oneof![Just(0u16), Just(1), Just(300), 0u16..64],
+        leaves in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..=LEAF_SIZE), 0..8),
+        siblings in proptest::collection::vec(any::<[u8; 32]>(), 0..40),
+    ) {
+        let proof = Proof { nonce: Nonce([1; 32]), leaves, siblings: siblings.into_iter().map(Hash).collect() };
+        let c = Challenge { piece: Hash([0; 32]), piece_len: len, nonce: Nonce([1; 32]), samples };
+        let _ = verify(&Root([0; 32]), &c, &proof);
+    }
+
+    #[test]
     fn decoder_never_panics_on_mutated_proofs(
         seed in any::<u64>(), len in 0usize..20 * LEAF_SIZE, at in any::<usize>(), byte in any::<u8>()
     ) {
         let data = piece(seed, len);
-        let mut wire = prove(&data, &challenge(data.len(), [1; 32], 8)).unwrap().encode();
-        let i = at % wire.len();
+        let mut wire = (data.len() as u64).to_le_bytes().to_vec();
+        wire.extend_from_slice(&8u16.to_le_bytes());
+        wire.extend(prove(&data, &challenge(data.len(), [1; 32], 8)).unwrap().encode());
+        let i = 10 + at % (wire.len() - 10);
         wire[i] = byte;
         fuzz_proof_decoder(&wire);
     }
@@ -204,7 +218,7 @@ fn multiproof_shares_siblings() {
     let proof = prove(&data, &c).unwrap();
     let separate_paths = 32 * 10;
     assert!(
-        proof.siblings.len() < separate_paths,
+        proof.siblings.len() * 10 <= separate_paths * 7,
         "{} siblings, separate paths would need {separate_paths}",
         proof.siblings.len()
     );
@@ -263,4 +277,75 @@ fn a_zero_sample_challenge_is_not_satisfied_by_an_empty_proof() {
     let honest = Proof::create(&data, &c).unwrap();
     assert_eq!(honest.leaves.len(), 1);
     assert_eq!(verify(&root, &c, &honest), Ok(()));
+}
+
+#[test]
+fn relabelling_a_proof_with_another_nonce_fails() {
+    // 600 leaves, 16 samples: two nonces select the same set with odds below 1e-30.
+    let data = piece(11, 600 * LEAF_SIZE);
+    let root = commitment(&data);
+    let proof = prove(&data, &challenge(data.len(), [1; 32], 16)).unwrap();
+    for bit in [0usize, 7, 100, 255] {
+        let mut other = [1u8; 32];
+        flip(&mut other, bit);
+        let mut relabelled = proof.clone();
+        relabelled.nonce = Nonce(other);
+        let r = verify(&root, &challenge(data.len(), other, 16), &relabelled);
+        // The nonce matches, so what fails is the leaf set: the sampled positions, the
+        // siblings they need or the root they hash to.
+        assert!(
+            matches!(&r, Err(e) if *e != ProofError::WrongNonce),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn swapped_leaves_fail() {
+    let data = piece(12, 100 * LEAF_SIZE);
+    let c = challenge(data.len(), [2; 32], 8);
+    let mut proof = prove(&data, &c).unwrap();
+    proof.leaves.swap(0, 1);
+    assert_eq!(
+        verify(&commitment(&data), &c, &proof),
+        Err(ProofError::RootMismatch)
+    );
+}
+
+#[test]
+fn single_chunk_proofs_carry_nothing_else() {
+    for len in [0usize, 1, LEAF_SIZE] {
+        let data = piece(13, len);
+        let c = challenge(len, [3; 32], 32);
+        let mut proof = prove(&data, &c).unwrap();
+        assert_eq!((proof.leaves.len(), proof.siblings.len()), (1, 0));
+        assert_eq!(verify(&commitment(&data), &c, &proof), Ok(()));
+        proof.siblings.push(Hash([0; 32]));
+        assert_eq!(
+            verify(&commitment(&data), &c, &proof),
+            Err(ProofError::ExtraSiblings(1))
+        );
+    }
+}
+
+#[test]
+fn challenge_decode_limits() {
+    let mut c = challenge(MAX_PIECE_LEN as usize, [4; 32], MAX_SAMPLES);
+    assert_eq!(Challenge::decode(&c.encode()), Ok(c));
+    c.samples = MAX_SAMPLES + 1;
+    assert!(matches!(
+        Challenge::decode(&c.encode()),
+        Err(DecodeError::TooLong { .. })
+    ));
+    c.samples = 0;
+    assert!(matches!(
+        Challenge::decode(&c.encode()),
+        Err(DecodeError::Invalid { .. })
+    ));
+    c.samples = 1;
+    c.piece_len = MAX_PIECE_LEN + 1;
+    assert!(matches!(
+        Challenge::decode(&c.encode()),
+        Err(DecodeError::TooLong { .. })
+    ));
 }

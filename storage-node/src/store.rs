@@ -121,6 +121,15 @@ pub enum StoreError {
     /// No such dataset or version.
     #[error("{0} not found")]
     NotFound(String),
+    /// The challenge does not fit the piece held (wrong length): the challenger's error, not
+    /// evidence against the piece.
+    #[error("challenge for piece {id} does not fit the piece held: {reason}")]
+    BadChallenge {
+        /// The piece.
+        id: PieceId,
+        /// What does not fit.
+        reason: String,
+    },
     /// Another caller is writing or removing this piece right now.
     #[error("piece {0} is being written or removed by another request; retry shortly")]
     Busy(PieceId),
@@ -568,7 +577,7 @@ impl PieceStore {
     pub fn prove(&self, challenge: &Challenge) -> Result<Proof, StoreError> {
         let id = PieceId(challenge.piece.0);
         let (_, bytes) = self.read_file(&id)?;
-        let proof = Proof::create(&bytes, challenge).map_err(|e| StoreError::Corrupt {
+        let proof = Proof::create(&bytes, challenge).map_err(|e| StoreError::BadChallenge {
             id,
             reason: e.to_string(),
         })?;
