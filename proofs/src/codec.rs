@@ -184,15 +184,21 @@ impl<'a> Reader<'a> {
 
     /// Reads a `u32`-prefixed byte string of at most `max` bytes.
     pub fn bytes(&mut self, max: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        let len = self.u32(field)? as usize;
-        if len > max {
+        let len = self.u32_at_most(max, field)?;
+        self.take(len, field)
+    }
+
+    /// Reads a `u32` length or count and checks it against `max`.
+    fn u32_at_most(&mut self, max: usize, field: &'static str) -> Result<usize, DecodeError> {
+        let n = self.u32(field)? as usize;
+        if n > max {
             return Err(DecodeError::TooLong {
                 field,
-                len: len as u64,
+                len: n as u64,
                 max: max as u64,
             });
         }
-        self.take(len, field)
+        Ok(n)
     }
 
     /// Reads a `u32`-prefixed UTF-8 string of at most `max` bytes.
@@ -212,14 +218,7 @@ impl<'a> Reader<'a> {
         min_elem_bytes: usize,
         field: &'static str,
     ) -> Result<usize, DecodeError> {
-        let n = self.u32(field)? as usize;
-        if n > max {
-            return Err(DecodeError::TooLong {
-                field,
-                len: n as u64,
-                max: max as u64,
-            });
-        }
+        let n = self.u32_at_most(max, field)?;
         if n.saturating_mul(min_elem_bytes.max(1)) > self.rest.len() && min_elem_bytes > 0 {
             return Err(DecodeError::Truncated { field });
         }
