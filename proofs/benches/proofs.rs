@@ -18,7 +18,8 @@ mod ratio;
 
 const PIECE: usize = 1 << 20;
 
-/// A Merkle tree with the same shape as `proofs::Tree`, over any leaf hash, for comparison.
+/// A separate binary Merkle tree over fixed-size leaves (the odd node at the end of a level
+/// is carried up), over any hash: the alternative the chosen construction is measured against.
 fn reference_tree(data: &[u8], leaf: usize, h: impl Fn(&[u8]) -> [u8; 32]) -> [u8; 32] {
     let mut level: Vec<[u8; 32]> = data.chunks(leaf).map(&h).collect();
     while level.len() > 1 {

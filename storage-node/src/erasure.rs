@@ -8,8 +8,9 @@
 //!
 //! The codec is `reed-solomon-simd` (O(n log n) Leopard-style FFT over GF(2^16), SIMD): on
 //! this project's benchmark (`cargo bench -p cairn-storage-node --bench erasure`) it encodes
-//! and reconstructs several times faster than `reed-solomon-erasure`; ARCHITECTURE.md has the
-//! figures.
+//! about as fast as `reed-solomon-erasure` (1.15x) and reconstructs about 3x faster, and
+//! reconstruction is the path of every degraded read and every repair; ARCHITECTURE.md has
+//! the figures.
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use thiserror::Error;
@@ -26,8 +27,9 @@ pub const MAX_STRIPE_SIZE: u64 = 256 << 20;
 pub const DEFAULT_K: u16 = 10;
 /// Default parity pieces per stripe.
 pub const DEFAULT_M: u16 = 4;
-/// Default block size: 1 MiB. Chosen by measurement (ARCHITECTURE.md): at 1 MiB the codec
-/// is at full speed, and a stripe's manifest entry is under 0.01% of its data.
+/// Default block size: 1 MiB. Chosen by measurement (ARCHITECTURE.md): with 64 KiB slicing
+/// the codec runs at 3.4 GB/s there (4.8 at 64 KiB blocks, 1.0 at 4 MiB), and a stripe's
+/// manifest entry is 0.004% of its data, against 16 times that at 64 KiB.
 pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
 
 /// Erasure coding failures.
