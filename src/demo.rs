@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use storage_node::engine::{self, EncodeOptions};
 use storage_node::local::LocalCluster;
 use storage_node::{ErasureParams, PieceId, PublisherKey};
 
 use crate::WorkDir;
+use crate::ui::bytes_bar;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -48,19 +48,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-}
-
-fn bytes_bar(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "  {prefix:<8} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(what.to_string());
-    bar
 }
 
 fn mib(b: u64) -> f64 {

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod dataset_cmd;
 mod demo;
+mod network_cmd;
+mod node_cmd;
+mod ui;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +32,47 @@ enum Command {
     /// it across local storage nodes with erasure coding, audit every piece with Merkle
     /// proofs, destroy nodes and corrupt a piece, scrub, and pull the dataset back intact.
     Demo(demo::DemoArgs),
+    /// Run a storage node, or ask one how it is doing.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Publish, fetch and inspect datasets on a network.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Start and stop a local network of node processes on 127.0.0.1.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Run a storage node until SIGINT or SIGTERM.
+    Run(node_cmd::RunArgs),
+    /// Identity, peers, pieces and capacity of a node.
+    Status(node_cmd::StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Encode a directory and publish it as a new version.
+    Push(dataset_cmd::PushArgs),
+    /// Fetch a version into a directory, verified.
+    Pull(dataset_cmd::PullArgs),
+    /// List the datasets on the network.
+    Ls(dataset_cmd::PeerArg),
+    /// Files, card, license and placement health of a version.
+    Info(dataset_cmd::InfoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// Start N nodes on 127.0.0.1 and wait until they see each other.
+    Up(network_cmd::UpArgs),
+    /// Stop the nodes of a network started with `up`.
+    Down(network_cmd::DirArgs),
+    /// Every node of a local network, as it sees itself.
+    Status(network_cmd::DirArgs),
+    /// Start one node of a local network again (after it was killed).
+    Restart(network_cmd::RestartArgs),
 }
 
 fn main() -> Result<()> {
@@ -41,6 +86,16 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Node(NodeCommand::Run(a)) => node_cmd::run(a),
+        Command::Node(NodeCommand::Status(a)) => node_cmd::status(a),
+        Command::Dataset(DatasetCommand::Push(a)) => dataset_cmd::push(a),
+        Command::Dataset(DatasetCommand::Pull(a)) => dataset_cmd::pull(a),
+        Command::Dataset(DatasetCommand::Ls(a)) => dataset_cmd::ls(a),
+        Command::Dataset(DatasetCommand::Info(a)) => dataset_cmd::info(a),
+        Command::Network(NetworkCommand::Up(a)) => network_cmd::up(a),
+        Command::Network(NetworkCommand::Down(a)) => network_cmd::down(a),
+        Command::Network(NetworkCommand::Status(a)) => network_cmd::status(a),
+        Command::Network(NetworkCommand::Restart(a)) => network_cmd::restart(a),
     }
 }
 

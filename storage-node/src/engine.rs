@@ -395,32 +395,54 @@ pub fn rebuild_file(
     out: &mut impl Write,
 ) -> Result<(), EngineError> {
     let params = manifest.body().params;
+    write_file(
+        file,
+        |si| {
+            let stripe = &file.stripes[si];
+            let mut asm = StripeAssembler::new(params, stripe);
+            for index in asm.wanted() {
+                if asm.is_ready() {
+                    break;
+                }
+                match fetch(si, index, &stripe.pieces[index]) {
+                    Some(bytes) => {
+                        if asm.offer(index, bytes) == Offer::BadHash {
+                            warn!(path = %file.path, stripe = si, index, "piece failed its hash check; ignoring it");
+                        }
+                    }
+                    None => asm.unavailable(index),
+                }
+            }
+            asm.finish().map_err(|source| EngineError::Erasure {
+                path: file.path.to_string(),
+                stripe: si,
+                source,
+            })
+        },
+        out,
+    )
+}
+
+/// Writes `file` to `out` from its decoded stripes, `stripe(i)` giving stripe `i`'s data,
+/// and checks the whole file's hash at the end.
+pub fn write_file(
+    file: &FileEntry,
+    mut stripe: impl FnMut(usize) -> Result<Vec<u8>, EngineError>,
+    out: &mut impl Write,
+) -> Result<(), EngineError> {
     let mut hasher = blake3::Hasher::new();
     let out_err = |e| EngineError::Io {
         op: "write",
         path: PathBuf::from(file.path.as_str()),
         source: e,
     };
-    for (si, stripe) in file.stripes.iter().enumerate() {
-        let mut asm = StripeAssembler::new(params, stripe);
-        for index in asm.wanted() {
-            if asm.is_ready() {
-                break;
-            }
-            match fetch(si, index, &stripe.pieces[index]) {
-                Some(bytes) => {
-                    if asm.offer(index, bytes) == Offer::BadHash {
-                        warn!(path = %file.path, stripe = si, index, "piece failed its hash check; ignoring it");
-                    }
-                }
-                None => asm.unavailable(index),
-            }
+    for (si, s) in file.stripes.iter().enumerate() {
+        let data = stripe(si)?;
+        if data.len() as u64 != s.data_len {
+            return Err(EngineError::FileHashMismatch {
+                path: file.path.to_string(),
+            });
         }
-        let data = asm.finish().map_err(|source| EngineError::Erasure {
-            path: file.path.to_string(),
-            stripe: si,
-            source,
-        })?;
         hasher.update(&data);
         out.write_all(&data).map_err(out_err)?;
     }
@@ -432,6 +454,45 @@ pub fn rebuild_file(
     Ok(())
 }
 
+/// Where `file` goes under `dest`. Refuses any component the platform would read as
+/// something other than a plain name.
+pub fn target_path(dest: &Path, file: &FileEntry) -> Result<PathBuf, EngineError> {
+    let mut target = dest.to_path_buf();
+    for c in file.path.components() {
+        // RelPath already excludes `..`, `/` and empty parts; also refuse anything the
+        // platform would read as a prefix or root (a drive letter on Windows).
+        let mut parts = Path::new(c).components();
+        match (parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(_)), None) => target.push(c),
+            _ => {
+                return Err(EngineError::BadPath {
+                    path: PathBuf::from(file.path.as_str()),
+                    source: IdError {
+                        what: "path",
+                        value: file.path.to_string(),
+                        reason: "component is not a plain name on this platform",
+                    },
+                });
+            }
+        }
+    }
+    Ok(target)
+}
+
+/// Whether `target` already holds exactly `file` (size and hash): a pull that stopped
+/// part way skips such files when it runs again.
+pub fn is_complete(target: &Path, file: &FileEntry) -> bool {
+    match fs::metadata(target) {
+        Ok(md) if md.is_file() && md.len() == file.size => {}
+        _ => return false,
+    }
+    let mut h = blake3::Hasher::new();
+    File::open(target)
+        .and_then(|f| h.update_reader(f).map(|_| ()))
+        .is_ok()
+        && *h.finalize().as_bytes() == file.hash
+}
+
 /// Rebuilds every file of `manifest` under `dest`. Each file is written to a fresh
 /// temporary file beside its destination (exclusive create, random name, so it can neither
 /// clobber nor follow anything already there) and renamed into place only once it is whole,
@@ -440,36 +501,38 @@ pub fn restore(
     manifest: &Manifest,
     dest: &Path,
     mut fetch: impl FnMut(&PieceRef) -> Option<Vec<u8>>,
+    progress: impl FnMut(u64),
+) -> Result<(), EngineError> {
+    let all: Vec<usize> = (0..manifest.files().len()).collect();
+    restore_files(
+        manifest,
+        dest,
+        &all,
+        |fi, out| rebuild_file(manifest, &manifest.files()[fi], |_, _, r| fetch(r), out),
+        progress,
+    )
+}
+
+/// Writes the files `which` (indices into the manifest's files) under `dest`, each built
+/// by `build(index, out)`, atomically as [`restore`] does.
+pub fn restore_files(
+    manifest: &Manifest,
+    dest: &Path,
+    which: &[usize],
+    mut build: impl FnMut(usize, &mut io::BufWriter<tempfile::NamedTempFile>) -> Result<(), EngineError>,
     mut progress: impl FnMut(u64),
 ) -> Result<(), EngineError> {
-    for file in manifest.files() {
-        let mut target = dest.to_path_buf();
-        for c in file.path.components() {
-            // RelPath already excludes `..`, `/` and empty parts; also refuse anything the
-            // platform would read as a prefix or root (a drive letter on Windows).
-            let mut parts = Path::new(c).components();
-            match (parts.next(), parts.next()) {
-                (Some(std::path::Component::Normal(_)), None) => target.push(c),
-                _ => {
-                    return Err(EngineError::BadPath {
-                        path: PathBuf::from(file.path.as_str()),
-                        source: IdError {
-                            what: "path",
-                            value: file.path.to_string(),
-                            reason: "component is not a plain name on this platform",
-                        },
-                    });
-                }
-            }
-        }
+    for &fi in which {
+        let file = &manifest.files()[fi];
+        let target = target_path(dest, file)?;
         let parent = target.parent().unwrap_or(dest).to_path_buf();
         fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
         let tmp = tempfile::Builder::new()
             .prefix(".cairn-partial-")
             .tempfile_in(&parent)
             .map_err(io_err("create temporary file in", &parent))?;
-        let mut w = io::BufWriter::new(tmp);
-        rebuild_file(manifest, file, |_, _, r| fetch(r), &mut w)?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
+        build(fi, &mut w)?;
         let tmp = w
             .into_inner()
             .map_err(|e| io_err("write", &target)(e.into_error()))?;

@@ -6,14 +6,15 @@
 //! - [`engine`]: encode a directory into a manifest and pieces; rebuild files from pieces.
 //! - [`ids`]: identifier newtypes, dataset names and safe relative paths.
 //! - [`local`]: several stores in one process, placement and audits without a network.
-//!
-//! Everything here is synchronous and runs in one process; the network layers drive it.
+//! - [`net`]: storage nodes on a real network (libp2p control plane, iroh data plane),
+//!   and the client that pushes and pulls datasets through them.
 
 pub mod engine;
 pub mod erasure;
 pub mod ids;
 pub mod local;
 pub mod manifest;
+pub mod net;
 pub mod store;
 
 pub use engine::{EncodeOptions, EngineError, Offer, PieceSlot, StripeAssembler};

@@ -1,0 +1,351 @@
+//! The data plane: pieces move over iroh (QUIC) with the iroh-blobs protocol.
+//!
+//! A piece's id is its BLAKE3 hash, which is also its iroh-blobs hash, so any iroh-blobs
+//! client can fetch a piece from a node by the id in the manifest. The node serves GET
+//! requests for single blobs straight from its own [`PieceSource`] (the piece store): it
+//! builds the bao outboard in memory and encodes the requested ranges, refusing to serve
+//! bytes that do not hash to the id. Fetching runs the iroh-blobs client state machine,
+//! which verifies every 16 KiB chunk group against the hash as it arrives, after checking
+//! that the announced size is the one the manifest expects (so a peer cannot make us
+//! allocate more than the manifest allows).
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bao_tree::io::{outboard::PreOrderMemOutboard, sync::encode_ranges_validated};
+use iroh::{
+    Endpoint, EndpointAddr, EndpointId, SecretKey, TransportAddr,
+    endpoint::{Connection, RelayMode, presets},
+    protocol::{AcceptError, ProtocolHandler, Router},
+};
+use iroh_blobs::{
+    Hash,
+    get::fsm,
+    protocol::{GetRequest, Request},
+    store::IROH_BLOCK_SIZE,
+};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::wire::DataAddr;
+use crate::ids::PieceId;
+
+/// Most pieces served at once; each holds the piece and its encoding in memory.
+const MAX_SERVING: usize = 32;
+/// Most cached outgoing connections.
+const MAX_CONNECTIONS: usize = 256;
+/// How long one piece may take to arrive.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take (a peer that is gone does not answer at all).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The endpoint could not be bound.
+    #[error("cannot bind the data plane on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The peer's address is not usable.
+    #[error("bad data-plane address: {0}")]
+    BadAddr(String),
+    /// The connection could not be made.
+    #[error("cannot connect to {peer}: {reason}")]
+    Connect {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The transfer failed or the bytes did not verify.
+    #[error("fetching piece {piece} from {peer} failed: {reason}")]
+    Fetch {
+        /// The piece.
+        piece: PieceId,
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where the data plane reads pieces it serves.
+pub trait PieceSource: Send + Sync + 'static {
+    /// The bytes of `id`, if held. Called on a blocking thread.
+    fn piece(&self, id: &PieceId) -> Option<Vec<u8>>;
+    /// Counts bytes served to others.
+    fn served(&self, _bytes: u64) {}
+}
+
+/// A bound data-plane endpoint that serves pieces and fetches them from others.
+#[derive(Debug, Clone)]
+pub struct DataPlane {
+    endpoint: Endpoint,
+    router: Router,
+    conns: Arc<Mutex<HashMap<EndpointId, Connection>>>,
+}
+
+impl DataPlane {
+    /// Binds on `addr` (UDP) with the node's key, with no relays and no address lookup:
+    /// peers are reached at the direct addresses the control plane tells us.
+    ///
+    /// `lie` is fault injection for tests of the network's defences: the endpoint then
+    /// serves every piece with one byte flipped, encoded consistently with the wrong bytes,
+    /// as a dishonest node would. Honest nodes pass `false`.
+    pub async fn bind(
+        secret: [u8; 32],
+        addr: SocketAddr,
+        source: Arc<dyn PieceSource>,
+        lie: bool,
+    ) -> Result<Self, DataError> {
+        let bind_err = |e: &dyn std::fmt::Display| DataError::Bind {
+            addr,
+            reason: e.to_string(),
+        };
+        let builder = Endpoint::builder(presets::Minimal)
+            .secret_key(SecretKey::from_bytes(&secret))
+            .relay_mode(RelayMode::Disabled)
+            .clear_ip_transports()
+            .bind_addr(addr)
+            .map_err(|e| bind_err(&e))?;
+        let endpoint = builder.bind().await.map_err(|e| bind_err(&e))?;
+        let router = Router::builder(endpoint.clone())
+            .accept(
+                iroh_blobs::ALPN,
+                Provider {
+                    source,
+                    lie,
+                    permits: Arc::new(Semaphore::new(MAX_SERVING)),
+                },
+            )
+            .spawn();
+        Ok(Self {
+            endpoint,
+            router,
+            conns: Arc::default(),
+        })
+    }
+
+    /// This endpoint's address, for others to fetch from.
+    pub fn addr(&self) -> DataAddr {
+        let bound = self.endpoint.bound_sockets();
+        let addrs = if bound.iter().any(|a| a.ip().is_unspecified()) {
+            // Bound to every interface: name the interface addresses iroh found.
+            self.endpoint
+                .addr()
+                .addrs
+                .iter()
+                .filter_map(|a| match a {
+                    TransportAddr::Ip(ip) => Some(*ip),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            bound
+        };
+        DataAddr {
+            id: *self.endpoint.id().as_bytes(),
+            addrs,
+        }
+    }
+
+    async fn connection(&self, to: &DataAddr) -> Result<Connection, DataError> {
+        let id = EndpointId::from_bytes(&to.id).map_err(|e| DataError::BadAddr(e.to_string()))?;
+        if let Some(c) = self.cache().get(&id)
+            && c.close_reason().is_none()
+        {
+            return Ok(c.clone());
+        }
+        let addr = EndpointAddr::from_parts(id, to.addrs.iter().copied().map(TransportAddr::Ip));
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.endpoint.connect(addr, iroh_blobs::ALPN),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|reason| DataError::Connect {
+            peer: id.fmt_short().to_string(),
+            reason,
+        })?;
+        let mut cache = self.cache();
+        if cache.len() >= MAX_CONNECTIONS {
+            cache.retain(|_, c| c.close_reason().is_none());
+            if cache.len() >= MAX_CONNECTIONS {
+                cache.clear();
+            }
+        }
+        cache.insert(id, conn.clone());
+        Ok(conn)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointId, Connection>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fetches piece `id` of `len` bytes from `from`, verified against its hash chunk by
+    /// chunk. A peer announcing another size or sending a byte that does not verify fails
+    /// the transfer; the caller tries another holder.
+    pub async fn fetch(
+        &self,
+        from: &DataAddr,
+        id: PieceId,
+        len: u32,
+    ) -> Result<Vec<u8>, DataError> {
+        let peer = hex::encode(&from.id[..5]);
+        let fail = |reason: String| DataError::Fetch {
+            piece: id,
+            peer: peer.clone(),
+            reason,
+        };
+        let conn = self.connection(from).await?;
+        let got = tokio::time::timeout(FETCH_TIMEOUT, fetch_on(conn, id, len))
+            .await
+            .map_err(|_| fail("timed out".into()))
+            .and_then(|r| r.map_err(fail));
+        if got.is_err()
+            && let Ok(eid) = EndpointId::from_bytes(&from.id)
+        {
+            // The connection may be the problem; the next attempt makes a fresh one.
+            self.cache().remove(&eid);
+        }
+        got
+    }
+
+    /// Closes the endpoint, letting peers know.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.router.shutdown().await {
+            debug!("data plane shutdown: {e}");
+        }
+        self.endpoint.close().await;
+    }
+}
+
+async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, String> {
+    let request = GetRequest::blob(Hash::from_bytes(id.0));
+    let initial = fsm::start(conn, request, Default::default());
+    let connected = initial.next().await.map_err(|e| e.to_string())?;
+    let fsm::ConnectedNext::StartRoot(start) = connected.next().await.map_err(|e| e.to_string())?
+    else {
+        return Err("peer answered a different request".into());
+    };
+    let (mut content, size) = start.next().next().await.map_err(|e| e.to_string())?;
+    if size != u64::from(len) {
+        return Err(format!(
+            "peer announced {size} bytes, the manifest says {len}"
+        ));
+    }
+    let mut out = vec![0u8; len as usize];
+    let mut filled = 0u64;
+    let end = loop {
+        match content.next().await {
+            fsm::BlobContentNext::More((next, item)) => {
+                if let bao_tree::io::BaoContentItem::Leaf(leaf) = item.map_err(|e| e.to_string())? {
+                    let start = leaf.offset as usize;
+                    let stop = start
+                        .checked_add(leaf.data.len())
+                        .filter(|&e| e <= out.len())
+                        .ok_or("leaf beyond the piece's end")?;
+                    out[start..stop].copy_from_slice(&leaf.data);
+                    filled += leaf.data.len() as u64;
+                }
+                content = next;
+            }
+            fsm::BlobContentNext::Done(end) => break end,
+        }
+    };
+    if filled != u64::from(len) {
+        return Err(format!("received {filled} of {len} bytes"));
+    }
+    if let fsm::EndBlobNext::Closing(closing) = end.next() {
+        closing.next().await.map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+#[derive(Clone)]
+struct Provider {
+    source: Arc<dyn PieceSource>,
+    lie: bool,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider").finish_non_exhaustive()
+    }
+}
+
+impl ProtocolHandler for Provider {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        while let Ok((send, recv)) = conn.accept_bi().await {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.serve(send, recv).await {
+                    debug!("serving a piece failed: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Provider {
+    async fn serve(
+        &self,
+        mut send: iroh::endpoint::SendStream,
+        mut recv: iroh::endpoint::RecvStream,
+    ) -> Result<(), String> {
+        let (request, _) = Request::read_async(&mut recv)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Request::Get(get) = request else {
+            send.reset(1u32.into()).ok();
+            return Err("only GET requests are served".into());
+        };
+        let Some((0, ranges)) = get.ranges.as_single() else {
+            send.reset(1u32.into()).ok();
+            return Err("only single-blob requests are served".into());
+        };
+        let ranges = ranges.clone();
+        let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
+        let id = PieceId(*get.hash.as_bytes());
+        let source = self.source.clone();
+        let lie = self.lie;
+        let encoded = tokio::task::spawn_blocking(move || {
+            let mut data = source.piece(&id)?;
+            if lie && let Some(b) = data.last_mut() {
+                *b ^= 0x01;
+            }
+            let outboard = PreOrderMemOutboard::create(&data, IROH_BLOCK_SIZE);
+            if !lie && outboard.root.as_bytes() != &id.0 {
+                warn!(piece = %id, "stored piece does not match its id; not serving it");
+                return None;
+            }
+            let mut out = Vec::with_capacity(data.len() + data.len() / 256 + 64);
+            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            encode_ranges_validated(&data[..], &outboard, &ranges, &mut out).ok()?;
+            source.served(data.len() as u64);
+            Some(out)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let Some(encoded) = encoded else {
+            send.reset(2u32.into()).ok();
+            return Err(format!("piece {id} not held"));
+        };
+        send.write_all(&encoded).await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        // Wait for the peer to read everything before the stream is dropped.
+        send.stopped().await.ok();
+        Ok(())
+    }
+}

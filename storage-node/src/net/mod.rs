@@ -1,0 +1,80 @@
+//! The network: storage nodes and the clients that push to and pull from them.
+//!
+//! - [`wire`]: control-plane messages and their limits.
+//! - [`data`]: the data plane, pieces over iroh with the iroh-blobs protocol.
+//! - `swarm`: the libp2p behaviour (request-response, identify, Kademlia, gossipsub, mDNS).
+//! - [`node`]: a storage node: the swarm loop, request handlers, holdings, catch-up.
+//! - [`client`]: push and pull for researchers, and the network view.
+//! - [`placement`] and [`fetch`]: sans-IO decisions (where pieces go, which to fetch).
+
+pub mod client;
+pub mod data;
+pub mod fetch;
+pub mod identity;
+pub mod node;
+pub mod placement;
+mod swarm;
+pub mod wire;
+
+pub use client::{Client, ClientError, PullReport, PushReport};
+pub use data::{DataError, DataPlane, PieceSource};
+pub use identity::NodeKey;
+pub use node::{Node, NodeConfig, NodeStatus};
+pub use swarm::{Control, peer_of};
+
+/// Errors of the network layer.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The swarm could not be set up.
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A peer could not be reached or did not answer.
+    #[error("peer {peer} did not answer: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// A peer answered with an error.
+    #[error("peer {peer} refused: {message} ({code:?})")]
+    Refused {
+        /// The peer.
+        peer: String,
+        /// Its code.
+        code: wire::ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// A peer answered with something that does not fit the question.
+    #[error("peer {peer} answered with an unexpected message")]
+    Unexpected {
+        /// The peer.
+        peer: String,
+    },
+    /// The swarm task has stopped.
+    #[error("the network task has stopped")]
+    Stopped,
+    /// The data plane failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The identity key could not be read or written.
+    #[error("identity key {path}: {reason}")]
+    Identity {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+}

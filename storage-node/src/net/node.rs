@@ -1,0 +1,940 @@
+//! A storage node: one libp2p swarm task, request handlers on bounded tasks, and the data
+//! plane serving pieces from the store.
+//!
+//! The swarm task owns the [`Swarm`] and nothing slow happens on it: each inbound request
+//! is handed to a spawned handler (at most [`MAX_HANDLERS`] at once; beyond that the
+//! request is answered `Busy`), which answers through the same bounded command channel
+//! that everything else uses to reach the swarm.
+//!
+//! What a node knows about other nodes' pieces comes from holdings announcements on
+//! gossipsub, each signed by the announcing node, so a node can only speak for itself.
+//! Each held piece is also announced as a Kademlia provider record. New manifest versions
+//! are announced by id; every node fetches, verifies and stores each one, and catches up on
+//! versions it missed from every peer it connects to.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, multiaddr::Protocol,
+    request_response::ResponseChannel, swarm::SwarmEvent,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    NetError,
+    data::{DataPlane, PieceSource},
+    identity::NodeKey,
+    swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending},
+    wire::{
+        self, DataAddr, DatasetSummary, ErrorCode, Holdings, NodeInfo, NodeRef, Request, Response,
+    },
+};
+use crate::{
+    erasure::MAX_BLOCK_SIZE,
+    ids::{DatasetName, PieceId, VersionId},
+    manifest::Manifest,
+    store::{PieceStore, Put, StoreError, StoreOptions},
+};
+
+/// Most inbound requests handled at once, `Hold` aside.
+pub const MAX_HANDLERS: usize = 64;
+/// Most `Hold` requests accepted at once (each waits for one of the fetch slots), kept
+/// apart so a flood of pieces never starves listings and lookups.
+pub const MAX_HOLDS: usize = 256;
+/// Most pieces fetched at once for `Hold` requests.
+const MAX_HOLD_FETCHES: usize = 16;
+/// Most manifests fetched at once while catching up.
+const MAX_CATCH_UP: usize = 4;
+/// Most (piece, holder) entries remembered about other nodes.
+const MAX_HOLDER_ENTRIES: usize = 8 << 20;
+/// How long to answer `Info` when gathering `Peers`.
+const INFO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory: identity key, rocksdb, piece files.
+    pub data_dir: PathBuf,
+    /// libp2p listen address (TCP). The data plane binds the same IP and port over UDP.
+    pub listen: Multiaddr,
+    /// The HTTP base URL the node serves, reported to others.
+    pub http: Option<String>,
+    /// Bootstrap peers.
+    pub peers: Vec<Multiaddr>,
+    /// Most piece bytes to hold.
+    pub capacity: Option<u64>,
+    /// LAN discovery.
+    pub mdns: bool,
+    /// How often every held piece is announced again.
+    pub announce_interval: Duration,
+    /// Fault injection for tests: serve pieces with a flipped byte, as a dishonest node.
+    pub serve_corrupt: bool,
+}
+
+impl NodeConfig {
+    /// Defaults for a node in `data_dir` listening on `listen`.
+    pub fn new(data_dir: PathBuf, listen: Multiaddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            http: None,
+            peers: Vec::new(),
+            capacity: None,
+            mdns: true,
+            announce_interval: Duration::from_secs(60),
+            serve_corrupt: false,
+        }
+    }
+}
+
+/// What `cairn node status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node itself.
+    pub info: NodeInfo,
+    /// Peers connected right now.
+    pub peers: Vec<String>,
+    /// Datasets whose manifests it holds.
+    pub datasets: u64,
+    /// Bytes served to others over the data plane.
+    pub served_bytes: u64,
+    /// Bytes fetched into the store.
+    pub received_bytes: u64,
+}
+
+#[derive(Default)]
+struct Holders {
+    by_piece: HashMap<PieceId, Vec<PeerId>>,
+    data: HashMap<PeerId, DataAddr>,
+    entries: usize,
+}
+
+impl Holders {
+    fn add(&mut self, peer: PeerId, data: DataAddr, pieces: &[[u8; 32]], dropped: &[[u8; 32]]) {
+        self.data.insert(peer, data);
+        for p in pieces {
+            if self.entries >= MAX_HOLDER_ENTRIES {
+                warn!("holder table full; ignoring further announcements");
+                break;
+            }
+            let v = self.by_piece.entry(PieceId(*p)).or_default();
+            if !v.contains(&peer) {
+                v.push(peer);
+                self.entries += 1;
+            }
+        }
+        for p in dropped {
+            if let Some(v) = self.by_piece.get_mut(&PieceId(*p)) {
+                let before = v.len();
+                v.retain(|x| *x != peer);
+                self.entries -= before - v.len();
+            }
+        }
+    }
+}
+
+struct State {
+    peer: PeerId,
+    store: Arc<PieceStore>,
+    data: DataPlane,
+    control: Control,
+    http: Option<String>,
+    listen: Mutex<Vec<Multiaddr>>,
+    connected: Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
+    holders: Mutex<Holders>,
+    /// Pieces stored since the last announcement.
+    fresh: Mutex<Vec<[u8; 32]>>,
+    hold_permits: Semaphore,
+    catch_up_permits: Arc<Semaphore>,
+    served: Arc<AtomicU64>,
+    received: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves pieces from the store to the data plane.
+struct StoreSource {
+    store: Arc<PieceStore>,
+    served: Arc<AtomicU64>,
+}
+
+impl PieceSource for StoreSource {
+    fn piece(&self, id: &PieceId) -> Option<Vec<u8>> {
+        match self.store.get_piece(id) {
+            Ok(b) => Some(b),
+            Err(StoreError::PieceNotFound(_)) => None,
+            Err(e) => {
+                warn!(piece = %id, "not serving piece: {e}");
+                None
+            }
+        }
+    }
+
+    fn served(&self, bytes: u64) {
+        self.served.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The ed25519 key inside a peer id (ed25519 peer ids inline their key), which is also
+/// that node's data-plane endpoint id.
+pub fn data_id_of(peer: &PeerId) -> Option<[u8; 32]> {
+    let mh: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(pk.try_into_ed25519().ok()?.to_bytes())
+}
+
+/// A running storage node.
+#[derive(Debug)]
+pub struct Node {
+    state: Arc<StateHandle>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Opaque so `Node` can derive Debug without exposing the state.
+struct StateHandle(Arc<State>);
+
+impl std::fmt::Debug for StateHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.0.peer)
+    }
+}
+
+fn ip_of(addr: &Multiaddr) -> IpAddr {
+    addr.iter()
+        .find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+            Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+            _ => None,
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+fn tcp_port_of(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(port) => Some(port),
+        _ => None,
+    })
+}
+
+impl Node {
+    /// Opens the store, binds both planes, dials the bootstrap peers and starts serving.
+    pub async fn start(config: NodeConfig) -> Result<Self, NetError> {
+        let key = NodeKey::load_or_create(&config.data_dir)?;
+        let opts = StoreOptions {
+            dir: config.data_dir.clone(),
+            capacity: config.capacity,
+        };
+        let (store, report) = tokio::task::spawn_blocking(move || PieceStore::open(opts))
+            .await
+            .map_err(|e| NetError::Setup(e.to_string()))??;
+        info!(
+            pieces = report.pieces,
+            bytes = report.bytes,
+            lost = report.lost.len(),
+            "store opened"
+        );
+        let store = Arc::new(store);
+        let mut swarm = swarm::build(key.keypair(), config.mdns)?;
+        swarm
+            .listen_on(config.listen.clone())
+            .map_err(|e| NetError::Listen {
+                addr: config.listen.to_string(),
+                reason: e.to_string(),
+            })?;
+        // Learn the port actually bound, so the data plane can take the same one on UDP.
+        let listen = loop {
+            match swarm.next().await {
+                Some(SwarmEvent::NewListenAddr { address, .. }) => break address,
+                Some(SwarmEvent::ListenerError { error, .. })
+                | Some(SwarmEvent::ListenerClosed {
+                    reason: Err(error), ..
+                }) => {
+                    return Err(NetError::Listen {
+                        addr: config.listen.to_string(),
+                        reason: error.to_string(),
+                    });
+                }
+                Some(_) => {}
+                None => return Err(NetError::Stopped),
+            }
+        };
+        let port = tcp_port_of(&listen).unwrap_or(0);
+        let served = Arc::new(AtomicU64::new(0));
+        let data = DataPlane::bind(
+            key.secret(),
+            SocketAddr::new(ip_of(&config.listen), port),
+            Arc::new(StoreSource {
+                store: store.clone(),
+                served: served.clone(),
+            }),
+            config.serve_corrupt,
+        )
+        .await?;
+        if config.serve_corrupt {
+            warn!("fault injection: this node serves corrupted pieces");
+        }
+        for topic in [wire::MANIFEST_TOPIC, wire::HOLDINGS_TOPIC] {
+            swarm
+                .behaviour_mut()
+                .gossip
+                .subscribe(&gossipsub::IdentTopic::new(topic))
+                .map_err(|e| NetError::Setup(e.to_string()))?;
+        }
+        for addr in &config.peers {
+            if let Some(peer) = swarm::peer_of(addr) {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                warn!(%addr, "cannot dial bootstrap peer: {e}");
+            }
+        }
+        let (tx, rx) = mpsc::channel(swarm::COMMAND_QUEUE);
+        let peer = *swarm.local_peer_id();
+        let state = Arc::new(State {
+            peer,
+            store,
+            data,
+            control: Control { tx },
+            http: config.http.clone(),
+            listen: Mutex::new(vec![listen.with(Protocol::P2p(peer))]),
+            connected: Mutex::default(),
+            holders: Mutex::default(),
+            fresh: Mutex::default(),
+            hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
+            catch_up_permits: Arc::new(Semaphore::new(MAX_CATCH_UP)),
+            served,
+            received: AtomicU64::new(0),
+        });
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            swarm,
+            rx,
+            state.clone(),
+            cancel.clone(),
+            config.announce_interval,
+        ));
+        info!(%peer, addr = %lock(&state.listen)[0], "node started");
+        Ok(Self {
+            state: Arc::new(StateHandle(state)),
+            cancel,
+            task,
+        })
+    }
+
+    /// The node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.state.0.peer
+    }
+
+    /// The address others pass to `--peer`.
+    pub fn peer_addr(&self) -> Multiaddr {
+        lock(&self.state.0.listen)
+            .first()
+            .cloned()
+            .unwrap_or_else(Multiaddr::empty)
+    }
+
+    /// A handle for sending control requests from this node.
+    pub fn control(&self) -> Control {
+        self.state.0.control.clone()
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Arc<PieceStore> {
+        &self.state.0.store
+    }
+
+    /// The data plane (to fetch pieces from peers).
+    pub fn data(&self) -> &DataPlane {
+        &self.state.0.data
+    }
+
+    /// Status for `cairn node status`.
+    pub fn status(&self) -> NodeStatus {
+        let s = &self.state.0;
+        NodeStatus {
+            info: s.info(),
+            peers: lock(&s.connected).keys().map(|p| p.to_string()).collect(),
+            datasets: s.store.datasets().map_or(0, |d| d.len() as u64),
+            served_bytes: s.served.load(Ordering::Relaxed),
+            received_bytes: s.received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the swarm, says goodbye on the data plane and closes the store.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            warn!("node task ended badly: {e}");
+        }
+        self.state.0.data.shutdown().await;
+        info!("node stopped");
+    }
+}
+
+impl State {
+    fn info(&self) -> NodeInfo {
+        let stats = self.store.stats();
+        NodeInfo {
+            peer: self.peer.to_string(),
+            addrs: lock(&self.listen).iter().map(|a| a.to_string()).collect(),
+            data: self.data.addr(),
+            http: self.http.clone(),
+            pieces: stats.pieces,
+            bytes: stats.bytes,
+            capacity: stats.capacity,
+            connected: lock(&self.connected).len() as u32,
+        }
+    }
+
+    fn node_ref(&self, peer: &PeerId) -> Option<NodeRef> {
+        if *peer == self.peer {
+            return Some(NodeRef {
+                peer: peer.to_string(),
+                data: self.data.addr(),
+            });
+        }
+        let data = lock(&self.holders).data.get(peer).cloned()?;
+        Some(NodeRef {
+            peer: peer.to_string(),
+            data,
+        })
+    }
+
+    async fn handle(self: &Arc<Self>, from: PeerId, request: Request) -> Response {
+        match self.handle_inner(from, request).await {
+            Ok(r) => r,
+            Err((code, message)) => Response::Error { code, message },
+        }
+    }
+
+    async fn handle_inner(
+        self: &Arc<Self>,
+        from: PeerId,
+        request: Request,
+    ) -> Result<Response, (ErrorCode, String)> {
+        let internal = |e: &dyn std::fmt::Display| (ErrorCode::Internal, e.to_string());
+        match request {
+            Request::Info => Ok(Response::Info(self.info())),
+            Request::Peers => {
+                let peers: Vec<(PeerId, Vec<Multiaddr>)> = lock(&self.connected)
+                    .iter()
+                    .map(|(p, a)| (*p, a.clone()))
+                    .collect();
+                let asks = peers.into_iter().map(|(p, addrs)| {
+                    let c = self.control.clone();
+                    async move {
+                        match tokio::time::timeout(INFO_TIMEOUT, c.request(p, addrs, Request::Info))
+                            .await
+                        {
+                            Ok(Ok(Response::Info(i))) if i.peer == p.to_string() => Some(i),
+                            _ => None,
+                        }
+                    }
+                });
+                let mut all: Vec<NodeInfo> = futures::future::join_all(asks)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                all.push(self.info());
+                Ok(Response::Peers(all))
+            }
+            Request::Hold {
+                piece,
+                len,
+                from: src,
+            } => self.hold(from, PieceId(piece), len, src).await,
+            Request::Publish { manifest } => {
+                if manifest.len() > wire::MAX_NETWORK_MANIFEST {
+                    return Err((ErrorCode::BadRequest, "manifest too large".into()));
+                }
+                let m = Manifest::decode(&manifest)
+                    .map_err(|e| (ErrorCode::BadRequest, format!("invalid manifest: {e}")))?;
+                let new = self.store_manifest(m).await?;
+                Ok(Response::Published { new })
+            }
+            Request::Datasets => {
+                let store = self.store.clone();
+                let list = blocking(move || dataset_summaries(&store))
+                    .await
+                    .map_err(|e| internal(&e))?;
+                Ok(Response::Datasets(list))
+            }
+            Request::Versions => {
+                let store = self.store.clone();
+                let v = blocking(move || -> Result<Vec<[u8; 32]>, StoreError> {
+                    let mut out = Vec::new();
+                    for (name, _) in store.datasets()? {
+                        out.extend(store.versions(&name)?.into_iter().map(|v| v.0));
+                        if out.len() >= wire::MAX_LIST {
+                            out.truncate(wire::MAX_LIST);
+                            break;
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| internal(&e))?;
+                Ok(Response::Versions(v))
+            }
+            Request::Manifest { name, version } => {
+                let store = self.store.clone();
+                let name = match name {
+                    Some(n) => Some(
+                        n.parse::<DatasetName>()
+                            .map_err(|e| (ErrorCode::BadRequest, e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let m = blocking(move || match (name, version) {
+                    (Some(n), v) => store.resolve(&n, v.map(VersionId).as_ref()).map(Some),
+                    (None, Some(v)) => store.manifest(&VersionId(v)),
+                    (None, None) => Ok(None),
+                })
+                .await;
+                match m {
+                    Ok(Some(m)) => Ok(Response::Manifest(m.as_bytes().to_vec())),
+                    Ok(None) | Err(StoreError::NotFound(_)) => {
+                        Err((ErrorCode::NotFound, "no such dataset or version".into()))
+                    }
+                    Err(e) => Err(internal(&e)),
+                }
+            }
+            Request::Locate { pieces } => {
+                if pieces.len() > wire::MAX_LIST {
+                    return Err((ErrorCode::BadRequest, "too many pieces".into()));
+                }
+                let store = self.store.clone();
+                let ids: Vec<PieceId> = pieces.into_iter().map(PieceId).collect();
+                let ids2 = ids.clone();
+                let mine: Vec<bool> = blocking(move || {
+                    Ok::<_, StoreError>(
+                        ids2.iter()
+                            .map(|p| store.has_piece(p).unwrap_or(false))
+                            .collect(),
+                    )
+                })
+                .await
+                .map_err(|e| internal(&e))?;
+                let connected: HashSet<PeerId> = lock(&self.connected).keys().copied().collect();
+                let holders = lock(&self.holders);
+                let out = ids
+                    .iter()
+                    .zip(mine)
+                    .map(|(id, mine)| {
+                        let mut v: Vec<NodeRef> = Vec::new();
+                        if mine {
+                            v.extend(self.node_ref(&self.peer));
+                        }
+                        for p in holders.by_piece.get(id).into_iter().flatten() {
+                            if connected.contains(p)
+                                && let Some(d) = holders.data.get(p)
+                            {
+                                v.push(NodeRef {
+                                    peer: p.to_string(),
+                                    data: d.clone(),
+                                });
+                            }
+                        }
+                        v
+                    })
+                    .collect();
+                Ok(Response::Located(out))
+            }
+        }
+    }
+
+    async fn hold(
+        self: &Arc<Self>,
+        from: PeerId,
+        id: PieceId,
+        len: u32,
+        src: DataAddr,
+    ) -> Result<Response, (ErrorCode, String)> {
+        if len == 0 || len > MAX_BLOCK_SIZE {
+            return Err((
+                ErrorCode::BadRequest,
+                format!("piece length {len} out of range"),
+            ));
+        }
+        if self.store.has_piece(&id).unwrap_or(false) {
+            return Ok(Response::Held { already: true });
+        }
+        let stats = self.store.stats();
+        if let Some(cap) = stats.capacity
+            && stats.bytes.saturating_add(u64::from(len)) > cap
+        {
+            return Err((
+                ErrorCode::NoCapacity,
+                format!("{} of {cap} bytes used", stats.bytes),
+            ));
+        }
+        let _permit = self
+            .hold_permits
+            .acquire()
+            .await
+            .map_err(|_| (ErrorCode::Busy, "shutting down".into()))?;
+        let bytes = self
+            .data
+            .fetch(&src, id, len)
+            .await
+            .map_err(|e| (ErrorCode::FetchFailed, e.to_string()))?;
+        let store = self.store.clone();
+        let put = blocking(move || store.put_piece(id, &bytes)).await;
+        match put {
+            Ok(Put::Stored) => {
+                self.received.fetch_add(u64::from(len), Ordering::Relaxed);
+                lock(&self.fresh).push(id.0);
+                debug!(piece = %id, %from, "piece stored");
+                Ok(Response::Held { already: false })
+            }
+            Ok(Put::AlreadyHeld) => Ok(Response::Held { already: true }),
+            Err(StoreError::CapacityExceeded { .. }) => {
+                Err((ErrorCode::NoCapacity, "capacity exceeded".into()))
+            }
+            Err(StoreError::HashMismatch { .. }) => Err((
+                ErrorCode::FetchFailed,
+                "bytes did not match the piece id".into(),
+            )),
+            Err(StoreError::Busy(_)) => Err((ErrorCode::Busy, "piece is being written".into())),
+            Err(e) => Err((ErrorCode::Internal, e.to_string())),
+        }
+    }
+
+    /// Stores a verified manifest; announces it if it was new.
+    async fn store_manifest(self: &Arc<Self>, m: Manifest) -> Result<bool, (ErrorCode, String)> {
+        let store = self.store.clone();
+        let version = m.version();
+        let res = blocking(move || store.put_manifest(&m)).await;
+        match res {
+            Ok(true) => {
+                self.control
+                    .send(Command::Gossip {
+                        topic: wire::MANIFEST_TOPIC,
+                        data: version.0.to_vec(),
+                    })
+                    .await
+                    .ok();
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e @ StoreError::NotOwner { .. }) => Err((ErrorCode::NotOwner, e.to_string())),
+            Err(e) => Err((ErrorCode::Internal, e.to_string())),
+        }
+    }
+
+    /// Fetches `version` from `peer` unless held, verifies and stores it.
+    async fn fetch_manifest(self: Arc<Self>, peer: PeerId, version: [u8; 32]) {
+        let Ok(_permit) = self.catch_up_permits.clone().acquire_owned().await else {
+            return;
+        };
+        if matches!(self.store.manifest(&VersionId(version)), Ok(Some(_))) {
+            return;
+        }
+        let req = Request::Manifest {
+            name: None,
+            version: Some(version),
+        };
+        match self.control.request(peer, vec![], req).await {
+            Ok(Response::Manifest(bytes)) if bytes.len() <= wire::MAX_NETWORK_MANIFEST => {
+                match Manifest::decode(&bytes) {
+                    Ok(m) if m.version().0 == version => {
+                        if let Err((_, e)) = self.store_manifest(m).await {
+                            warn!(%peer, "manifest from peer not stored: {e}");
+                        }
+                    }
+                    Ok(_) => warn!(%peer, "peer sent a manifest with another version id"),
+                    Err(e) => warn!(%peer, "peer sent an invalid manifest: {e}"),
+                }
+            }
+            Ok(_) => debug!(%peer, "peer did not send the manifest"),
+            Err(e) => debug!(%peer, "manifest fetch failed: {e}"),
+        }
+    }
+
+    /// Asks a newly met peer which versions it has and fetches the missing ones.
+    async fn catch_up(self: Arc<Self>, peer: PeerId) {
+        let Ok(Response::Versions(vs)) =
+            self.control.request(peer, vec![], Request::Versions).await
+        else {
+            return;
+        };
+        for v in vs.into_iter().take(wire::MAX_LIST) {
+            if !matches!(self.store.manifest(&VersionId(v)), Ok(Some(_))) {
+                self.clone().fetch_manifest(peer, v).await;
+            }
+        }
+    }
+
+    /// Announces `pieces` on gossip (in batches) and as provider records.
+    async fn announce(&self, pieces: Vec<[u8; 32]>) {
+        for chunk in pieces.chunks(wire::HOLDINGS_BATCH) {
+            let h = Holdings {
+                data: self.data.addr(),
+                pieces: chunk.to_vec(),
+                dropped: vec![],
+            };
+            let gossip = Command::Gossip {
+                topic: wire::HOLDINGS_TOPIC,
+                data: h.encode(),
+            };
+            let keys = chunk.iter().map(kad::RecordKey::new).collect();
+            if self.control.send(gossip).await.is_err()
+                || self.control.send(Command::Provide(keys)).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Db(format!("task failed: {e}")).into()),
+    }
+}
+
+/// Summaries of every dataset in `store`, for listings.
+pub fn dataset_summaries(store: &PieceStore) -> Result<Vec<DatasetSummary>, StoreError> {
+    let mut out = Vec::new();
+    for (name, rec) in store.datasets()?.into_iter().take(wire::MAX_LIST) {
+        let Some(m) = store.manifest(&rec.latest)? else {
+            continue;
+        };
+        out.push(DatasetSummary {
+            name: name.to_string(),
+            latest: rec.latest.to_string(),
+            versions: store.versions(&name)?.len() as u32,
+            size: m.total_size(),
+            files: m.files().len() as u32,
+            license: m.body().license.clone(),
+        });
+    }
+    Ok(out)
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut rx: mpsc::Receiver<Command>,
+    state: Arc<State>,
+    cancel: CancellationToken,
+    announce_interval: Duration,
+) {
+    let mut pending = Pending::default();
+    let handlers = Arc::new(Semaphore::new(MAX_HANDLERS));
+    let holds = Arc::new(Semaphore::new(MAX_HOLDS));
+    let mut flush = tokio::time::interval(Duration::from_millis(250));
+    let mut full = tokio::time::interval(announce_interval);
+    // A full announcement shortly after someone new subscribes to holdings.
+    let mut reannounce: Option<tokio::time::Instant> = None;
+    let mut met: HashSet<PeerId> = HashSet::new();
+    loop {
+        let due =
+            reannounce.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &state, cmd),
+            _ = flush.tick() => {
+                let fresh = std::mem::take(&mut *lock(&state.fresh));
+                if !fresh.is_empty() {
+                    let s = state.clone();
+                    tokio::spawn(async move { s.announce(fresh).await });
+                }
+            }
+            _ = full.tick() => reannounce = Some(tokio::time::Instant::now()),
+            () = tokio::time::sleep_until(due), if reannounce.is_some() => {
+                reannounce = None;
+                let s = state.clone();
+                tokio::spawn(async move {
+                    let store = s.store.clone();
+                    if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || store.piece_ids()).await {
+                        s.announce(ids.into_iter().map(|p| p.0).collect()).await;
+                    }
+                });
+            }
+            Some(event) = swarm.next() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Control(e)) => {
+                    if let Some((peer, request, channel)) = pending.on_event(e) {
+                        let pool = if matches!(request, Request::Hold { .. }) { &holds } else { &handlers };
+                        on_request(&mut swarm, &state, pool, peer, request, channel);
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    let addrs: Vec<Multiaddr> = info
+                        .listen_addrs
+                        .iter()
+                        .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
+                        .map(|a| a.clone().with_p2p(peer_id).unwrap_or_else(|a| a))
+                        .collect();
+                    for a in &addrs {
+                        swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                    }
+                    if info.protocols.iter().any(|p| p.as_ref() == wire::CONTROL_PROTOCOL) {
+                        lock(&state.connected).insert(peer_id, addrs);
+                        if met.insert(peer_id) {
+                            tokio::spawn(state.clone().catch_up(peer_id));
+                        }
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message, .. })) => {
+                    on_gossip(&state, propagation_source, message);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed { topic, .. }))
+                    if topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() && reannounce.is_none() =>
+                {
+                    reannounce = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                    for (peer, addr) in list {
+                        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                        if !swarm.is_connected(&peer) {
+                            swarm.dial(addr).ok();
+                        }
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    lock(&state.connected).remove(&peer_id);
+                    met.remove(&peer_id);
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    debug!(?peer_id, "dial failed: {error}");
+                }
+                _ => {}
+            },
+        }
+    }
+    // Leave politely: close connections so peers see us go at once.
+    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+    for p in peers {
+        swarm.disconnect_peer_id(p).ok();
+    }
+}
+
+fn on_command(
+    swarm: &mut Swarm<Behaviour>,
+    pending: &mut Pending,
+    state: &Arc<State>,
+    cmd: Command,
+) {
+    match cmd {
+        Command::Request {
+            peer,
+            addrs,
+            request,
+            reply,
+        } => {
+            let addrs = if addrs.is_empty() {
+                lock(&state.connected)
+                    .get(&peer)
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                addrs
+            };
+            pending.send(swarm, peer, addrs, request, reply);
+        }
+        Command::Respond { channel, response } => {
+            swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, response)
+                .ok();
+        }
+        Command::Gossip { topic, data } => {
+            if let Err(e) = swarm
+                .behaviour_mut()
+                .gossip
+                .publish(gossipsub::IdentTopic::new(topic), data)
+            {
+                debug!(topic, "gossip not sent: {e}");
+            }
+        }
+        Command::Provide(keys) => {
+            for k in keys {
+                swarm.behaviour_mut().kad.start_providing(k).ok();
+            }
+        }
+    }
+}
+
+fn on_request(
+    swarm: &mut Swarm<Behaviour>,
+    state: &Arc<State>,
+    handlers: &Arc<Semaphore>,
+    peer: PeerId,
+    request: Request,
+    channel: ResponseChannel<Response>,
+) {
+    let Ok(permit) = handlers.clone().try_acquire_owned() else {
+        let busy = Response::Error {
+            code: ErrorCode::Busy,
+            message: "too many requests in progress; retry shortly".into(),
+        };
+        swarm
+            .behaviour_mut()
+            .control
+            .send_response(channel, busy)
+            .ok();
+        return;
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let response = state.handle(peer, request).await;
+        state
+            .control
+            .send(Command::Respond { channel, response })
+            .await
+            .ok();
+        drop(permit);
+    });
+}
+
+fn on_gossip(state: &Arc<State>, via: PeerId, message: gossipsub::Message) {
+    let Some(source) = message.source else {
+        return;
+    };
+    if message.topic == gossipsub::IdentTopic::new(wire::MANIFEST_TOPIC).hash() {
+        let Ok(version) = <[u8; 32]>::try_from(message.data.as_slice()) else {
+            debug!(%source, "malformed manifest announcement");
+            return;
+        };
+        // The announcer stored it before announcing; a forwarder may not have yet.
+        let _ = via;
+        tokio::spawn(state.clone().fetch_manifest(source, version));
+    } else if message.topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() {
+        let Some(h) = Holdings::decode(&message.data) else {
+            debug!(%source, "malformed holdings announcement");
+            return;
+        };
+        if data_id_of(&source) != Some(h.data.id) {
+            warn!(%source, "holdings announced for another node's data address; ignored");
+            return;
+        }
+        lock(&state.holders).add(source, h.data, &h.pieces, &h.dropped);
+    }
+}

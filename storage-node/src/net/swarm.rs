@@ -1,0 +1,235 @@
+//! The libp2p side: one behaviour for nodes and clients, and the plumbing that turns
+//! request-response into `async fn request(..) -> Response`.
+
+use std::{collections::HashMap, time::Duration};
+
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify,
+    identity::Keypair,
+    kad, mdns, noise, request_response,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
+    tcp, yamux,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    NetError,
+    wire::{self, Request, Response},
+};
+
+/// How long a control request may take, including a `Hold` that fetches its piece.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Capacity of every command channel into a swarm task.
+pub(crate) const COMMAND_QUEUE: usize = 256;
+
+/// Everything a Cairn peer speaks on libp2p.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) control: request_response::cbor::Behaviour<Request, Response>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) gossip: gossipsub::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Builds a swarm over TCP with noise and yamux. `mdns` turns LAN discovery on.
+pub(crate) fn build(keypair: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>, NetError> {
+    let net = |what: &'static str| {
+        move |e: &dyn std::fmt::Display| NetError::Setup(format!("{what}: {e}"))
+    };
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net("tcp transport")(&e))?
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let codec = request_response::cbor::codec::Codec::<Request, Response>::default()
+                .set_request_size_maximum(wire::MAX_REQUEST)
+                .set_response_size_maximum(wire::MAX_RESPONSE);
+            let control = request_response::Behaviour::with_codec(
+                codec,
+                [(
+                    StreamProtocol::new(wire::CONTROL_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(256),
+            );
+            let identify =
+                identify::Behaviour::new(identify::Config::new("/cairn/1".into(), key.public()));
+            let mut kcfg = kad::Config::new(StreamProtocol::new("/cairn/kad/1"));
+            kcfg.set_query_timeout(Duration::from_secs(30));
+            let store = kad::store::MemoryStore::with_config(
+                peer,
+                kad::store::MemoryStoreConfig {
+                    max_provided_keys: 1 << 20,
+                    max_records: 1 << 16,
+                    max_providers_per_key: 32,
+                    ..Default::default()
+                },
+            );
+            let mut kad = kad::Behaviour::with_config(peer, store, kcfg);
+            kad.set_mode(Some(kad::Mode::Server));
+            let gcfg = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(wire::MAX_GOSSIP)
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .build()
+                .map_err(|e| Box::new(std::io::Error::other(e.to_string())))?;
+            let gossip = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gcfg,
+            )
+            .map_err(|e| Box::new(std::io::Error::other(e)))?;
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                control,
+                identify,
+                kad,
+                gossip,
+                mdns: mdns.into(),
+            })
+        })
+        .map_err(|e| net("behaviour")(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    Ok(swarm)
+}
+
+/// A request waiting for its response.
+pub(crate) type Reply = oneshot::Sender<Result<Response, NetError>>;
+
+/// Outbound requests in flight, by id.
+#[derive(Default)]
+pub(crate) struct Pending(HashMap<request_response::OutboundRequestId, Reply>);
+
+impl Pending {
+    pub(crate) fn send(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: Request,
+        reply: Reply,
+    ) {
+        let id = swarm
+            .behaviour_mut()
+            .control
+            .send_request_with_addresses(&peer, request, addrs);
+        self.0.insert(id, reply);
+    }
+
+    /// Routes a request-response event that answers one of ours. Returns inbound requests
+    /// for the caller to handle.
+    pub(crate) fn on_event(
+        &mut self,
+        event: request_response::Event<Request, Response>,
+    ) -> Option<(PeerId, Request, request_response::ResponseChannel<Response>)> {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => return Some((peer, request, channel)),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(tx) = self.0.remove(&request_id) {
+                        tx.send(Ok(response)).ok();
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(tx) = self.0.remove(&request_id) {
+                    tx.send(Err(NetError::Unreachable {
+                        peer: peer.to_string(),
+                        reason: error.to_string(),
+                    }))
+                    .ok();
+                }
+            }
+            request_response::Event::InboundFailure { .. }
+            | request_response::Event::ResponseSent { .. } => {}
+        }
+        None
+    }
+}
+
+/// The peer id at the end of a multiaddr (`.../p2p/<id>`), if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().last().and_then(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Commands into a swarm task.
+pub(crate) enum Command {
+    Request {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: Request,
+        reply: Reply,
+    },
+    Respond {
+        channel: request_response::ResponseChannel<Response>,
+        response: Response,
+    },
+    Gossip {
+        topic: &'static str,
+        data: Vec<u8>,
+    },
+    Provide(Vec<kad::RecordKey>),
+}
+
+/// A cheap handle for talking to a swarm task.
+#[derive(Clone, Debug)]
+pub struct Control {
+    pub(crate) tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl Control {
+    /// Sends `request` to `peer` (dialing `addrs` if not connected) and waits for the answer.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: Request,
+    ) -> Result<Response, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Request {
+                peer,
+                addrs,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    pub(crate) async fn send(&self, cmd: Command) -> Result<(), NetError> {
+        self.tx.send(cmd).await.map_err(|_| NetError::Stopped)
+    }
+}

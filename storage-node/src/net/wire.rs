@@ -1,0 +1,278 @@
+//! Control-plane messages: what nodes and clients say to each other over libp2p.
+//!
+//! Requests and responses travel as CBOR through libp2p's request-response codec, which
+//! refuses any message over [`MAX_REQUEST`] / [`MAX_RESPONSE`] bytes before decoding it.
+//! Decoding is serde's: a malformed message is an error, never a panic. Nothing in here
+//! is trusted: ids are checked against manifests, manifests are verified before storing,
+//! and every list a peer sends is truncated to a limit by the receiver.
+
+use std::net::SocketAddr;
+
+use proofs::codec::{Reader, Writer};
+use serde::{Deserialize, Serialize};
+
+/// The request-response protocol of the control plane.
+pub const CONTROL_PROTOCOL: &str = "/cairn/control/1";
+/// Largest request accepted: a manifest being published, with room for framing.
+pub const MAX_REQUEST: u64 = 17 << 20;
+/// Largest response accepted.
+pub const MAX_RESPONSE: u64 = 17 << 20;
+/// Largest manifest carried on the network.
+pub const MAX_NETWORK_MANIFEST: usize = 16 << 20;
+/// Most entries in any list a peer sends (peers, pieces, versions, datasets).
+pub const MAX_LIST: usize = 100_000;
+/// The gossipsub topic new manifest versions are announced on (32-byte version ids; the
+/// manifest itself is then fetched from the announcer with [`Request::Manifest`]).
+pub const MANIFEST_TOPIC: &str = "cairn/manifests/1";
+/// The gossipsub topic holders announce the pieces they hold on.
+pub const HOLDINGS_TOPIC: &str = "cairn/holdings/1";
+/// Most piece ids in one holdings announcement (32 bytes each).
+pub const HOLDINGS_BATCH: usize = 2048;
+/// Largest gossip message: a full holdings batch with room to spare.
+pub const MAX_GOSSIP: usize = 256 << 10;
+
+/// Where a node's data plane listens: its iroh endpoint id (the same ed25519 key as its
+/// libp2p identity) and direct socket addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataAddr {
+    /// The endpoint's public key.
+    pub id: [u8; 32],
+    /// Direct addresses (UDP).
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// What a node says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// libp2p peer id, as text.
+    pub peer: String,
+    /// libp2p listen addresses, as multiaddr text (with `/p2p/<peer>`).
+    pub addrs: Vec<String>,
+    /// The data plane address.
+    pub data: DataAddr,
+    /// HTTP base URL, if the node serves one.
+    pub http: Option<String>,
+    /// Pieces held.
+    pub pieces: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Capacity, if limited.
+    pub capacity: Option<u64>,
+    /// Peers it is connected to right now.
+    pub connected: u32,
+}
+
+impl NodeInfo {
+    /// Bytes it can still accept (`u64::MAX` when unlimited).
+    pub fn free(&self) -> u64 {
+        self.capacity
+            .map_or(u64::MAX, |c| c.saturating_sub(self.bytes))
+    }
+}
+
+/// A dataset as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    /// `owner/name`.
+    pub name: String,
+    /// Latest version id, hex.
+    pub latest: String,
+    /// Versions held.
+    pub versions: u32,
+    /// Total file bytes of the latest version.
+    pub size: u64,
+    /// Files in the latest version.
+    pub files: u32,
+    /// License of the latest version.
+    pub license: String,
+}
+
+/// A control-plane request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Describe yourself.
+    Info,
+    /// Describe every node you are connected to, yourself included.
+    Peers,
+    /// Hold this piece: fetch it from `from` over the data plane, check it, store it.
+    Hold {
+        /// The piece's BLAKE3 hash.
+        piece: [u8; 32],
+        /// Its length in bytes.
+        len: u32,
+        /// Where to fetch it from.
+        from: DataAddr,
+    },
+    /// Verify, store and announce this signed manifest.
+    Publish {
+        /// The manifest's bytes.
+        #[serde(with = "serde_bytes")]
+        manifest: Vec<u8>,
+    },
+    /// Every dataset you know.
+    Datasets,
+    /// Every version id you hold (for catching up after missed gossip).
+    Versions,
+    /// A manifest: by version id, or the latest of a name.
+    Manifest {
+        /// `owner/name`.
+        name: Option<String>,
+        /// A version id.
+        version: Option<[u8; 32]>,
+    },
+    /// Who holds these pieces, as far as you know.
+    Locate {
+        /// Piece ids.
+        pieces: Vec<[u8; 32]>,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request was malformed or named something invalid.
+    BadRequest,
+    /// Not enough free capacity.
+    NoCapacity,
+    /// Not found.
+    NotFound,
+    /// The name belongs to another publisher.
+    NotOwner,
+    /// The node is shedding load; try again later.
+    Busy,
+    /// The piece could not be fetched or did not match its hash.
+    FetchFailed,
+    /// Something failed on the node.
+    Internal,
+}
+
+/// A control-plane response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Info`].
+    Info(NodeInfo),
+    /// Answer to [`Request::Peers`].
+    Peers(Vec<NodeInfo>),
+    /// The piece is stored; `already` if it was held before the request.
+    Held {
+        /// Whether nothing had to be fetched.
+        already: bool,
+    },
+    /// The manifest is stored; `new` if it was not held before.
+    Published {
+        /// Whether the manifest was new to this node.
+        new: bool,
+    },
+    /// Answer to [`Request::Datasets`].
+    Datasets(Vec<DatasetSummary>),
+    /// Answer to [`Request::Versions`].
+    Versions(Vec<[u8; 32]>),
+    /// Answer to [`Request::Manifest`].
+    Manifest(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Answer to [`Request::Locate`]: for each piece asked, the nodes known to hold it.
+    Located(Vec<Vec<NodeRef>>),
+    /// The request was refused.
+    Error {
+        /// Why, for programs.
+        code: ErrorCode,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+/// A node as named in a [`Response::Located`]: enough to reach both of its planes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRef {
+    /// libp2p peer id, as text.
+    pub peer: String,
+    /// The data plane address.
+    pub data: DataAddr,
+}
+
+/// A holdings announcement: the sender holds these pieces. The gossipsub message is
+/// signed by the sender's key, so a node can only speak for itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holdings {
+    /// Where to fetch them.
+    pub data: DataAddr,
+    /// Piece ids (at most [`HOLDINGS_BATCH`]).
+    pub pieces: Vec<[u8; 32]>,
+    /// Pieces it no longer holds.
+    pub dropped: Vec<[u8; 32]>,
+}
+
+const HOLDINGS_VERSION: u8 = 1;
+const MAX_DATA_ADDRS: usize = 16;
+
+impl Holdings {
+    /// Encodes for gossip: 32 bytes per piece, so a full batch fits one gossip message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + 32 * (self.pieces.len() + self.dropped.len()));
+        w.u8(HOLDINGS_VERSION);
+        w.raw(&self.data.id);
+        w.u32(self.data.addrs.len() as u32);
+        for a in &self.data.addrs {
+            w.str(&a.to_string());
+        }
+        for list in [&self.pieces, &self.dropped] {
+            w.u32(list.len() as u32);
+            for p in list {
+                w.raw(p);
+            }
+        }
+        w.into_bytes()
+    }
+
+    /// Decodes a gossip message; `None` for anything malformed or over the limits.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(bytes);
+        r.version("holdings", HOLDINGS_VERSION).ok()?;
+        let id = r.array::<32>("endpoint id").ok()?;
+        let n = r.count(MAX_DATA_ADDRS, 1, "addresses").ok()?;
+        let mut addrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            addrs.push(r.str(64, "address").ok()?.parse().ok()?);
+        }
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = r.count(HOLDINGS_BATCH, 32, "pieces").ok()?;
+            list.reserve_exact(n);
+            for _ in 0..n {
+                list.push(r.array::<32>("piece").ok()?);
+            }
+        }
+        r.finish().ok()?;
+        let [pieces, dropped] = lists;
+        Some(Self {
+            data: DataAddr { id, addrs },
+            pieces,
+            dropped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holdings_roundtrip_and_limits() {
+        let h = Holdings {
+            data: DataAddr {
+                id: [7; 32],
+                addrs: vec!["127.0.0.1:4000".parse().expect("addr")],
+            },
+            pieces: vec![[1; 32], [2; 32]],
+            dropped: vec![],
+        };
+        let back = Holdings::decode(&h.encode()).expect("decodes");
+        assert_eq!(back.pieces, h.pieces);
+        assert_eq!(back.data, h.data);
+        let big = Holdings {
+            pieces: vec![[0; 32]; HOLDINGS_BATCH + 1],
+            ..h
+        };
+        assert!(Holdings::decode(&big.encode()).is_none());
+        assert!(Holdings::decode(b"\xff\x00garbage").is_none());
+    }
+}

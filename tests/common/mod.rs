@@ -1,0 +1,196 @@
+//! A local network of real `cairn node` processes for end-to-end tests.
+
+#![allow(dead_code)] // each test binary uses a different part of the kit
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+pub(crate) fn cairn() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.env_remove("CAIRN_PEER").env("RUST_BACKTRACE", "0");
+    c
+}
+
+/// Runs `cairn args...`, returning its output.
+pub(crate) fn run(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = cairn();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("cairn runs")
+}
+
+pub(crate) fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct NodeEntry {
+    pub(crate) peer: String,
+    pub(crate) http: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) pid: u32,
+}
+
+/// A network started with `cairn network up`, stopped (and its processes killed) on drop.
+pub(crate) struct Net {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: PathBuf,
+}
+
+impl Net {
+    pub(crate) fn up(nodes: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = dir.path().join("net");
+        let o = run(
+            &[
+                "network",
+                "up",
+                "--nodes",
+                &nodes.to_string(),
+                "--dir",
+                net.to_str().expect("utf-8 path"),
+                "--announce-secs",
+                "5",
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "network up failed: {}", text(&o));
+        let config = dir.path().join("config");
+        Self { dir, config }
+    }
+
+    pub(crate) fn net_dir(&self) -> PathBuf {
+        self.dir.path().join("net")
+    }
+
+    pub(crate) fn nodes(&self) -> Vec<NodeEntry> {
+        #[derive(serde::Deserialize)]
+        struct N {
+            nodes: Vec<NodeEntry>,
+        }
+        let bytes = std::fs::read(self.net_dir().join("network.json")).expect("network.json");
+        serde_json::from_slice::<N>(&bytes)
+            .expect("valid network.json")
+            .nodes
+    }
+
+    /// `cairn` with the network and a config dir of this test's own.
+    pub(crate) fn cmd(&self, args: &[&str]) -> Output {
+        let mut c = cairn();
+        c.args(args)
+            .env("CAIRN_PEER", &self.nodes()[0].peer)
+            .env("CAIRN_CONFIG_DIR", &self.config);
+        c.output().expect("cairn runs")
+    }
+
+    pub(crate) fn kill(&self, i: usize) {
+        let pid = self.nodes()[i].pid;
+        let ok = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "could not kill node {i}");
+        // Wait until it is gone, so its peers see the connection drop.
+        for _ in 0..100 {
+            if !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+                    .unwrap_or(true)
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let nodes = self.nodes();
+        let o = run(
+            &[
+                "network",
+                "down",
+                "--dir",
+                self.net_dir().to_str().unwrap_or(""),
+            ],
+            &[],
+        );
+        if !o.status.success() {
+            for n in nodes {
+                Command::new("kill")
+                    .args(["-KILL", &n.pid.to_string()])
+                    .status()
+                    .ok();
+            }
+        }
+    }
+}
+
+/// Writes a mix of files under `dir`: a card, a CSV, binary shards across several stripes,
+/// a tiny file and an empty one. Returns their BLAKE3 hashes by relative path.
+pub(crate) fn mixed_files(dir: &Path, seed: u64, big: usize) -> Vec<(String, blake3::Hash)> {
+    let bytes = |n: usize, salt: u64| storage_node::local::synthetic(n, seed * 31 + salt);
+    let mut csv = String::from("a,b,label\n");
+    for i in 0..2000 {
+        csv.push_str(&format!("{i},{},{}\n", i * 7 % 13, i % 3));
+    }
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "README.md",
+            b"# test/mixed\n\nFiles for end-to-end tests.\n".to_vec(),
+        ),
+        ("table.csv", csv.into_bytes()),
+        ("shards/000.bin", bytes(big, 1)),
+        ("shards/001.bin", bytes(big / 3 + 17, 2)),
+        ("tiny.txt", b"x".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    let mut out = Vec::new();
+    for (p, b) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &b).expect("write");
+        out.push((p.to_string(), blake3::hash(&b)));
+    }
+    out
+}
+
+/// Asserts every file in `expected` is at `dest` with the same hash.
+pub(crate) fn assert_same(dest: &Path, expected: &[(String, blake3::Hash)]) {
+    for (p, h) in expected {
+        let got = std::fs::read(dest.join(p)).unwrap_or_else(|e| panic!("{p} missing: {e}"));
+        assert_eq!(blake3::hash(&got), *h, "{p} differs");
+    }
+}
+
+/// Every regular file under `dir`, relative.
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,322 @@
+//! End-to-end: real `cairn node` processes on 127.0.0.1, started by `cairn network up`,
+//! with datasets pushed and pulled by the real CLI.
+
+mod common;
+
+use common::{Net, assert_same, files_under, mixed_files, text};
+
+const K: &str = "4";
+const M: &str = "2";
+const BLOCK: &str = "64KiB";
+
+fn push(net: &Net, src: &std::path::Path, name: &str) -> std::process::Output {
+    net.cmd(&[
+        "dataset",
+        "push",
+        src.to_str().expect("utf-8"),
+        "--name",
+        name,
+        "--k",
+        K,
+        "--m",
+        M,
+        "--block-size",
+        BLOCK,
+        "--license",
+        "CC0-1.0",
+    ])
+}
+
+fn pull(net: &Net, name: &str, dest: &std::path::Path) -> std::process::Output {
+    net.cmd(&["dataset", "pull", name, dest.to_str().expect("utf-8")])
+}
+
+#[test]
+fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
+    let net = Net::up(6);
+    let src = net.dir.path().join("src");
+    let files = mixed_files(&src, 1, 3 << 20);
+    let o = push(&net, &src, "alice/mixed");
+    assert!(o.status.success(), "{}", text(&o));
+
+    let ls = net.cmd(&["dataset", "ls"]);
+    assert!(
+        ls.status.success() && String::from_utf8_lossy(&ls.stdout).contains("alice/mixed"),
+        "{}",
+        text(&ls)
+    );
+    let info = net.cmd(&["dataset", "info", "alice/mixed"]);
+    let info_out = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success(), "{}", text(&info));
+    assert!(
+        info_out.contains("0 below k")
+            && info_out.contains("CC0-1.0")
+            && info_out.contains("shards/000.bin"),
+        "{info_out}"
+    );
+
+    let dest = net.dir.path().join("out");
+    let o = pull(&net, "alice/mixed", &dest);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same(&dest, &files);
+    assert_eq!(
+        files_under(&dest).len(),
+        files.len(),
+        "no stray files: {:?}",
+        files_under(&dest)
+    );
+
+    // Same data again: every piece is already held and no new version appears.
+    let o = push(&net, &src, "alice/mixed");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("0 sent") && out.contains("unchanged"),
+        "{}",
+        text(&o)
+    );
+
+    // A pull into the same place finds every file complete and fetches nothing.
+    let o = pull(&net, "alice/mixed", &dest);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("0 files written, 6 already complete"),
+        "{}",
+        text(&o)
+    );
+
+    // Another publisher may not take the name.
+    let mut c = common::cairn();
+    let other = net.dir.path().join("other-config");
+    let o = c
+        .args([
+            "dataset",
+            "push",
+            src.to_str().expect("utf-8"),
+            "--name",
+            "alice/mixed",
+            "--k",
+            K,
+            "--m",
+            M,
+        ])
+        .env("CAIRN_PEER", &net.nodes()[0].peer)
+        .env("CAIRN_CONFIG_DIR", &other)
+        .output()
+        .expect("runs");
+    assert!(
+        !o.status.success() && text(&o).contains("belongs to"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn pull_survives_m_killed_nodes_and_fails_cleanly_past_m() {
+    let net = Net::up(6);
+    let src = net.dir.path().join("src");
+    let files = mixed_files(&src, 2, 2 << 20);
+    let o = push(&net, &src, "bob/sturdy");
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Any m = 2 holders of every stripe gone: still identical bytes.
+    net.kill(2);
+    net.kill(4);
+    let dest = net.dir.path().join("out");
+    let o = pull(&net, "bob/sturdy", &dest);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same(&dest, &files);
+
+    // m + 1 gone: a clear error naming the stripes, and nothing written.
+    net.kill(5);
+    let dest = net.dir.path().join("out-lost");
+    let o = pull(&net, "bob/sturdy", &dest);
+    let all = text(&o);
+    assert!(!o.status.success(), "{all}");
+    assert!(
+        all.contains("cannot be rebuilt") && all.contains("stripe 0: 3 of 4 needed"),
+        "{all}"
+    );
+    assert!(
+        files_under(&dest).is_empty(),
+        "partial files written: {:?}",
+        files_under(&dest)
+    );
+}
+
+#[test]
+fn node_killed_mid_push_leaves_no_version_and_comes_back_consistent() {
+    let net = Net::up(6);
+    let src = net.dir.path().join("src");
+    let files = mixed_files(&src, 3, 24 << 20);
+    let victim = 3;
+    let status_url = net.nodes()[victim].http.clone();
+
+    let mut c = common::cairn();
+    let child = c
+        .args([
+            "dataset",
+            "push",
+            src.to_str().expect("utf-8"),
+            "--name",
+            "carol/interrupted",
+            "--k",
+            K,
+            "--m",
+            M,
+            "--block-size",
+            BLOCK,
+        ])
+        .env("CAIRN_PEER", &net.nodes()[0].peer)
+        .env("CAIRN_CONFIG_DIR", &net.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("push starts");
+    // Kill the victim once it has taken some pieces, while the push is still going.
+    let held = |url: &str| -> u64 {
+        let o = common::run(&["node", "status", "--http", url, "--json"], &[]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v["info"]["pieces"].as_u64())
+            .unwrap_or(0)
+    };
+    let t0 = std::time::Instant::now();
+    while held(&status_url) < 5 && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    net.kill(victim);
+    let o = child.wait_with_output().expect("push ends");
+    assert!(
+        !o.status.success(),
+        "push should fail without the node: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("no version was published"),
+        "{}",
+        text(&o)
+    );
+    let ls = net.cmd(&["dataset", "ls"]);
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("no datasets yet"),
+        "{}",
+        text(&ls)
+    );
+
+    // The node restarts on its own data dir, consistent; the push then completes and the
+    // pieces it already took are not sent again.
+    let o = common::run(
+        &[
+            "network",
+            "restart",
+            "--dir",
+            net.net_dir().to_str().expect("utf-8"),
+            "--node",
+            &victim.to_string(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = common::run(
+            &[
+                "network",
+                "status",
+                "--dir",
+                net.net_dir().to_str().expect("utf-8"),
+            ],
+            &[],
+        );
+        let s = String::from_utf8_lossy(&o.stdout).to_string();
+        if !s.contains("down")
+            && s.lines()
+                .skip(1)
+                .all(|l| l.split_whitespace().nth(3) == Some("5"))
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "network did not heal: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = push(&net, &src, "carol/interrupted");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains(" 0 already held"),
+        "{}",
+        text(&o)
+    );
+    let dest = net.dir.path().join("out");
+    let o = pull(&net, "carol/interrupted", &dest);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same(&dest, &files);
+}
+
+#[test]
+fn bytes_that_do_not_match_their_hash_are_routed_around() {
+    let net = Net::up(6);
+    let src = net.dir.path().join("src");
+    let files = mixed_files(&src, 4, 2 << 20);
+    let o = push(&net, &src, "dave/guarded");
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Node 1 comes back as a liar: it serves every piece with a flipped byte.
+    net.kill(1);
+    let n = &net.nodes()[1];
+    let http = n.http.trim_start_matches("http://").to_string();
+    let listen = n.peer.split("/p2p/").next().expect("addr").to_string();
+    let port = listen.rsplit('/').next().expect("port");
+    let mut liar = common::cairn()
+        .args([
+            "node",
+            "run",
+            "--data-dir",
+            n.data_dir.to_str().expect("utf-8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            &http,
+            "--no-mdns",
+            "--peer",
+            &net.nodes()[0].peer,
+            "--fault-serve-corrupt",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("liar starts");
+    let t0 = std::time::Instant::now();
+    loop {
+        let dest = net.dir.path().join("probe");
+        let o = net.cmd(&["dataset", "info", "dave/guarded"]);
+        let _ = dest;
+        if String::from_utf8_lossy(&o.stdout).contains("with all 6 pieces reachable, 0 degraded") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "liar not back: {}",
+            text(&o)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let dest = net.dir.path().join("out");
+    let o = pull(&net, "dave/guarded", &dest);
+    liar.kill().ok();
+    liar.wait().ok();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same(&dest, &files);
+    let routed: u64 = out
+        .split(" fetches routed around")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        routed > 0,
+        "the liar was never asked, so nothing was shown: {out}"
+    );
+}
