@@ -899,6 +899,7 @@ async fn run(
                 Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
                 Some(Command::Gossip { .. } | Command::Provide(_)) => {}
+                Some(Command::Providers { reply, .. }) => { reply.send(Vec::new()).ok(); }
             },
             Some(event) = swarm.next() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Control(e)) = event

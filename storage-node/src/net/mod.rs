@@ -16,6 +16,9 @@ pub mod placement;
 mod swarm;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 pub use client::{Client, ClientError, PullReport, PushReport};
 pub use data::{DataError, DataPlane, PieceSource};
 pub use identity::NodeKey;

@@ -29,7 +29,7 @@ use libp2p::{
     request_response::ResponseChannel, swarm::SwarmEvent,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -60,6 +60,12 @@ const MAX_HOLD_FETCHES: usize = 16;
 const MAX_CATCH_UP: usize = 4;
 /// Most (piece, holder) entries remembered about other nodes.
 const MAX_HOLDER_ENTRIES: usize = 8 << 20;
+/// Most providers taken from one Kademlia lookup.
+const MAX_PROVIDERS: usize = 32;
+/// Most pieces looked up in Kademlia for one `Locate` (those no announcement covered).
+const MAX_PROVIDER_LOOKUPS: usize = 64;
+/// How long a Kademlia provider lookup may take.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to answer `Info` when gathering `Peers`.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -199,6 +205,21 @@ pub fn data_id_of(peer: &PeerId) -> Option<[u8; 32]> {
     }
     let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
     Some(pk.try_into_ed25519().ok()?.to_bytes())
+}
+
+/// A node's data-plane address from its libp2p addresses: the same key, and the same IP
+/// and port over UDP.
+fn data_ref(peer: &PeerId, addrs: &[Multiaddr]) -> Option<NodeRef> {
+    let id = data_id_of(peer)?;
+    let addrs: Vec<SocketAddr> = addrs
+        .iter()
+        .filter_map(|a| Some(SocketAddr::new(ip_of(a), tcp_port_of(a)?)))
+        .filter(|s| !s.ip().is_unspecified())
+        .collect();
+    (!addrs.is_empty()).then(|| NodeRef {
+        peer: peer.to_string(),
+        data: DataAddr { id, addrs },
+    })
 }
 
 /// A running storage node.
@@ -366,6 +387,11 @@ impl Node {
     /// The data plane (to fetch pieces from peers).
     pub fn data(&self) -> &DataPlane {
         &self.state.0.data
+    }
+
+    /// Who the DHT's provider records say holds `piece`.
+    pub async fn providers(&self, piece: PieceId) -> Vec<PeerId> {
+        self.state.0.providers(piece).await
     }
 
     /// Status for `cairn node status`.
@@ -536,32 +562,64 @@ impl State {
                 })
                 .await
                 .map_err(|e| internal(&e))?;
-                let connected: HashSet<PeerId> = lock(&self.connected).keys().copied().collect();
-                let holders = lock(&self.holders);
-                let out = ids
-                    .iter()
-                    .zip(mine)
-                    .map(|(id, mine)| {
-                        let mut v: Vec<NodeRef> = Vec::new();
-                        if mine {
-                            v.extend(self.node_ref(&self.peer));
-                        }
-                        for p in holders.by_piece.get(id).into_iter().flatten() {
-                            if connected.contains(p)
-                                && let Some(d) = holders.data.get(p)
-                            {
-                                v.push(NodeRef {
-                                    peer: p.to_string(),
-                                    data: d.clone(),
-                                });
+                let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected).clone();
+                let mut out: Vec<Vec<NodeRef>> = {
+                    let holders = lock(&self.holders);
+                    ids.iter()
+                        .zip(mine)
+                        .map(|(id, mine)| {
+                            let mut v: Vec<NodeRef> = Vec::new();
+                            if mine {
+                                v.extend(self.node_ref(&self.peer));
                             }
-                        }
-                        v
-                    })
+                            for p in holders.by_piece.get(id).into_iter().flatten() {
+                                if connected.contains_key(p)
+                                    && let Some(d) = holders.data.get(p)
+                                {
+                                    v.push(NodeRef {
+                                        peer: p.to_string(),
+                                        data: d.clone(),
+                                    });
+                                }
+                            }
+                            v
+                        })
+                        .collect()
+                };
+                // Pieces no announcement covered: ask the DHT's provider records.
+                let missing: Vec<usize> = (0..ids.len())
+                    .filter(|&i| out[i].is_empty())
+                    .take(MAX_PROVIDER_LOOKUPS)
                     .collect();
+                let lookups = missing.iter().map(|&i| self.providers(ids[i]));
+                let found = futures::future::join_all(lookups).await;
+                for (&i, peers) in missing.iter().zip(found) {
+                    for p in peers {
+                        if let Some(r) = connected.get(&p).and_then(|a| data_ref(&p, a)) {
+                            out[i].push(r);
+                        }
+                    }
+                }
                 Ok(Response::Located(out))
             }
         }
+    }
+
+    /// Providers of `piece` from Kademlia, within a deadline.
+    async fn providers(&self, piece: PieceId) -> Vec<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Providers {
+            key: kad::RecordKey::new(&piece.0),
+            reply,
+        };
+        if self.control.send(cmd).await.is_err() {
+            return Vec::new();
+        }
+        tokio::time::timeout(PROVIDER_TIMEOUT, rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
     }
 
     async fn hold(
@@ -644,10 +702,12 @@ impl State {
     }
 
     /// Fetches `version` from `peer` unless held, verifies and stores it.
-    async fn fetch_manifest(self: Arc<Self>, peer: PeerId, version: [u8; 32]) {
-        let Ok(_permit) = self.catch_up_permits.clone().acquire_owned().await else {
-            return;
-        };
+    async fn fetch_manifest(
+        self: Arc<Self>,
+        peer: PeerId,
+        version: [u8; 32],
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         if matches!(self.store.manifest(&VersionId(version)), Ok(Some(_))) {
             return;
         }
@@ -681,7 +741,10 @@ impl State {
         };
         for v in vs.into_iter().take(wire::MAX_LIST) {
             if !matches!(self.store.manifest(&VersionId(v)), Ok(Some(_))) {
-                self.clone().fetch_manifest(peer, v).await;
+                let Ok(permit) = self.catch_up_permits.clone().acquire_owned().await else {
+                    return;
+                };
+                self.clone().fetch_manifest(peer, v, permit).await;
             }
         }
     }
@@ -753,12 +816,14 @@ async fn run(
     // A full announcement shortly after someone new subscribes to holdings.
     let mut reannounce: Option<tokio::time::Instant> = None;
     let mut met: HashSet<PeerId> = HashSet::new();
+    let mut rounds = 0usize;
+    let mut provider_queries = ProviderQueries::new();
     loop {
         let due =
             reannounce.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             () = cancel.cancelled() => break,
-            Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &state, cmd),
+            Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &mut provider_queries, &state, cmd),
             _ = flush.tick() => {
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
                 if !fresh.is_empty() {
@@ -766,7 +831,16 @@ async fn run(
                     tokio::spawn(async move { s.announce(fresh).await });
                 }
             }
-            _ = full.tick() => reannounce = Some(tokio::time::Instant::now()),
+            _ = full.tick() => {
+                reannounce = Some(tokio::time::Instant::now());
+                // Heal missed gossip: compare versions with one connected peer per round.
+                let peers: Vec<PeerId> = lock(&state.connected).keys().copied().collect();
+                if !peers.is_empty() {
+                    let pick = peers[rounds % peers.len()];
+                    rounds += 1;
+                    tokio::spawn(state.clone().catch_up(pick));
+                }
+            }
             () = tokio::time::sleep_until(due), if reannounce.is_some() => {
                 reannounce = None;
                 let s = state.clone();
@@ -821,6 +895,25 @@ async fn run(
                     lock(&state.connected).remove(&peer_id);
                     met.remove(&peer_id);
                 }
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                    id,
+                    result: kad::QueryResult::GetProviders(r),
+                    step,
+                    ..
+                })) => {
+                    let done = match r {
+                        Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                            if let Some((_, found)) = provider_queries.get_mut(&id) {
+                                found.extend(providers.into_iter().take(MAX_PROVIDERS));
+                            }
+                            step.last
+                        }
+                        _ => true,
+                    };
+                    if done && let Some((tx, found)) = provider_queries.remove(&id) {
+                        tx.send(found).ok();
+                    }
+                }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                     debug!(?peer_id, "dial failed: {error}");
                 }
@@ -835,9 +928,13 @@ async fn run(
     }
 }
 
+/// Kademlia provider lookups in flight: who asked, and what was found so far.
+type ProviderQueries = HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>;
+
 fn on_command(
     swarm: &mut Swarm<Behaviour>,
     pending: &mut Pending,
+    queries: &mut ProviderQueries,
     state: &Arc<State>,
     cmd: Command,
 ) {
@@ -873,6 +970,10 @@ fn on_command(
             {
                 debug!(topic, "gossip not sent: {e}");
             }
+        }
+        Command::Providers { key, reply } => {
+            let id = swarm.behaviour_mut().kad.get_providers(key);
+            queries.insert(id, (reply, Vec::new()));
         }
         Command::Provide(keys) => {
             for k in keys {
@@ -925,7 +1026,13 @@ fn on_gossip(state: &Arc<State>, via: PeerId, message: gossipsub::Message) {
         };
         // The announcer stored it before announcing; a forwarder may not have yet.
         let _ = via;
-        tokio::spawn(state.clone().fetch_manifest(source, version));
+        // Bounded: when busy, the periodic catch-up with peers fetches it instead.
+        match state.catch_up_permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(state.clone().fetch_manifest(source, version, permit));
+            }
+            Err(_) => debug!(%source, "busy; the announced manifest will come with catch-up"),
+        }
     } else if message.topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() {
         let Some(h) = Holdings::decode(&message.data) else {
             debug!(%source, "malformed holdings announcement");

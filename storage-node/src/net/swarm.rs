@@ -194,6 +194,10 @@ pub(crate) enum Command {
         data: Vec<u8>,
     },
     Provide(Vec<kad::RecordKey>),
+    Providers {
+        key: kad::RecordKey,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
 }
 
 /// A cheap handle for talking to a swarm task.

@@ -254,6 +254,33 @@ impl Holdings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes from a peer decode or are refused; never a panic, and what decodes
+        /// encodes back to the same bytes.
+        #[test]
+        fn holdings_decoder_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Some(h) = Holdings::decode(&bytes) {
+                prop_assert_eq!(h.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn holdings_roundtrip(n in 0usize..50, d in 0usize..5, port in any::<u16>()) {
+            let h = Holdings {
+                data: DataAddr { id: [3; 32], addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))] },
+                pieces: (0..n).map(|i| [i as u8; 32]).collect(),
+                dropped: (0..d).map(|i| [i as u8 ^ 0xff; 32]).collect(),
+            };
+            let b = h.encode();
+            let back = Holdings::decode(&b).expect("decodes");
+            prop_assert_eq!(back.pieces, h.pieces);
+            prop_assert_eq!(back.dropped, h.dropped);
+            prop_assert_eq!(back.data, h.data);
+            prop_assert!(Holdings::decode(&b[..b.len() - 1]).is_none());
+        }
+    }
 
     #[test]
     fn holdings_roundtrip_and_limits() {
