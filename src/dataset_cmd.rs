@@ -177,10 +177,11 @@ pub(crate) fn pull(a: PullArgs) -> Result<()> {
         let secs = r.elapsed.as_secs_f64().max(1e-3);
         println!("pulled {name}@{} into {}", m.version(), a.dest.display());
         println!(
-            "  {} files written, {} already complete; {}; {} pieces fetched, {} fetches routed around; {:.1}s, {:.1} MB/s",
+            "  {} files written, {} already complete; {} fetched, {} resumed; {} pieces fetched, {} fetches routed around; {:.1}s, {:.1} MB/s",
             r.files,
             r.skipped,
             human(r.bytes),
+            human(r.resumed_bytes),
             r.pieces,
             r.failed_fetches,
             secs,

@@ -320,3 +320,66 @@ fn bytes_that_do_not_match_their_hash_are_routed_around() {
         "the liar was never asked, so nothing was shown: {out}"
     );
 }
+
+#[test]
+fn interrupted_pull_resumes_from_its_last_whole_stripe() {
+    let net = Net::up(6);
+    let src = net.dir.path().join("src");
+    let files = mixed_files(&src, 5, 24 << 20);
+    let o = push(&net, &src, "erin/resumable");
+    assert!(o.status.success(), "{}", text(&o));
+
+    let dest = net.dir.path().join("out");
+    let mut child = common::cairn()
+        .args([
+            "dataset",
+            "pull",
+            "erin/resumable",
+            dest.to_str().expect("utf-8"),
+        ])
+        .env("CAIRN_PEER", &net.nodes()[0].peer)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pull starts");
+    // Stop it hard once the big file is part way.
+    let partial_len = || -> u64 {
+        std::fs::read_dir(dest.join(".cairn-partial"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let t0 = std::time::Instant::now();
+    while partial_len() < (2 << 20) {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "pull finished before it could be interrupted"
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "pull made no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    for (p, _) in &files {
+        if p == "shards/000.bin" {
+            assert!(!dest.join(p).exists(), "an unfinished file is visible");
+        }
+    }
+
+    let o = pull(&net, "erin/resumable", &dest);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!out.contains(", 0 B resumed"), "nothing was resumed: {out}");
+    assert_same(&dest, &files);
+    assert!(
+        !dest.join(".cairn-partial").exists(),
+        "partial dir left behind"
+    );
+}

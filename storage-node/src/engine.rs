@@ -395,56 +395,14 @@ pub fn rebuild_file(
     out: &mut impl Write,
 ) -> Result<(), EngineError> {
     let params = manifest.body().params;
-    write_file(
-        file,
-        |si| {
-            let stripe = &file.stripes[si];
-            let mut asm = StripeAssembler::new(params, stripe);
-            for index in asm.wanted() {
-                if asm.is_ready() {
-                    break;
-                }
-                match fetch(si, index, &stripe.pieces[index]) {
-                    Some(bytes) => {
-                        if asm.offer(index, bytes) == Offer::BadHash {
-                            warn!(path = %file.path, stripe = si, index, "piece failed its hash check; ignoring it");
-                        }
-                    }
-                    None => asm.unavailable(index),
-                }
-            }
-            asm.finish().map_err(|source| EngineError::Erasure {
-                path: file.path.to_string(),
-                stripe: si,
-                source,
-            })
-        },
-        out,
-    )
-}
-
-/// Writes `file` to `out` from its decoded stripes, `stripe(i)` giving stripe `i`'s data,
-/// and checks the whole file's hash at the end.
-pub fn write_file(
-    file: &FileEntry,
-    mut stripe: impl FnMut(usize) -> Result<Vec<u8>, EngineError>,
-    out: &mut impl Write,
-) -> Result<(), EngineError> {
     let mut hasher = blake3::Hasher::new();
-    let out_err = |e| EngineError::Io {
-        op: "write",
-        path: PathBuf::from(file.path.as_str()),
-        source: e,
-    };
-    for (si, s) in file.stripes.iter().enumerate() {
-        let data = stripe(si)?;
-        if data.len() as u64 != s.data_len {
-            return Err(EngineError::FileHashMismatch {
-                path: file.path.to_string(),
-            });
-        }
+    for si in 0..file.stripes.len() {
+        let data = decode_stripe(params, file, si, |index, r| {
+            fetch(si, index, r).ok_or(index)
+        })?;
         hasher.update(&data);
-        out.write_all(&data).map_err(out_err)?;
+        out.write_all(&data)
+            .map_err(io_err("write", Path::new(file.path.as_str())))?;
     }
     if *hasher.finalize().as_bytes() != file.hash {
         return Err(EngineError::FileHashMismatch {
@@ -452,6 +410,37 @@ pub fn write_file(
         });
     }
     Ok(())
+}
+
+/// Decodes stripe `si` of `file` from pieces `fetch(index, piece)` returns (an `Err`
+/// for a piece it cannot get): data pieces first, parity only for those missing. Every
+/// piece is verified before use.
+pub fn decode_stripe(
+    params: ErasureParams,
+    file: &FileEntry,
+    si: usize,
+    mut fetch: impl FnMut(usize, &PieceRef) -> Result<Vec<u8>, usize>,
+) -> Result<Vec<u8>, EngineError> {
+    let stripe = &file.stripes[si];
+    let mut asm = StripeAssembler::new(params, stripe);
+    for index in asm.wanted() {
+        if asm.is_ready() {
+            break;
+        }
+        match fetch(index, &stripe.pieces[index]) {
+            Ok(bytes) => {
+                if asm.offer(index, bytes) == Offer::BadHash {
+                    warn!(path = %file.path, stripe = si, index, "piece failed its hash check; ignoring it");
+                }
+            }
+            Err(_) => asm.unavailable(index),
+        }
+    }
+    asm.finish().map_err(|source| EngineError::Erasure {
+        path: file.path.to_string(),
+        stripe: si,
+        source,
+    })
 }
 
 /// Where `file` goes under `dest`. Refuses any component the platform would read as
@@ -493,56 +482,142 @@ pub fn is_complete(target: &Path, file: &FileEntry) -> bool {
         && *h.finalize().as_bytes() == file.hash
 }
 
-/// Rebuilds every file of `manifest` under `dest`. Each file is written to a fresh
-/// temporary file beside its destination (exclusive create, random name, so it can neither
-/// clobber nor follow anything already there) and renamed into place only once it is whole,
-/// verified and fsynced: `dest` never shows a partial file.
+/// Where a resumable pull keeps a file it has not finished: `DEST/.cairn-partial/<hash>`,
+/// named by the file's content hash so no other file or version can be mistaken for it.
+pub const PARTIAL_DIR: &str = ".cairn-partial";
+
+fn partial_path(dest: &Path, file: &FileEntry) -> PathBuf {
+    dest.join(PARTIAL_DIR).join(hex::encode(file.hash))
+}
+
+/// How many leading stripes of `file` an earlier, interrupted pull left in its partial
+/// file. Anything past the last whole stripe is cut off, so writing resumes on a stripe
+/// boundary. The bytes kept are verified again, as part of the whole file, at the end.
+pub fn resume_point(dest: &Path, file: &FileEntry) -> Result<usize, EngineError> {
+    let path = partial_path(dest, file);
+    let len = match fs::symlink_metadata(&path) {
+        Ok(md) if md.is_file() => md.len(),
+        Ok(_) => {
+            return Err(EngineError::Io {
+                op: "resume from",
+                path,
+                source: io::Error::other("not a regular file; remove it"),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("stat", &path)(e)),
+    };
+    let (mut done, mut at) = (0usize, 0u64);
+    for s in &file.stripes {
+        if at + s.data_len > len {
+            break;
+        }
+        at += s.data_len;
+        done += 1;
+    }
+    if at != len {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        f.set_len(at).map_err(io_err("truncate", &path))?;
+    }
+    Ok(done)
+}
+
+/// Writes the files `plan` names (manifest index, stripes already present from an earlier
+/// run) under `dest`, resumably: each is appended to its partial file in
+/// [`PARTIAL_DIR`] stripe by stripe from `stripe(file, index)`, then hashed whole,
+/// fsynced and renamed into place. A run that stops part way leaves the partial file for
+/// the next run to continue; `dest` itself only ever shows whole, verified files.
+pub fn restore_resumable(
+    manifest: &Manifest,
+    dest: &Path,
+    plan: &[(usize, usize)],
+    mut stripe: impl FnMut(usize, usize) -> Result<Vec<u8>, EngineError>,
+    mut progress: impl FnMut(u64),
+) -> Result<(), EngineError> {
+    let pdir = dest.join(PARTIAL_DIR);
+    for &(fi, from) in plan {
+        let file = &manifest.files()[fi];
+        let target = target_path(dest, file)?;
+        let parent = target.parent().unwrap_or(dest).to_path_buf();
+        fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
+        fs::create_dir_all(&pdir).map_err(io_err("create directory", &pdir))?;
+        let part = partial_path(dest, file);
+        let mut hasher = blake3::Hasher::new();
+        let kept: u64 = file.stripes[..from].iter().map(|s| s.data_len).sum();
+        if from > 0 {
+            let f = File::open(&part).map_err(io_err("open", &part))?;
+            hasher
+                .update_reader(f.take(kept))
+                .map_err(io_err("read", &part))?;
+        }
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)
+            .map_err(io_err("open", &part))?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, f);
+        for (si, s) in file.stripes.iter().enumerate().skip(from) {
+            let data = stripe(fi, si)?;
+            if data.len() as u64 != s.data_len {
+                return Err(EngineError::FileHashMismatch {
+                    path: file.path.to_string(),
+                });
+            }
+            hasher.update(&data);
+            w.write_all(&data).map_err(io_err("write", &part))?;
+        }
+        let f = w
+            .into_inner()
+            .map_err(|e| io_err("write", &part)(e.into_error()))?;
+        if *hasher.finalize().as_bytes() != file.hash {
+            // Whatever is there cannot become this file: start afresh next time.
+            drop(f);
+            fs::remove_file(&part).ok();
+            return Err(EngineError::FileHashMismatch {
+                path: file.path.to_string(),
+            });
+        }
+        f.sync_all().map_err(io_err("fsync", &part))?;
+        fs::rename(&part, &target).map_err(io_err("rename into place", &target))?;
+        File::open(&parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync directory", &parent))?;
+        progress(file.size - kept);
+    }
+    // Only removed when empty: other pulls into `dest` may be under way.
+    fs::remove_dir(&pdir).ok();
+    Ok(())
+}
+
+/// Rebuilds every file of `manifest` under `dest` (skipping those already there, whole),
+/// asking `fetch` for pieces (data
+/// pieces first, parity only for those missing, each verified before use). Files are
+/// built as [`restore_resumable`] builds them: `dest` only ever shows whole, verified
+/// files, and a run that fails part way leaves its partial file for the next to continue.
 pub fn restore(
     manifest: &Manifest,
     dest: &Path,
     mut fetch: impl FnMut(&PieceRef) -> Option<Vec<u8>>,
     progress: impl FnMut(u64),
 ) -> Result<(), EngineError> {
-    let all: Vec<usize> = (0..manifest.files().len()).collect();
-    restore_files(
+    let params = manifest.body().params;
+    let mut plan = Vec::new();
+    for (fi, f) in manifest.files().iter().enumerate() {
+        if !is_complete(&target_path(dest, f)?, f) {
+            plan.push((fi, resume_point(dest, f)?));
+        }
+    }
+    restore_resumable(
         manifest,
         dest,
-        &all,
-        |fi, out| rebuild_file(manifest, &manifest.files()[fi], |_, _, r| fetch(r), out),
+        &plan,
+        |fi, si| {
+            let file = &manifest.files()[fi];
+            decode_stripe(params, file, si, |index, r| fetch(r).ok_or(index))
+        },
         progress,
     )
-}
-
-/// Writes the files `which` (indices into the manifest's files) under `dest`, each built
-/// by `build(index, out)`, atomically as [`restore`] does.
-pub fn restore_files(
-    manifest: &Manifest,
-    dest: &Path,
-    which: &[usize],
-    mut build: impl FnMut(usize, &mut io::BufWriter<tempfile::NamedTempFile>) -> Result<(), EngineError>,
-    mut progress: impl FnMut(u64),
-) -> Result<(), EngineError> {
-    for &fi in which {
-        let file = &manifest.files()[fi];
-        let target = target_path(dest, file)?;
-        let parent = target.parent().unwrap_or(dest).to_path_buf();
-        fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".cairn-partial-")
-            .tempfile_in(&parent)
-            .map_err(io_err("create temporary file in", &parent))?;
-        let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
-        build(fi, &mut w)?;
-        let tmp = w
-            .into_inner()
-            .map_err(|e| io_err("write", &target)(e.into_error()))?;
-        tmp.as_file().sync_all().map_err(io_err("fsync", &target))?;
-        tmp.persist(&target)
-            .map_err(|e| io_err("rename into place", &target)(e.error))?;
-        File::open(&parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync directory", &parent))?;
-        progress(file.size);
-    }
-    Ok(())
 }

@@ -210,10 +210,35 @@ fn restore_writes_whole_files_only() {
     );
     assert!(err.is_err());
     let leftovers: Vec<_> = walk(dest2.path());
+    let partial = format!("{}/{}", engine::PARTIAL_DIR, hex::encode(c.hash));
     assert_eq!(
         leftovers,
-        vec!["README.md".to_string()],
-        "only the completed file is visible"
+        vec![partial.clone(), "README.md".to_string()],
+        "only the completed file is visible; the partial one waits in {}",
+        engine::PARTIAL_DIR
+    );
+    // The stripe before the gap was kept: a second run resumes from it and finishes.
+    let kept = fs::metadata(dest2.path().join(&partial)).unwrap().len();
+    assert_eq!(kept, c.stripes[0].data_len);
+    let mut asked = 0;
+    engine::restore(
+        &m,
+        dest2.path(),
+        |r| {
+            asked += 1;
+            Some(pieces[&r.id].clone())
+        },
+        |_| {},
+    )
+    .unwrap();
+    for (p, d) in &files {
+        assert_eq!(&fs::read(dest2.path().join(p)).unwrap(), d);
+    }
+    assert!(!dest2.path().join(engine::PARTIAL_DIR).exists());
+    let all: usize = m.files().iter().map(|f| f.stripes.len() * 4).sum();
+    assert!(
+        asked < all,
+        "resumed, not started over: {asked} of {all} pieces asked"
     );
 }
 

@@ -14,8 +14,9 @@
 //! destination, locates every needed piece, and refuses up front (writing nothing) if any
 //! stripe has fewer than `k` reachable pieces. Stripes are fetched several at a time,
 //! each by a [`StripeFetch`] that asks the fastest holders first and routes around
-//! failures, then decoded and written by [`engine::restore_files`]: temp file, verify,
-//! rename.
+//! failures, then decoded and written by [`engine::restore_resumable`]: appended to a
+//! partial file, verified whole, renamed into place. An interrupted pull continues from
+//! the last whole stripe it wrote.
 
 use std::{
     collections::HashMap,
@@ -130,8 +131,10 @@ pub struct PullReport {
     pub files: u64,
     /// Files already complete at the destination.
     pub skipped: u64,
-    /// File bytes written.
+    /// File bytes written by this run.
     pub bytes: u64,
+    /// Bytes an interrupted earlier run had written, kept and verified.
+    pub resumed_bytes: u64,
     /// Pieces fetched.
     pub pieces: u64,
     /// Fetches that failed and were routed around.
@@ -548,30 +551,48 @@ impl Client {
         let params = manifest.body().params;
         let k = usize::from(params.k());
         // Files already complete at the destination (an earlier pull) are skipped.
-        let todo: Vec<usize> = {
+        // Files already complete at the destination are skipped; files an earlier pull
+        // left part way continue from their last whole stripe.
+        let plan: Vec<(usize, usize)> = {
             let m = manifest.clone();
             let dest = dest.to_path_buf();
-            tokio::task::spawn_blocking(move || {
-                (0..m.files().len())
-                    .filter(|&i| {
-                        engine::target_path(&dest, &m.files()[i])
-                            .map(|t| !engine::is_complete(&t, &m.files()[i]))
-                            .unwrap_or(true)
-                    })
-                    .collect::<Vec<_>>()
+            tokio::task::spawn_blocking(move || -> Result<Vec<(usize, usize)>, EngineError> {
+                let mut plan = Vec::new();
+                for (i, f) in m.files().iter().enumerate() {
+                    let done = engine::target_path(&dest, f)
+                        .map(|t| engine::is_complete(&t, f))
+                        .unwrap_or(false);
+                    if !done {
+                        plan.push((i, engine::resume_point(&dest, f)?));
+                    }
+                }
+                Ok(plan)
             })
             .await
-            .map_err(|e| ClientError::Internal(e.to_string()))?
+            .map_err(|e| ClientError::Internal(e.to_string()))??
         };
+        let files_todo = plan.len() as u64;
+        let mut pending = vec![false; manifest.files().len()];
+        for &(fi, from) in &plan {
+            pending[fi] = true;
+            let kept: u64 = manifest.files()[fi].stripes[..from]
+                .iter()
+                .map(|s| s.data_len)
+                .sum();
+            report.resumed_bytes += kept;
+            progress(kept);
+        }
         for (i, f) in manifest.files().iter().enumerate() {
-            if !todo.contains(&i) {
+            if !pending[i] {
                 report.skipped += 1;
                 progress(f.size);
             }
         }
-        let stripes: Vec<(usize, usize)> = todo
+        let stripes: Vec<(usize, usize)> = plan
             .iter()
-            .flat_map(|&fi| (0..manifest.files()[fi].stripes.len()).map(move |si| (fi, si)))
+            .flat_map(|&(fi, from)| {
+                (from..manifest.files()[fi].stripes.len()).map(move |si| (fi, si))
+            })
             .collect();
         let ids: Vec<PieceId> = stripes
             .iter()
@@ -647,34 +668,28 @@ impl Client {
             tokio::task::spawn_blocking(move || -> Result<u64, ClientError> {
                 let mut written = 0u64;
                 let mut stripe_err: Option<ClientError> = None;
-                let res = engine::restore_files(
+                let res = engine::restore_resumable(
                     &manifest,
                     &dest,
-                    &todo,
-                    |fi, out| {
-                        engine::write_file(
-                            &manifest.files()[fi],
-                            |_| match rx.blocking_recv() {
-                                Some(Ok(d)) => {
-                                    progress(d.len() as u64);
-                                    Ok(d)
-                                }
-                                Some(Err(e)) => {
-                                    stripe_err = Some(e);
-                                    Err(EngineError::Io {
-                                        op: "fetch",
-                                        path: PathBuf::from(manifest.files()[fi].path.as_str()),
-                                        source: std::io::Error::other("stripe unavailable"),
-                                    })
-                                }
-                                None => Err(EngineError::Io {
-                                    op: "fetch",
-                                    path: PathBuf::from(manifest.files()[fi].path.as_str()),
-                                    source: std::io::Error::other("fetcher stopped"),
-                                }),
-                            },
-                            out,
-                        )
+                    &plan,
+                    |fi, _| match rx.blocking_recv() {
+                        Some(Ok(d)) => {
+                            progress(d.len() as u64);
+                            Ok(d)
+                        }
+                        Some(Err(e)) => {
+                            stripe_err = Some(e);
+                            Err(EngineError::Io {
+                                op: "fetch",
+                                path: PathBuf::from(manifest.files()[fi].path.as_str()),
+                                source: std::io::Error::other("stripe unavailable"),
+                            })
+                        }
+                        None => Err(EngineError::Io {
+                            op: "fetch",
+                            path: PathBuf::from(manifest.files()[fi].path.as_str()),
+                            source: std::io::Error::other("fetcher stopped"),
+                        }),
                     },
                     |n| written += n,
                 );
@@ -691,7 +706,7 @@ impl Client {
         fetcher.0.abort();
         let written = written??;
         let (pieces, failed) = *fetcher.1.lock().unwrap_or_else(|p| p.into_inner());
-        report.files = manifest.files().len() as u64 - report.skipped;
+        report.files = files_todo;
         report.bytes = written;
         report.pieces = pieces;
         report.failed_fetches = failed;
