@@ -88,6 +88,12 @@ pub(crate) fn push(a: PushArgs) -> Result<()> {
         .sum();
     a.peer.with_client(async |client| {
         let parent = match client.manifest(&a.name, None).await {
+            Ok(m) if m.publisher() != key.id() => bail!(
+                "{} belongs to publisher {}, and your key ({}) cannot publish new versions of it; choose another name, or push with the owner's key (CAIRN_CONFIG_DIR)",
+                a.name,
+                m.publisher(),
+                key.id()
+            ),
             Ok(m) => Some(m.version()),
             Err(storage_node::net::ClientError::NotFound(_)) => None,
             Err(e) => return Err(e).context("cannot look up the dataset's latest version"),

@@ -198,7 +198,16 @@ pub(crate) fn up(a: UpArgs) -> Result<()> {
         if let Some(c) = a.capacity {
             args.extend(["--capacity".into(), c.0.to_string()]);
         }
-        entries[i].pid = spawn(&dir, &args, &entries[i].log)?;
+        entries[i].pid = match spawn(&dir, &args, &entries[i].log) {
+            Ok(pid) => pid,
+            Err(e) => {
+                // Leave nothing running that no network.json describes.
+                down_nodes(&Network {
+                    nodes: entries[..i].to_vec(),
+                });
+                return Err(e);
+            }
+        };
         entries[i].args = args;
     }
     let net = Network { nodes: entries };

@@ -160,6 +160,10 @@ pub fn scan(root: &Path) -> Result<Vec<SourceFile>, EngineError> {
             let disk = entry.path();
             let ft = entry.file_type().map_err(io_err("stat", &disk))?;
             if ft.is_dir() {
+                if dir == root && entry.file_name() == PARTIAL_DIR {
+                    warn!(path = %disk.display(), "skipping an unfinished pull's partial files");
+                    continue;
+                }
                 stack.push(disk);
             } else if ft.is_file() {
                 let rel = disk.strip_prefix(root).unwrap_or(&disk);
@@ -446,6 +450,16 @@ pub fn decode_stripe(
 /// Where `file` goes under `dest`. Refuses any component the platform would read as
 /// something other than a plain name.
 pub fn target_path(dest: &Path, file: &FileEntry) -> Result<PathBuf, EngineError> {
+    if file.path.components().next() == Some(PARTIAL_DIR) {
+        return Err(EngineError::BadPath {
+            path: PathBuf::from(file.path.as_str()),
+            source: IdError {
+                what: "path",
+                value: file.path.to_string(),
+                reason: "the directory name is reserved for unfinished pulls",
+            },
+        });
+    }
     let mut target = dest.to_path_buf();
     for c in file.path.components() {
         // RelPath already excludes `..`, `/` and empty parts; also refuse anything the
@@ -482,12 +496,18 @@ pub fn is_complete(target: &Path, file: &FileEntry) -> bool {
         && *h.finalize().as_bytes() == file.hash
 }
 
-/// Where a resumable pull keeps a file it has not finished: `DEST/.cairn-partial/<hash>`,
-/// named by the file's content hash so no other file or version can be mistaken for it.
+/// Where a resumable pull keeps a file it has not finished: `DEST/.cairn-partial/<id>`,
+/// the id a hash of the file's content hash and path, so no other file or version can be
+/// mistaken for it. A dataset may not contain this directory, and `scan` skips it.
 pub const PARTIAL_DIR: &str = ".cairn-partial";
 
+/// Named by the file's content hash and its path, so two files with the same bytes keep
+/// separate partial files.
 fn partial_path(dest: &Path, file: &FileEntry) -> PathBuf {
-    dest.join(PARTIAL_DIR).join(hex::encode(file.hash))
+    let mut h = blake3::Hasher::new();
+    h.update(&file.hash);
+    h.update(file.path.as_str().as_bytes());
+    dest.join(PARTIAL_DIR).join(h.finalize().to_hex().as_str())
 }
 
 /// How many leading stripes of `file` an earlier, interrupted pull left in its partial

@@ -194,3 +194,13 @@ pub(crate) fn files_under(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A child process killed when the test ends, however it ends.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}

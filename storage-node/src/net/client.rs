@@ -94,6 +94,21 @@ pub enum ClientError {
     /// Publishing the manifest was refused.
     #[error("publishing was refused: {0}")]
     Publish(String),
+    /// The publish request got no answer: the version may or may not be visible.
+    #[error(
+        "every piece is stored, but the node did not answer the publish request ({0}); the version may or may not be published: check `cairn dataset ls`, or push again (nothing is sent twice)"
+    )]
+    PublishUnknown(String),
+    /// The dataset needs a manifest larger than the network carries.
+    #[error(
+        "this dataset needs a manifest of about {estimate} bytes, over the network's limit of {limit}; push it with a larger --block-size or in parts"
+    )]
+    TooLarge {
+        /// Estimated manifest size.
+        estimate: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Some stripes cannot be rebuilt from the nodes reachable now.
     #[error(
         "{} stripe(s) cannot be rebuilt: fewer than k pieces are reachable ({}). Nothing was written for them; retry when more nodes are up",
@@ -266,7 +281,8 @@ impl Client {
             Response::Peers(p) => p,
             other => return Err(refusal(&self.bootstrap, other).into()),
         };
-        v.truncate(wire::MAX_LIST);
+        v.truncate(wire::MAX_PEERS_LISTED);
+        v.retain(NodeInfo::is_sane);
         v.sort_by(|a, b| a.peer.cmp(&b.peer));
         v.dedup_by(|a, b| a.peer == b.peer);
         Ok(v)
@@ -330,7 +346,7 @@ impl Client {
         let mut nodes: Vec<NodeRef> = Vec::new();
         let mut index: HashMap<String, HolderIx> = HashMap::new();
         let mut out = Vec::with_capacity(pieces.len());
-        for chunk in pieces.chunks(wire::MAX_LIST) {
+        for chunk in pieces.chunks(wire::MAX_LOCATE) {
             let r = self
                 .ask(Request::Locate {
                     pieces: chunk.iter().map(|p| p.0).collect(),
@@ -342,7 +358,7 @@ impl Client {
             };
             for holders in located {
                 let mut ixs = Vec::new();
-                for h in holders.into_iter().take(64) {
+                for h in holders.into_iter().take(wire::MAX_HOLDERS_LISTED) {
                     let ix = *index.entry(h.peer.clone()).or_insert_with(|| {
                         nodes.push(h.clone());
                         nodes.len() - 1
@@ -389,6 +405,14 @@ impl Client {
         })
         .await
         .map_err(|e| ClientError::Internal(e.to_string()))??;
+        // Refuse before sending a byte if the manifest could not travel.
+        let estimate = manifest_estimate(&files, &opts);
+        if estimate > wire::MAX_NETWORK_MANIFEST as u64 {
+            return Err(ClientError::TooLarge {
+                estimate,
+                limit: wire::MAX_NETWORK_MANIFEST as u64,
+            });
+        }
 
         // Encoder thread -> bounded channel -> one Hold task per piece, bounded by bytes.
         let (tx, mut rx) = mpsc::channel::<(PieceSlot, PieceId, Vec<u8>)>(2 * n);
@@ -502,7 +526,8 @@ impl Client {
             .ask(Request::Publish {
                 manifest: manifest.as_bytes().to_vec(),
             })
-            .await?;
+            .await
+            .map_err(|e| ClientError::PublishUnknown(e.to_string()))?;
         match r {
             Response::Published { .. } => {}
             Response::Error { message, .. } => return Err(ClientError::Publish(message)),
@@ -721,6 +746,19 @@ impl Client {
     }
 }
 
+/// An upper estimate of the manifest's size: per file its path and hash, per stripe its
+/// lengths and one hash per piece, plus the card and license.
+fn manifest_estimate(files: &[engine::SourceFile], opts: &EncodeOptions) -> u64 {
+    let n = opts.params.n() as u64;
+    let per_file: u64 = files
+        .iter()
+        .map(|f| {
+            f.path.as_str().len() as u64 + 64 + opts.params.stripe_count(f.size) * (16 + 32 * n)
+        })
+        .sum();
+    per_file + crate::manifest::MAX_CARD_LEN as u64 + opts.license.len() as u64 + 1024
+}
+
 fn same_content(a: &crate::manifest::ManifestBody, b: &crate::manifest::ManifestBody) -> bool {
     a.files == b.files && a.card == b.card && a.license == b.license && a.params == b.params
 }
@@ -820,7 +858,8 @@ async fn fetch_stripe(
     counters: Arc<Mutex<(u64, u64)>>,
 ) -> Result<Vec<u8>, ClientError> {
     let mut plan = StripeFetch::new(usize::from(params.k()), holders);
-    let mut asm = StripeAssembler::new(params, &stripe);
+    // Pieces that arrived: the data plane verified each against its id chunk by chunk.
+    let mut arrived: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut inflight = FuturesUnordered::new();
     loop {
         loop {
@@ -841,8 +880,20 @@ async fn fetch_stripe(
                 Step::Wait => break,
                 Step::Ready => {
                     drop(inflight);
-                    // Decoding is CPU work: keep it off the async workers' backs.
-                    return tokio::task::block_in_place(|| asm.finish()).map_err(|source| {
+                    // Decoding is CPU work: keep it off the async workers.
+                    let decoded = tokio::task::spawn_blocking(move || {
+                        let mut asm = StripeAssembler::new(params, &stripe);
+                        for (index, bytes) in arrived {
+                            // Checked again here: the assembler trusts nothing it is given.
+                            if asm.offer(index, bytes) == Offer::BadHash {
+                                warn!(piece = %stripe.pieces[index].id, "piece failed its hash check");
+                            }
+                        }
+                        asm.finish()
+                    })
+                    .await
+                    .map_err(|e| ClientError::Internal(e.to_string()))?;
+                    return decoded.map_err(|source| {
                         EngineError::Erasure {
                             path: path.clone(),
                             stripe: si,
@@ -866,12 +917,7 @@ async fn fetch_stripe(
         match got {
             Ok(bytes) => {
                 let len = bytes.len() as f64;
-                if asm.offer(index, bytes) == Offer::BadHash {
-                    warn!(piece = %stripe.pieces[index].id, "piece failed its hash check");
-                    plan.failed(index, holder);
-                    counters.lock().unwrap_or_else(|p| p.into_inner()).1 += 1;
-                    continue;
-                }
+                arrived.push((index, bytes));
                 plan.succeeded(index);
                 counters.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
                 let rate = len / took.as_secs_f64().max(1e-6);

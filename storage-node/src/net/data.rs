@@ -38,8 +38,14 @@ use crate::ids::PieceId;
 const MAX_SERVING: usize = 32;
 /// Most cached outgoing connections.
 const MAX_CONNECTIONS: usize = 256;
-/// How long one piece may take to arrive.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a peer may take to send its request.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a transfer of `len` bytes may take: 30 s plus 1 s per MB, so a link of
+/// 1 MB/s or better never times out.
+fn fetch_timeout(len: u64) -> Duration {
+    Duration::from_secs(30) + Duration::from_micros(len)
+}
 /// How long connecting may take (a peer that is gone does not answer at all).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -207,7 +213,7 @@ impl DataPlane {
             reason,
         };
         let conn = self.connection(from).await?;
-        let got = tokio::time::timeout(FETCH_TIMEOUT, fetch_on(conn, id, len))
+        let got = tokio::time::timeout(fetch_timeout(u64::from(len)), fetch_on(conn, id, len))
             .await
             .map_err(|_| fail("timed out".into()))
             .and_then(|r| r.map_err(fail));
@@ -304,9 +310,11 @@ impl Provider {
         mut send: iroh::endpoint::SendStream,
         mut recv: iroh::endpoint::RecvStream,
     ) -> Result<(), String> {
-        let (request, _) = Request::read_async(&mut recv)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (request, _) =
+            tokio::time::timeout(REQUEST_READ_TIMEOUT, Request::read_async(&mut recv))
+                .await
+                .map_err(|_| "request not sent in time".to_string())?
+                .map_err(|e| e.to_string())?;
         let Request::Get(get) = request else {
             send.reset(1u32.into()).ok();
             return Err("only GET requests are served".into());
@@ -342,10 +350,23 @@ impl Provider {
             send.reset(2u32.into()).ok();
             return Err(format!("piece {id} not held"));
         };
-        send.write_all(&encoded).await.map_err(|e| e.to_string())?;
-        send.finish().map_err(|e| e.to_string())?;
-        // Wait for the peer to read everything before the stream is dropped.
-        send.stopped().await.ok();
-        Ok(())
+        // A reader that stalls loses its slot after the deadline, so it cannot hold the
+        // node's serving capacity hostage.
+        let deadline = fetch_timeout(encoded.len() as u64);
+        let sent = tokio::time::timeout(deadline, async {
+            send.write_all(&encoded).await.map_err(|e| e.to_string())?;
+            send.finish().map_err(|e| e.to_string())?;
+            // Wait for the peer to read everything before the stream is dropped.
+            send.stopped().await.ok();
+            Ok::<(), String>(())
+        })
+        .await;
+        match sent {
+            Ok(r) => r,
+            Err(_) => {
+                send.reset(3u32.into()).ok();
+                Err(format!("peer did not read piece {id} in {deadline:?}"))
+            }
+        }
     }
 }

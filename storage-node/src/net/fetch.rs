@@ -80,7 +80,8 @@ impl StripeFetch {
         if done + self.count(State::InFlight) >= self.k {
             return Step::Wait;
         }
-        // Data pieces first; among them (and then among parity) the fastest best holder.
+        // Holders that failed us come last of all (speed below zero); then data pieces
+        // before parity; then the fastest best holder.
         let best = (0..self.state.len())
             .filter(|&i| self.state[i] == State::Idle && !self.holders[i].is_empty())
             .map(|i| {
@@ -88,11 +89,11 @@ impl StripeFetch {
                     .iter()
                     .map(|&h| (h, speed(h)))
                     .fold((usize::MAX, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
-                (i >= self.k, -s, i, h)
+                (s < 0.0, i >= self.k, -s, i, h)
             })
             .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         match best {
-            Some((_, _, index, holder)) => {
+            Some((_, _, _, index, holder)) => {
                 self.state[index] = State::InFlight;
                 Step::Fetch { index, holder }
             }
@@ -171,6 +172,20 @@ mod tests {
         f.succeeded(2);
         assert_eq!(f.next(|h| h as f64), Step::Ready);
         assert_eq!(f.done().collect::<Vec<_>>(), vec![0, 2]);
+    }
+
+    #[test]
+    fn holders_that_failed_before_come_after_parity() {
+        // Holder 1 failed on an earlier stripe (speed below zero): its data piece waits.
+        let mut f = StripeFetch::new(1, vec![vec![1], vec![2]]);
+        let speed = |h: HolderIx| if h == 1 { -1.0 } else { 0.0 };
+        assert_eq!(
+            f.next(speed),
+            Step::Fetch {
+                index: 1,
+                holder: 2
+            }
+        );
     }
 
     #[test]

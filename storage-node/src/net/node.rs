@@ -60,6 +60,10 @@ const MAX_HOLD_FETCHES: usize = 16;
 const MAX_CATCH_UP: usize = 4;
 /// Most (piece, holder) entries remembered about other nodes.
 const MAX_HOLDER_ENTRIES: usize = 8 << 20;
+/// Most pieces one peer may claim to hold (a 1 PiB node at the default block size).
+const MAX_PIECES_PER_PEER: usize = 1 << 20;
+/// Most peers in the holder table.
+const MAX_HOLDER_PEERS: usize = 4096;
 /// Most providers taken from one Kademlia lookup.
 const MAX_PROVIDERS: usize = 32;
 /// Most pieces looked up in Kademlia for one `Locate` (those no announcement covered).
@@ -121,34 +125,71 @@ pub struct NodeStatus {
     pub received_bytes: u64,
 }
 
+/// Who holds which piece, as the holders announced it. Bounded: each peer may claim at
+/// most [`MAX_PIECES_PER_PEER`] pieces and the table at most [`MAX_HOLDER_ENTRIES`]; a
+/// peer's claims are dropped when its last connection closes (it announces them again
+/// when it comes back), so a peer cannot crowd others out for longer than it stays.
 #[derive(Default)]
 struct Holders {
     by_piece: HashMap<PieceId, Vec<PeerId>>,
-    data: HashMap<PeerId, DataAddr>,
+    by_peer: HashMap<PeerId, (DataAddr, HashSet<PieceId>)>,
     entries: usize,
 }
 
 impl Holders {
     fn add(&mut self, peer: PeerId, data: DataAddr, pieces: &[[u8; 32]], dropped: &[[u8; 32]]) {
-        self.data.insert(peer, data);
-        for p in pieces {
-            if self.entries >= MAX_HOLDER_ENTRIES {
-                warn!("holder table full; ignoring further announcements");
+        if !self.by_peer.contains_key(&peer) && self.by_peer.len() >= MAX_HOLDER_PEERS {
+            warn!(%peer, "holder table has too many peers; ignoring this one's announcement");
+            return;
+        }
+        let (addr, mine) = self
+            .by_peer
+            .entry(peer)
+            .or_insert_with(|| (data.clone(), HashSet::new()));
+        *addr = data;
+        for p in pieces.iter().map(|p| PieceId(*p)) {
+            if self.entries >= MAX_HOLDER_ENTRIES || mine.len() >= MAX_PIECES_PER_PEER {
+                warn!(%peer, "holder table limit reached; ignoring the rest of this announcement");
                 break;
             }
-            let v = self.by_piece.entry(PieceId(*p)).or_default();
-            if !v.contains(&peer) {
-                v.push(peer);
+            if mine.insert(p) {
+                self.by_piece.entry(p).or_default().push(peer);
                 self.entries += 1;
             }
         }
-        for p in dropped {
-            if let Some(v) = self.by_piece.get_mut(&PieceId(*p)) {
-                let before = v.len();
-                v.retain(|x| *x != peer);
-                self.entries -= before - v.len();
+        for p in dropped.iter().map(|p| PieceId(*p)) {
+            if mine.remove(&p) {
+                Self::unlink(&mut self.by_piece, &p, &peer);
+                self.entries -= 1;
             }
         }
+    }
+
+    /// Forgets everything `peer` claimed.
+    fn forget(&mut self, peer: &PeerId) {
+        if let Some((_, mine)) = self.by_peer.remove(peer) {
+            self.entries -= mine.len();
+            for p in &mine {
+                Self::unlink(&mut self.by_piece, p, peer);
+            }
+        }
+    }
+
+    fn unlink(by_piece: &mut HashMap<PieceId, Vec<PeerId>>, piece: &PieceId, peer: &PeerId) {
+        if let Some(v) = by_piece.get_mut(piece) {
+            v.retain(|x| x != peer);
+            if v.is_empty() {
+                by_piece.remove(piece);
+            }
+        }
+    }
+
+    fn holders(&self, piece: &PieceId) -> impl Iterator<Item = (&PeerId, &DataAddr)> {
+        self.by_piece
+            .get(piece)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.by_peer.get(p).map(|(d, _)| (p, d)))
     }
 }
 
@@ -439,7 +480,10 @@ impl State {
                 data: self.data.addr(),
             });
         }
-        let data = lock(&self.holders).data.get(peer).cloned()?;
+        let data = lock(&self.holders)
+            .by_peer
+            .get(peer)
+            .map(|(d, _)| d.clone())?;
         Some(NodeRef {
             peer: peer.to_string(),
             data,
@@ -472,16 +516,19 @@ impl State {
                         match tokio::time::timeout(INFO_TIMEOUT, c.request(p, addrs, Request::Info))
                             .await
                         {
-                            Ok(Ok(Response::Info(i))) if i.peer == p.to_string() => Some(i),
+                            Ok(Ok(Response::Info(i))) if i.peer == p.to_string() && i.is_sane() => {
+                                Some(i)
+                            }
                             _ => None,
                         }
                     }
                 });
-                let mut all: Vec<NodeInfo> = futures::future::join_all(asks)
-                    .await
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let mut all: Vec<NodeInfo> =
+                    futures::future::join_all(asks.take(wire::MAX_PEERS_LISTED - 1))
+                        .await
+                        .into_iter()
+                        .flatten()
+                        .collect();
                 all.push(self.info());
                 Ok(Response::Peers(all))
             }
@@ -547,8 +594,11 @@ impl State {
                 }
             }
             Request::Locate { pieces } => {
-                if pieces.len() > wire::MAX_LIST {
-                    return Err((ErrorCode::BadRequest, "too many pieces".into()));
+                if pieces.len() > wire::MAX_LOCATE {
+                    return Err((
+                        ErrorCode::BadRequest,
+                        format!("at most {} pieces per Locate", wire::MAX_LOCATE),
+                    ));
                 }
                 let store = self.store.clone();
                 let ids: Vec<PieceId> = pieces.into_iter().map(PieceId).collect();
@@ -572,10 +622,8 @@ impl State {
                             if mine {
                                 v.extend(self.node_ref(&self.peer));
                             }
-                            for p in holders.by_piece.get(id).into_iter().flatten() {
-                                if connected.contains_key(p)
-                                    && let Some(d) = holders.data.get(p)
-                                {
+                            for (p, d) in holders.holders(id).take(wire::MAX_HOLDERS_LISTED) {
+                                if connected.contains_key(p) {
                                     v.push(NodeRef {
                                         peer: p.to_string(),
                                         data: d.clone(),
@@ -749,8 +797,9 @@ impl State {
         }
     }
 
-    /// Announces `pieces` on gossip (in batches) and as provider records.
-    async fn announce(&self, pieces: Vec<[u8; 32]>) {
+    /// Announces `pieces` on gossip (in batches) and, with `provide`, as Kademlia provider
+    /// records (needed once per piece per run: Kademlia republishes them itself).
+    async fn announce(&self, pieces: Vec<[u8; 32]>, provide: bool) {
         for chunk in pieces.chunks(wire::HOLDINGS_BATCH) {
             let h = Holdings {
                 data: self.data.addr(),
@@ -761,11 +810,14 @@ impl State {
                 topic: wire::HOLDINGS_TOPIC,
                 data: h.encode(),
             };
-            let keys = chunk.iter().map(kad::RecordKey::new).collect();
-            if self.control.send(gossip).await.is_err()
-                || self.control.send(Command::Provide(keys)).await.is_err()
-            {
+            if self.control.send(gossip).await.is_err() {
                 return;
+            }
+            if provide {
+                let keys = chunk.iter().map(kad::RecordKey::new).collect();
+                if self.control.send(Command::Provide(keys)).await.is_err() {
+                    return;
+                }
             }
         }
     }
@@ -785,7 +837,11 @@ where
 /// Summaries of every dataset in `store`, for listings.
 pub fn dataset_summaries(store: &PieceStore) -> Result<Vec<DatasetSummary>, StoreError> {
     let mut out = Vec::new();
-    for (name, rec) in store.datasets()?.into_iter().take(wire::MAX_LIST) {
+    for (name, rec) in store
+        .datasets()?
+        .into_iter()
+        .take(wire::MAX_DATASETS_LISTED)
+    {
         let Some(m) = store.manifest(&rec.latest)? else {
             continue;
         };
@@ -795,7 +851,12 @@ pub fn dataset_summaries(store: &PieceStore) -> Result<Vec<DatasetSummary>, Stor
             versions: store.versions(&name)?.len() as u32,
             size: m.total_size(),
             files: m.files().len() as u32,
-            license: m.body().license.clone(),
+            license: m
+                .body()
+                .license
+                .chars()
+                .take(wire::MAX_SUMMARY_LICENSE)
+                .collect(),
         });
     }
     Ok(out)
@@ -817,6 +878,8 @@ async fn run(
     let mut reannounce: Option<tokio::time::Instant> = None;
     let mut met: HashSet<PeerId> = HashSet::new();
     let mut rounds = 0usize;
+    let mut announcing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut provided_all = false;
     let mut provider_queries = ProviderQueries::new();
     loop {
         let due =
@@ -828,7 +891,7 @@ async fn run(
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
                 if !fresh.is_empty() {
                     let s = state.clone();
-                    tokio::spawn(async move { s.announce(fresh).await });
+                    tokio::spawn(async move { s.announce(fresh, true).await });
                 }
             }
             _ = full.tick() => {
@@ -843,13 +906,19 @@ async fn run(
             }
             () = tokio::time::sleep_until(due), if reannounce.is_some() => {
                 reannounce = None;
-                let s = state.clone();
-                tokio::spawn(async move {
-                    let store = s.store.clone();
-                    if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || store.piece_ids()).await {
-                        s.announce(ids.into_iter().map(|p| p.0).collect()).await;
-                    }
-                });
+                // One full announcement at a time; the first of a run also provides.
+                if announcing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                    let s = state.clone();
+                    // Provider records need someone to store them at: wait for a peer.
+                    let provide = !provided_all && !lock(&state.connected).is_empty();
+                    provided_all |= provide;
+                    announcing = Some(tokio::spawn(async move {
+                        let store = s.store.clone();
+                        if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || store.piece_ids()).await {
+                            s.announce(ids.into_iter().map(|p| p.0).collect(), provide).await;
+                        }
+                    }));
+                }
             }
             Some(event) = swarm.next() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Control(e)) => {
@@ -893,6 +962,7 @@ async fn run(
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                     lock(&state.connected).remove(&peer_id);
+                    lock(&state.holders).forget(&peer_id);
                     met.remove(&peer_id);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
@@ -913,6 +983,19 @@ async fn run(
                     if done && let Some((tx, found)) = provider_queries.remove(&id) {
                         tx.send(found).ok();
                     }
+                }
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    let full = address.with(Protocol::P2p(state.peer));
+                    let mut l = lock(&state.listen);
+                    if !l.contains(&full) {
+                        l.push(full);
+                        // Addresses others can reach first: loopback last.
+                        l.sort_by_key(|a| ip_of(a).is_loopback());
+                    }
+                }
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    let full = address.with(Protocol::P2p(state.peer));
+                    lock(&state.listen).retain(|a| *a != full);
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                     debug!(?peer_id, "dial failed: {error}");
@@ -1043,5 +1126,47 @@ fn on_gossip(state: &Arc<State>, via: PeerId, message: gossipsub::Message) {
             return;
         }
         lock(&state.holders).add(source, h.data, &h.pieces, &h.dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(b: u8) -> DataAddr {
+        DataAddr {
+            id: [b; 32],
+            addrs: vec![],
+        }
+    }
+
+    #[test]
+    fn holder_table_is_bounded_per_peer_and_forgets_on_disconnect() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut h = Holders::default();
+        h.add(a, addr(1), &[[1; 32], [2; 32]], &[]);
+        h.add(b, addr(2), &[[1; 32]], &[]);
+        assert_eq!(h.holders(&PieceId([1; 32])).count(), 2);
+        h.add(a, addr(1), &[], &[[1; 32]]);
+        assert_eq!(h.holders(&PieceId([1; 32])).count(), 1);
+        h.forget(&b);
+        assert!(
+            h.by_piece.get(&PieceId([1; 32])).is_none(),
+            "empty keys are pruned"
+        );
+        assert_eq!(h.entries, 1);
+        let flood: Vec<[u8; 32]> = (0..(MAX_PIECES_PER_PEER as u32 + 10))
+            .map(|i| {
+                let mut k = [0u8; 32];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                k[31] = 9;
+                k
+            })
+            .collect();
+        h.add(b, addr(2), &flood, &[]);
+        assert_eq!(h.by_peer[&b].1.len(), MAX_PIECES_PER_PEER);
+        h.forget(&b);
+        assert_eq!(h.entries, 1);
+        assert_eq!(h.by_piece.len(), 1);
     }
 }

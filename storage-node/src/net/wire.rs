@@ -19,8 +19,19 @@ pub const MAX_REQUEST: u64 = 17 << 20;
 pub const MAX_RESPONSE: u64 = 17 << 20;
 /// Largest manifest carried on the network.
 pub const MAX_NETWORK_MANIFEST: usize = 16 << 20;
-/// Most entries in any list a peer sends (peers, pieces, versions, datasets).
+/// Most entries in a list of ids a peer sends (versions).
 pub const MAX_LIST: usize = 100_000;
+/// Most pieces in one `Locate`, so its answer (up to [`MAX_HOLDERS_LISTED`] holders per
+/// piece) stays under [`MAX_RESPONSE`].
+pub const MAX_LOCATE: usize = 4096;
+/// Most holders named per piece in a `Locate` answer.
+pub const MAX_HOLDERS_LISTED: usize = 16;
+/// Most datasets in one `Datasets` answer.
+pub const MAX_DATASETS_LISTED: usize = 10_000;
+/// Most nodes in one `Peers` answer.
+pub const MAX_PEERS_LISTED: usize = 1024;
+/// Longest license text in a dataset summary (the manifest has the whole text).
+pub const MAX_SUMMARY_LICENSE: usize = 200;
 /// The gossipsub topic new manifest versions are announced on (32-byte version ids; the
 /// manifest itself is then fetched from the announcer with [`Request::Manifest`]).
 pub const MANIFEST_TOPIC: &str = "cairn/manifests/1";
@@ -63,6 +74,16 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
+    /// Whether its self-description is within bounds (a peer's `Info` is passed on to
+    /// clients, so an oversized one is dropped rather than relayed).
+    pub fn is_sane(&self) -> bool {
+        self.peer.len() <= 128
+            && self.addrs.len() <= 16
+            && self.addrs.iter().all(|a| a.len() <= 256)
+            && self.data.addrs.len() <= 16
+            && self.http.as_ref().is_none_or(|h| h.len() <= 256)
+    }
+
     /// Bytes it can still accept (`u64::MAX` when unlimited).
     pub fn free(&self) -> u64 {
         self.capacity
@@ -258,12 +279,28 @@ mod tests {
 
     proptest! {
         /// Any bytes from a peer decode or are refused; never a panic, and what decodes
-        /// encodes back to the same bytes.
+        /// survives a second round trip unchanged.
         #[test]
         fn holdings_decoder_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Some(h) = Holdings::decode(&bytes) {
-                prop_assert_eq!(h.encode(), bytes);
+                let again = Holdings::decode(&h.encode()).expect("re-decodes");
+                prop_assert_eq!(again.pieces, h.pieces);
+                prop_assert_eq!(again.data, h.data);
             }
+        }
+
+        /// Valid announcements with one byte changed never panic the decoder.
+        #[test]
+        fn holdings_decoder_takes_mutated_announcements(n in 0usize..8, at in any::<usize>(), to in any::<u8>()) {
+            let h = Holdings {
+                data: DataAddr { id: [5; 32], addrs: vec![SocketAddr::from(([127, 0, 0, 1], 7420))] },
+                pieces: (0..n).map(|i| [i as u8; 32]).collect(),
+                dropped: vec![],
+            };
+            let mut b = h.encode();
+            let i = at % b.len();
+            b[i] = to;
+            let _ = Holdings::decode(&b);
         }
 
         #[test]
