@@ -380,3 +380,42 @@ fn interrupted_pull_resumes_from_its_last_whole_stripe() {
         "partial dir left behind"
     );
 }
+
+#[test]
+fn a_holder_that_dies_during_a_pull_is_routed_around() {
+    let net = Net::up(6);
+    let src = net.dir.path().join("src");
+    let files = mixed_files(&src, 6, 16 << 20);
+    let o = push(&net, &src, "frank/steady");
+    assert!(o.status.success(), "{}", text(&o));
+
+    let dest = net.dir.path().join("out");
+    let child = common::cairn()
+        .args([
+            "dataset",
+            "pull",
+            "frank/steady",
+            dest.to_str().expect("utf-8"),
+        ])
+        .env("CAIRN_PEER", &net.nodes()[0].peer)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pull starts");
+    let t0 = std::time::Instant::now();
+    while !dest.join(".cairn-partial").exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "pull made no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "pull ended before a holder could die"
+    );
+    net.kill(3);
+    let o = child.wait_with_output().expect("pull ends");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same(&dest, &files);
+}

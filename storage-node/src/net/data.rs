@@ -38,6 +38,8 @@ use crate::ids::PieceId;
 const MAX_SERVING: usize = 32;
 /// Most cached outgoing connections.
 const MAX_CONNECTIONS: usize = 256;
+/// How long a holder may take to start answering a piece request.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a peer may take to send its request.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -243,7 +245,12 @@ async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, St
     else {
         return Err("peer answered a different request".into());
     };
-    let (mut content, size) = start.next().next().await.map_err(|e| e.to_string())?;
+    // A holder that died leaves a connection that answers nothing: give up on it soon,
+    // so the stripe moves on to another holder.
+    let (mut content, size) = tokio::time::timeout(FIRST_BYTE_TIMEOUT, start.next().next())
+        .await
+        .map_err(|_| format!("no answer in {FIRST_BYTE_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
     if size != u64::from(len) {
         return Err(format!(
             "peer announced {size} bytes, the manifest says {len}"
