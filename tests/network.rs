@@ -390,7 +390,7 @@ fn a_holder_that_dies_during_a_pull_is_routed_around() {
     assert!(o.status.success(), "{}", text(&o));
 
     let dest = net.dir.path().join("out");
-    let child = common::cairn()
+    let mut child = common::cairn()
         .args([
             "dataset",
             "pull",
