@@ -69,6 +69,7 @@ struct ConfigFile {
     capacity: Option<String>,
     mdns: Option<bool>,
     announce_secs: Option<u64>,
+    orphan_grace_secs: Option<u64>,
 }
 
 fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr)> {
@@ -114,6 +115,9 @@ fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr)> {
     cfg.capacity = capacity;
     cfg.mdns = !args.no_mdns && file.mdns.unwrap_or(true);
     cfg.serve_corrupt = args.fault_serve_corrupt;
+    if let Some(s) = file.orphan_grace_secs {
+        cfg.orphan_grace = Duration::from_secs(s);
+    }
     if let Some(s) = args.announce_secs.or(file.announce_secs) {
         cfg.announce_interval = Duration::from_secs(s.max(1));
     }

@@ -92,6 +92,9 @@ pub struct NodeConfig {
     pub announce_interval: Duration,
     /// Fault injection for tests: serve pieces with a flipped byte, as a dishonest node.
     pub serve_corrupt: bool,
+    /// How long a piece may stay unreferenced by any manifest (a push that never
+    /// published) before it is deleted.
+    pub orphan_grace: Duration,
 }
 
 impl NodeConfig {
@@ -106,6 +109,7 @@ impl NodeConfig {
             mdns: true,
             announce_interval: Duration::from_secs(60),
             serve_corrupt: false,
+            orphan_grace: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -393,6 +397,7 @@ impl Node {
             state.clone(),
             cancel.clone(),
             config.announce_interval,
+            config.orphan_grace,
         ));
         info!(%peer, addr = %lock(&state.listen)[0], "node started");
         Ok(Self {
@@ -797,6 +802,79 @@ impl State {
         }
     }
 
+    /// Deletes pieces that no manifest has referenced for `grace`: what a push that never
+    /// published left behind. Pieces of every manifest the node knows are kept.
+    async fn collect_orphans(
+        self: Arc<Self>,
+        seen: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>>,
+        grace: Duration,
+    ) {
+        let store = self.store.clone();
+        let now = tokio::time::Instant::now();
+        let scan = tokio::task::spawn_blocking(move || -> Result<Vec<PieceId>, StoreError> {
+            let mut referenced = HashSet::new();
+            for (name, _) in store.datasets()? {
+                for v in store.versions(&name)? {
+                    if let Some(m) = store.manifest(&v)? {
+                        referenced.extend(m.pieces().map(|r| r.id));
+                    }
+                }
+            }
+            Ok(store
+                .piece_ids()?
+                .into_iter()
+                .filter(|p| !referenced.contains(p))
+                .collect())
+        })
+        .await;
+        let Ok(Ok(unreferenced)) = scan else {
+            return;
+        };
+        let expired: Vec<PieceId> = {
+            let mut seen = lock(&seen);
+            let now_set: HashSet<PieceId> = unreferenced.iter().copied().collect();
+            seen.retain(|p, _| now_set.contains(p));
+            unreferenced
+                .into_iter()
+                .filter(|p| now.duration_since(*seen.entry(*p).or_insert(now)) >= grace)
+                .collect()
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            expired
+                .into_iter()
+                .filter(|p| matches!(store.remove_piece(p), Ok(true)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if removed.is_empty() {
+            return;
+        }
+        info!(
+            pieces = removed.len(),
+            "deleted pieces no manifest references"
+        );
+        lock(&seen).retain(|p, _| !removed.contains(p));
+        for chunk in removed.chunks(wire::HOLDINGS_BATCH) {
+            let h = Holdings {
+                data: self.data.addr(),
+                pieces: vec![],
+                dropped: chunk.iter().map(|p| p.0).collect(),
+            };
+            let gossip = Command::Gossip {
+                topic: wire::HOLDINGS_TOPIC,
+                data: h.encode(),
+            };
+            if self.control.send(gossip).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Announces `pieces` on gossip (in batches) and, with `provide`, as Kademlia provider
     /// records (needed once per piece per run: Kademlia republishes them itself).
     async fn announce(&self, pieces: Vec<[u8; 32]>, provide: bool) {
@@ -868,6 +946,7 @@ async fn run(
     state: Arc<State>,
     cancel: CancellationToken,
     announce_interval: Duration,
+    orphan_grace: Duration,
 ) {
     let mut pending = Pending::default();
     let handlers = Arc::new(Semaphore::new(MAX_HANDLERS));
@@ -879,6 +958,8 @@ async fn run(
     let mut met: HashSet<PeerId> = HashSet::new();
     let mut rounds = 0usize;
     let mut announcing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
+    let orphans: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>> = Arc::default();
     let mut provided_all = false;
     let mut provider_queries = ProviderQueries::new();
     loop {
@@ -896,6 +977,9 @@ async fn run(
             }
             _ = full.tick() => {
                 reannounce = Some(tokio::time::Instant::now());
+                if collecting.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                    collecting = Some(tokio::spawn(state.clone().collect_orphans(orphans.clone(), orphan_grace)));
+                }
                 // Heal missed gossip: compare versions with one connected peer per round.
                 let peers: Vec<PeerId> = lock(&state.connected).keys().copied().collect();
                 if !peers.is_empty() {

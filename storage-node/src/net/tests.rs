@@ -13,6 +13,10 @@ struct Cluster {
 }
 
 async fn cluster(n: usize, capacity: Option<u64>) -> Cluster {
+    cluster_with(n, |c| c.capacity = capacity).await
+}
+
+async fn cluster_with(n: usize, tune: impl Fn(&mut NodeConfig)) -> Cluster {
     let mut dirs = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
     for _ in 0..n {
@@ -22,7 +26,7 @@ async fn cluster(n: usize, capacity: Option<u64>) -> Cluster {
             "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
         );
         cfg.mdns = false;
-        cfg.capacity = capacity;
+        tune(&mut cfg);
         if let Some(first) = nodes.first() {
             cfg.peers = vec![first.peer_addr()];
         }
@@ -127,6 +131,51 @@ async fn push_refuses_without_room_and_publishes_nothing() {
         err.to_string().contains("4 distinct nodes are needed"),
         "{err}"
     );
+    client.shutdown().await;
+    for n in c.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_no_manifest_references_are_deleted_after_the_grace_period() {
+    let c = cluster_with(3, |cfg| {
+        cfg.announce_interval = Duration::from_millis(300);
+        cfg.orphan_grace = Duration::from_millis(600);
+    })
+    .await;
+    let client = Client::connect(c.nodes[0].peer_addr()).await.unwrap();
+    let src = source(64 << 10);
+    let key = PublisherKey::generate().unwrap();
+    let r = client
+        .push(
+            src.path(),
+            opts(2, 1, "t/kept"),
+            &key,
+            std::sync::Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+    // A piece some push stored but never published.
+    let stray = crate::local::synthetic(5000, 77);
+    let stray_id = crate::PieceId::of(&stray);
+    c.nodes[1].store().put_piece(stray_id, &stray).unwrap();
+    let t0 = Instant::now();
+    while c.nodes[1].store().has_piece(&stray_id).unwrap() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the orphan was never collected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every piece of the published version is still held.
+    for p in r.manifest.pieces() {
+        assert!(
+            c.nodes.iter().any(|n| n.store().has_piece(&p.id).unwrap()),
+            "published piece {} was collected",
+            p.id
+        );
+    }
     client.shutdown().await;
     for n in c.nodes {
         n.shutdown().await;
