@@ -165,7 +165,7 @@ pub struct PullReport {
 struct Outbox(Mutex<Pieces>);
 
 /// Bytes and pending holders, by piece.
-type Pieces = HashMap<PieceId, (Arc<Vec<u8>>, usize)>;
+type Pieces = HashMap<PieceId, (bytes::Bytes, usize)>;
 
 impl Outbox {
     fn map(&self) -> std::sync::MutexGuard<'_, Pieces> {
@@ -173,10 +173,7 @@ impl Outbox {
     }
 
     fn insert(&self, id: PieceId, bytes: Vec<u8>) {
-        self.map()
-            .entry(id)
-            .or_insert_with(|| (Arc::new(bytes), 0))
-            .1 += 1;
+        self.map().entry(id).or_insert_with(|| (bytes.into(), 0)).1 += 1;
     }
 
     fn release(&self, id: &PieceId) {
@@ -191,8 +188,8 @@ impl Outbox {
 }
 
 impl PieceSource for Outbox {
-    fn piece(&self, id: &PieceId) -> Option<Vec<u8>> {
-        self.map().get(id).map(|b| b.0.as_ref().clone())
+    fn piece(&self, id: &PieceId) -> Option<bytes::Bytes> {
+        self.map().get(id).map(|b| b.0.clone())
     }
 }
 

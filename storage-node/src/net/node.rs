@@ -225,9 +225,10 @@ struct StoreSource {
 }
 
 impl PieceSource for StoreSource {
-    fn piece(&self, id: &PieceId) -> Option<Vec<u8>> {
-        match self.store.get_piece(id) {
-            Ok(b) => Some(b),
+    fn piece(&self, id: &PieceId) -> Option<bytes::Bytes> {
+        // The data plane checks the bytes against the id while building what it sends.
+        match self.store.read_piece(id) {
+            Ok(b) => Some(b.into()),
             Err(StoreError::PieceNotFound(_)) => None,
             Err(e) => {
                 warn!(piece = %id, "not serving piece: {e}");
