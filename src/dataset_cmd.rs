@@ -249,6 +249,19 @@ pub(crate) fn info(a: InfoArgs) -> Result<()> {
         println!("license    {}", body.license);
         println!("erasure    k={} m={} block {}", p.k(), p.m(), human(u64::from(p.block_size())));
         println!("size       {} in {} files", human(m.total_size()), m.files().len());
+        let history = client.history(&name).await?;
+        println!("versions   {} (oldest first)", history.len());
+        for v in &history {
+            let id = VersionId(v.version);
+            println!(
+                "  {}{}  created {}  {:>11}  {} files",
+                id,
+                if id == m.version() { " *" } else { "  " },
+                v.created_unix,
+                human(v.size),
+                v.files
+            );
+        }
         for f in m.files() {
             println!("  {:>11}  {}", human(f.size), f.path);
         }

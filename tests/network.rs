@@ -49,7 +49,7 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
     let info_out = String::from_utf8_lossy(&info.stdout);
     assert!(info.status.success(), "{}", text(&info));
     assert!(
-        info_out.contains("0 below k")
+        info_out.contains(", 0 below k;")
             && info_out.contains("CC0-1.0")
             && info_out.contains("shards/000.bin"),
         "{info_out}"
@@ -70,7 +70,7 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
     let o = push(&net, &src, "alice/mixed");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        o.status.success() && out.contains("0 sent") && out.contains("unchanged"),
+        o.status.success() && out.contains("), 0 sent,") && out.contains("unchanged"),
         "{}",
         text(&o)
     );
@@ -81,6 +81,21 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
         String::from_utf8_lossy(&o.stdout).contains("0 files written, 6 already complete"),
         "{}",
         text(&o)
+    );
+
+    // A second version: new content, same name, same key; info lists both.
+    std::fs::write(src.join("tiny.txt"), b"y").expect("write");
+    let o = push(&net, &src, "alice/mixed");
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("published"),
+        "{}",
+        text(&o)
+    );
+    let info = net.cmd(&["dataset", "info", "alice/mixed"]);
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("versions   2 (oldest first)"),
+        "{}",
+        text(&info)
     );
 
     // Another publisher may not take the name.

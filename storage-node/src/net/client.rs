@@ -294,6 +294,26 @@ impl Client {
         }
     }
 
+    /// Every version of `name`, oldest first.
+    pub async fn history(
+        &self,
+        name: &DatasetName,
+    ) -> Result<Vec<wire::VersionSummary>, ClientError> {
+        match self
+            .ask(Request::History {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Response::History(h) => Ok(h),
+            Response::Error {
+                code: ErrorCode::NotFound,
+                ..
+            } => Err(ClientError::NotFound(name.to_string())),
+            other => Err(refusal(&self.bootstrap, other).into()),
+        }
+    }
+
     /// The manifest of `name` at `version` (or its latest), verified.
     pub async fn manifest(
         &self,

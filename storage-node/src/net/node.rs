@@ -599,6 +599,37 @@ impl State {
                     Err(e) => Err(internal(&e)),
                 }
             }
+            Request::History { name } => {
+                let name: DatasetName = name
+                    .parse()
+                    .map_err(|e: crate::ids::IdError| (ErrorCode::BadRequest, e.to_string()))?;
+                let store = self.store.clone();
+                let shown = name.to_string();
+                let list = blocking(move || -> Result<Vec<wire::VersionSummary>, StoreError> {
+                    let mut out = Vec::new();
+                    for v in store
+                        .versions(&name)?
+                        .into_iter()
+                        .take(wire::MAX_DATASETS_LISTED)
+                    {
+                        if let Some(m) = store.manifest(&v)? {
+                            out.push(wire::VersionSummary {
+                                version: v.0,
+                                created_unix: m.body().created_unix,
+                                size: m.total_size(),
+                                files: m.files().len() as u32,
+                            });
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| internal(&e))?;
+                if list.is_empty() {
+                    return Err((ErrorCode::NotFound, format!("no dataset {shown}")));
+                }
+                Ok(Response::History(list))
+            }
             Request::Locate { pieces } => {
                 if pieces.len() > wire::MAX_LOCATE {
                     return Err((

@@ -108,6 +108,19 @@ pub struct DatasetSummary {
     pub license: String,
 }
 
+/// One version of a dataset, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    /// Version id.
+    pub version: [u8; 32],
+    /// Publication time, seconds since the epoch.
+    pub created_unix: u64,
+    /// Total file bytes.
+    pub size: u64,
+    /// Files.
+    pub files: u32,
+}
+
 /// A control-plane request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -140,6 +153,11 @@ pub enum Request {
         name: Option<String>,
         /// A version id.
         version: Option<[u8; 32]>,
+    },
+    /// Every version of a dataset, oldest first.
+    History {
+        /// `owner/name`.
+        name: String,
     },
     /// Who holds these pieces, as far as you know.
     Locate {
@@ -190,6 +208,8 @@ pub enum Response {
     Versions(Vec<[u8; 32]>),
     /// Answer to [`Request::Manifest`].
     Manifest(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Answer to [`Request::History`].
+    History(Vec<VersionSummary>),
     /// Answer to [`Request::Locate`]: for each piece asked, the nodes known to hold it.
     Located(Vec<Vec<NodeRef>>),
     /// The request was refused.
