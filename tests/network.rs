@@ -195,19 +195,31 @@ fn node_killed_mid_push_leaves_no_version_and_comes_back_consistent() {
             .unwrap_or(0)
     };
     let t0 = std::time::Instant::now();
-    while held(&status_url) < 5 && t0.elapsed() < std::time::Duration::from_secs(60) {
+    let mut before = 0;
+    while before < 5 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the victim never took 5 pieces"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
+        before = held(&status_url);
     }
     net.kill(victim);
     let o = child.wait_with_output().expect("push ends");
+    let victim_id = net.nodes()[victim]
+        .peer
+        .rsplit('/')
+        .next()
+        .expect("peer id")
+        .to_string();
     assert!(
         !o.status.success(),
         "push should fail without the node: {}",
         text(&o)
     );
     assert!(
-        text(&o).contains("no version was published"),
-        "{}",
+        text(&o).contains("no version was published") && text(&o).contains(&victim_id),
+        "the error should name the lost node: {}",
         text(&o)
     );
     let ls = net.cmd(&["dataset", "ls"]);
@@ -256,13 +268,13 @@ fn node_killed_mid_push_leaves_no_version_and_comes_back_consistent() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // It kept every piece it had taken before it died.
+    assert!(
+        held(&status_url) >= before,
+        "the restarted node lost pieces"
+    );
     let o = push(&net, &src, "carol/interrupted");
     assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        !String::from_utf8_lossy(&o.stdout).contains(" 0 already held"),
-        "{}",
-        text(&o)
-    );
     let dest = net.dir.path().join("out");
     let o = pull(&net, "carol/interrupted", &dest);
     assert!(o.status.success(), "{}", text(&o));
@@ -393,6 +405,21 @@ fn interrupted_pull_resumes_from_its_last_whole_stripe() {
     assert!(
         !dest.join(".cairn-partial").exists(),
         "partial dir left behind"
+    );
+    // A fresh pull of the same version needs more pieces than the resumed one took.
+    let fresh = net.dir.path().join("fresh");
+    let f = pull(&net, "erin/resumable", &fresh);
+    let pieces = |s: &str| -> u64 {
+        s.split(" pieces fetched")
+            .next()
+            .and_then(|x| x.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("piece count")
+    };
+    let (resumed, whole) = (pieces(&out), pieces(&String::from_utf8_lossy(&f.stdout)));
+    assert!(
+        resumed < whole,
+        "resumed pull fetched {resumed} pieces, a fresh one {whole}"
     );
 }
 
