@@ -84,20 +84,19 @@ fn main() {
     ];
 
     let copy = copy_dir(&src, &dir.path().join("copy"));
-    let push = cairn(
-        &[
-            "dataset",
-            "push",
-            src.to_str().expect("utf-8"),
-            "--name",
-            "bench/data",
-            "--k",
-            "4",
-            "--m",
-            "2",
-        ],
-        &env,
-    );
+    let src_s = src.to_str().expect("utf-8");
+    let push_args = [
+        "dataset",
+        "push",
+        src_s,
+        "--name",
+        "bench/data",
+        "--k",
+        "4",
+        "--m",
+        "2",
+    ];
+    let push = cairn(&push_args, &env);
     let out = dir.path().join("out");
     let pull = cairn(
         &[
@@ -108,20 +107,7 @@ fn main() {
         ],
         &env,
     );
-    let repush = cairn(
-        &[
-            "dataset",
-            "push",
-            src.to_str().expect("utf-8"),
-            "--name",
-            "bench/data",
-            "--k",
-            "4",
-            "--m",
-            "2",
-        ],
-        &env,
-    );
+    let repush = cairn(&push_args, &env);
     cairn(
         &["network", "down", "--dir", net.to_str().expect("utf-8")],
         &[],

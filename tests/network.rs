@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Net, assert_same, files_under, mixed_files, text};
+use common::{Net, assert_same, count_before, files_under, mixed_files, text};
 
 const K: &str = "4";
 const M: &str = "2";
@@ -165,27 +165,19 @@ fn node_killed_mid_push_leaves_no_version_and_comes_back_consistent() {
     let victim = 3;
     let status_url = net.nodes()[victim].http.clone();
 
-    let mut c = common::cairn();
-    let child = c
-        .args([
-            "dataset",
-            "push",
-            src.to_str().expect("utf-8"),
-            "--name",
-            "carol/interrupted",
-            "--k",
-            K,
-            "--m",
-            M,
-            "--block-size",
-            BLOCK,
-        ])
-        .env("CAIRN_PEER", &net.nodes()[0].peer)
-        .env("CAIRN_CONFIG_DIR", &net.config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("push starts");
+    let child = net.spawn(&[
+        "dataset",
+        "push",
+        src.to_str().expect("utf-8"),
+        "--name",
+        "carol/interrupted",
+        "--k",
+        K,
+        "--m",
+        M,
+        "--block-size",
+        BLOCK,
+    ]);
     // Kill the victim once it has taken some pieces, while the push is still going.
     let held = |url: &str| -> u64 {
         let o = common::run(&["node", "status", "--http", url, "--json"], &[]);
@@ -333,12 +325,7 @@ fn bytes_that_do_not_match_their_hash_are_routed_around() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{}", text(&o));
     assert_same(&dest, &files);
-    let routed: u64 = out
-        .split(" fetches routed around")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let routed = count_before(&out, " fetches routed around");
     assert!(
         routed > 0,
         "the liar was never asked, so nothing was shown: {out}"
@@ -354,18 +341,12 @@ fn interrupted_pull_resumes_from_its_last_whole_stripe() {
     assert!(o.status.success(), "{}", text(&o));
 
     let dest = net.dir.path().join("out");
-    let mut child = common::cairn()
-        .args([
-            "dataset",
-            "pull",
-            "erin/resumable",
-            dest.to_str().expect("utf-8"),
-        ])
-        .env("CAIRN_PEER", &net.nodes()[0].peer)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("pull starts");
+    let mut child = net.spawn(&[
+        "dataset",
+        "pull",
+        "erin/resumable",
+        dest.to_str().expect("utf-8"),
+    ]);
     // Stop it hard once the big file is part way.
     let partial_len = || -> u64 {
         std::fs::read_dir(dest.join(".cairn-partial"))
@@ -409,14 +390,10 @@ fn interrupted_pull_resumes_from_its_last_whole_stripe() {
     // A fresh pull of the same version needs more pieces than the resumed one took.
     let fresh = net.dir.path().join("fresh");
     let f = pull(&net, "erin/resumable", &fresh);
-    let pieces = |s: &str| -> u64 {
-        s.split(" pieces fetched")
-            .next()
-            .and_then(|x| x.rsplit(' ').next())
-            .and_then(|n| n.parse().ok())
-            .expect("piece count")
-    };
-    let (resumed, whole) = (pieces(&out), pieces(&String::from_utf8_lossy(&f.stdout)));
+    let (resumed, whole) = (
+        count_before(&out, " pieces fetched"),
+        count_before(&String::from_utf8_lossy(&f.stdout), " pieces fetched"),
+    );
     assert!(
         resumed < whole,
         "resumed pull fetched {resumed} pieces, a fresh one {whole}"
@@ -432,18 +409,12 @@ fn a_holder_that_dies_during_a_pull_is_routed_around() {
     assert!(o.status.success(), "{}", text(&o));
 
     let dest = net.dir.path().join("out");
-    let mut child = common::cairn()
-        .args([
-            "dataset",
-            "pull",
-            "frank/steady",
-            dest.to_str().expect("utf-8"),
-        ])
-        .env("CAIRN_PEER", &net.nodes()[0].peer)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("pull starts");
+    let mut child = net.spawn(&[
+        "dataset",
+        "pull",
+        "frank/steady",
+        dest.to_str().expect("utf-8"),
+    ]);
     let t0 = std::time::Instant::now();
     while !dest.join(".cairn-partial").exists() {
         assert!(

@@ -92,6 +92,18 @@ impl Net {
         c.output().expect("cairn runs")
     }
 
+    /// Starts `cairn args...` against the network in the background, output captured.
+    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
+        cairn()
+            .args(args)
+            .env("CAIRN_PEER", &self.nodes()[0].peer)
+            .env("CAIRN_CONFIG_DIR", &self.config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cairn starts")
+    }
+
     pub(crate) fn kill(&self, i: usize) {
         let pid = self.nodes()[i].pid;
         let ok = Command::new("kill")
@@ -203,4 +215,13 @@ impl Drop for KillOnDrop {
         self.0.kill().ok();
         self.0.wait().ok();
     }
+}
+
+/// The number just before `label` in `out` ("12 pieces fetched" -> 12).
+pub(crate) fn count_before(out: &str, label: &str) -> u64 {
+    out.split(label)
+        .next()
+        .and_then(|x| x.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count before {label:?} in: {out}"))
 }
