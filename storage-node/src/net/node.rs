@@ -714,6 +714,13 @@ impl State {
         len: u32,
         src: DataAddr,
     ) -> Result<Response, (ErrorCode, String)> {
+        // A node fetches only from the peer asking: no one can aim it at a third party.
+        if data_id_of(&from) != Some(src.id) {
+            return Err((
+                ErrorCode::BadRequest,
+                "a piece can only be offered from the requester's own data address".into(),
+            ));
+        }
         if len == 0 || len > MAX_BLOCK_SIZE {
             return Err((
                 ErrorCode::BadRequest,

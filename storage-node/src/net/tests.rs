@@ -181,3 +181,33 @@ async fn pieces_no_manifest_references_are_deleted_after_the_grace_period() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fetches_only_from_the_peer_that_asks() {
+    let c = cluster(3, None).await;
+    // Node 0 asks node 1 to take a piece "from" node 2: refused, nothing fetched.
+    let req = wire::Request::Hold {
+        piece: [7; 32],
+        len: 1024,
+        from: c.nodes[2].data().addr(),
+    };
+    let r = c.nodes[0]
+        .control()
+        .request(c.nodes[1].peer_id(), vec![c.nodes[1].peer_addr()], req)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            wire::Response::Error {
+                code: wire::ErrorCode::BadRequest,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(c.nodes[1].status().received_bytes, 0);
+    for n in c.nodes {
+        n.shutdown().await;
+    }
+}
