@@ -450,15 +450,16 @@ pub fn decode_stripe(
 /// Where `file` goes under `dest`. Refuses any component the platform would read as
 /// something other than a plain name.
 pub fn target_path(dest: &Path, file: &FileEntry) -> Result<PathBuf, EngineError> {
+    let bad = |reason| EngineError::BadPath {
+        path: PathBuf::from(file.path.as_str()),
+        source: IdError {
+            what: "path",
+            value: file.path.to_string(),
+            reason,
+        },
+    };
     if file.path.components().next() == Some(PARTIAL_DIR) {
-        return Err(EngineError::BadPath {
-            path: PathBuf::from(file.path.as_str()),
-            source: IdError {
-                what: "path",
-                value: file.path.to_string(),
-                reason: "the directory name is reserved for unfinished pulls",
-            },
-        });
+        return Err(bad("the directory name is reserved for unfinished pulls"));
     }
     let mut target = dest.to_path_buf();
     for c in file.path.components() {
@@ -467,16 +468,7 @@ pub fn target_path(dest: &Path, file: &FileEntry) -> Result<PathBuf, EngineError
         let mut parts = Path::new(c).components();
         match (parts.next(), parts.next()) {
             (Some(std::path::Component::Normal(_)), None) => target.push(c),
-            _ => {
-                return Err(EngineError::BadPath {
-                    path: PathBuf::from(file.path.as_str()),
-                    source: IdError {
-                        what: "path",
-                        value: file.path.to_string(),
-                        reason: "component is not a plain name on this platform",
-                    },
-                });
-            }
+            _ => return Err(bad("component is not a plain name on this platform")),
         }
     }
     Ok(target)

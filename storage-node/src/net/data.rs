@@ -162,6 +162,8 @@ impl DataPlane {
         } else {
             bound
         };
+        let mut addrs = addrs;
+        addrs.truncate(super::wire::MAX_DATA_ADDRS);
         DataAddr {
             id: *self.endpoint.id().as_bytes(),
             addrs,

@@ -469,7 +469,11 @@ impl State {
         let stats = self.store.stats();
         NodeInfo {
             peer: self.peer.to_string(),
-            addrs: lock(&self.listen).iter().map(|a| a.to_string()).collect(),
+            addrs: lock(&self.listen)
+                .iter()
+                .take(wire::MAX_DATA_ADDRS)
+                .map(|a| a.to_string())
+                .collect(),
             data: self.data.addr(),
             http: self.http.clone(),
             pieces: stats.pieces,

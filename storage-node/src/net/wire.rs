@@ -39,6 +39,9 @@ pub const MANIFEST_TOPIC: &str = "cairn/manifests/1";
 pub const HOLDINGS_TOPIC: &str = "cairn/holdings/1";
 /// Most piece ids in one holdings announcement (32 bytes each).
 pub const HOLDINGS_BATCH: usize = 2048;
+/// Most addresses a node names for itself on either plane; more are cut off when
+/// sending and refused when received.
+pub const MAX_DATA_ADDRS: usize = 16;
 /// Largest gossip message: a full holdings batch with room to spare.
 pub const MAX_GOSSIP: usize = 256 << 10;
 
@@ -78,9 +81,9 @@ impl NodeInfo {
     /// clients, so an oversized one is dropped rather than relayed).
     pub fn is_sane(&self) -> bool {
         self.peer.len() <= 128
-            && self.addrs.len() <= 16
+            && self.addrs.len() <= MAX_DATA_ADDRS
             && self.addrs.iter().all(|a| a.len() <= 256)
-            && self.data.addrs.len() <= 16
+            && self.data.addrs.len() <= MAX_DATA_ADDRS
             && self.http.as_ref().is_none_or(|h| h.len() <= 256)
     }
 
@@ -243,7 +246,6 @@ pub struct Holdings {
 }
 
 const HOLDINGS_VERSION: u8 = 1;
-const MAX_DATA_ADDRS: usize = 16;
 
 impl Holdings {
     /// Encodes for gossip: 32 bytes per piece, so a full batch fits one gossip message.
@@ -251,8 +253,9 @@ impl Holdings {
         let mut w = Writer::with_capacity(64 + 32 * (self.pieces.len() + self.dropped.len()));
         w.u8(HOLDINGS_VERSION);
         w.raw(&self.data.id);
-        w.u32(self.data.addrs.len() as u32);
-        for a in &self.data.addrs {
+        let addrs = &self.data.addrs[..self.data.addrs.len().min(MAX_DATA_ADDRS)];
+        w.u32(addrs.len() as u32);
+        for a in addrs {
             w.str(&a.to_string());
         }
         for list in [&self.pieces, &self.dropped] {
