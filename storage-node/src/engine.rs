@@ -389,6 +389,38 @@ impl<'a> StripeAssembler<'a> {
     }
 }
 
+/// Rebuilds pieces `want` of `stripe` from the `k` (or more) verified pieces in
+/// `have` (`have[i]` is piece `i` or `None`), for repair: decodes the stripe, encodes it
+/// again and checks every rebuilt piece against its id before returning it.
+pub fn rebuild_pieces(
+    params: ErasureParams,
+    stripe: &Stripe,
+    have: Vec<Option<Vec<u8>>>,
+    want: &[usize],
+) -> Result<Vec<(usize, Vec<u8>)>, ErasureError> {
+    let mut asm = StripeAssembler::new(params, stripe);
+    for (i, p) in have.into_iter().enumerate() {
+        if let Some(p) = p
+            && asm.offer(i, p) == Offer::BadHash
+        {
+            return Err(ErasureError::Corrupt { index: i });
+        }
+    }
+    let data = asm.finish()?;
+    let mut pieces = StripeEncoder::new(params)?.encode(&data, stripe.block_len)?;
+    let mut out = Vec::with_capacity(want.len());
+    for &i in want {
+        let (Some(r), Some(p)) = (stripe.pieces.get(i), pieces.get_mut(i)) else {
+            return Err(ErasureError::Corrupt { index: i });
+        };
+        if PieceId::of(p) != r.id {
+            return Err(ErasureError::Corrupt { index: i });
+        }
+        out.push((i, std::mem::take(p)));
+    }
+    Ok(out)
+}
+
 /// Rebuilds one file of `manifest` into `out`, asking `fetch(stripe, index, piece)` for
 /// pieces: data pieces first, parity only for those missing. Every piece is verified
 /// before use and the whole file is checked against its hash at the end.

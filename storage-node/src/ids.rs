@@ -85,6 +85,26 @@ hash_id!(
     "publisher key"
 );
 
+hash_id!(
+    /// A storage node: its ed25519 public key, which is also its iroh endpoint id and,
+    /// wrapped, its libp2p peer id.
+    NodeId,
+    "node id"
+);
+hash_id!(
+    /// A stripe: the BLAKE3 hash of its piece ids in order, so the same stripe has the
+    /// same id in every version that contains it.
+    StripeId,
+    "stripe id"
+);
+
+impl NodeId {
+    /// A short form for logs and tables.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..5])
+    }
+}
+
 impl PieceId {
     /// The id of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {

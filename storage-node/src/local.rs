@@ -1,6 +1,5 @@
 //! A cluster of real piece stores in one process: the storage engine end to end without a
-//! network. Each node is its own data directory with its own rocksdb. Used by `cairn demo`
-//! until the networked node exists, and as a test kit.
+//! network, as a test kit. Each node is its own data directory with its own rocksdb.
 //!
 //! Placement rotates with the stripe: piece `i` of the `s`-th stripe (counted across the
 //! whole dataset) goes to node `(s + i) mod N`, so the `k + m` pieces of a stripe always

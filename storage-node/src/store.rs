@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! DATA_DIR/
-//!   db/                      rocksdb: column families `pieces`, `manifests`, `names`, `versions`
+//!   db/                      rocksdb: column families `pieces`, `manifests`, `names`,
+//!                            `versions`, `audits` (signed audit records, by time) and
+//!                            `repairs` (the repair jobs this node has claimed)
 //!   pieces/ab/cd/abcd…(64)   one file per piece, named by its BLAKE3 hash, sharded two levels
 //!   tmp/                     pieces being written; emptied on open
 //! ```
@@ -42,13 +44,18 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, Wri
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::ids::{DatasetName, PieceId, PublisherId, VersionId};
+use crate::audit::SignedRecord;
+use crate::ids::{DatasetName, PieceId, PublisherId, StripeId, VersionId};
 use crate::manifest::{Manifest, ManifestError};
 
 const CF_PIECES: &str = "pieces";
 const CF_MANIFESTS: &str = "manifests";
 const CF_NAMES: &str = "names";
 const CF_VERSIONS: &str = "versions";
+const CF_AUDITS: &str = "audits";
+const CF_REPAIRS: &str = "repairs";
+/// Most audit records kept; older ones are pruned first.
+pub const MAX_STORED_RECORDS: usize = 200_000;
 const META_VERSION: u8 = 1;
 
 /// Piece store failures.
@@ -304,8 +311,15 @@ impl PieceStore {
         db_opts.set_max_open_files(256);
         db_opts.set_keep_log_file_num(4);
         db_opts.set_write_buffer_size(4 << 20);
-        let cfs = [CF_PIECES, CF_MANIFESTS, CF_NAMES, CF_VERSIONS]
-            .map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
+        let cfs = [
+            CF_PIECES,
+            CF_MANIFESTS,
+            CF_NAMES,
+            CF_VERSIONS,
+            CF_AUDITS,
+            CF_REPAIRS,
+        ]
+        .map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = DB::open_cf_descriptors(&db_opts, dir.join("db"), cfs)?;
         let store = Self {
             dir,
@@ -802,6 +816,115 @@ impl PieceStore {
             if let Ok(v) = <[u8; 32]>::try_from(&k[k.len().saturating_sub(32)..]) {
                 out.push(VersionId(v));
             }
+        }
+        Ok(out)
+    }
+}
+
+/// A repair job this node claimed, kept so that it resumes after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairJob {
+    /// The stripe.
+    pub stripe: StripeId,
+    /// A version whose manifest contains it.
+    pub version: VersionId,
+    /// The file's index in that manifest.
+    pub file: u32,
+    /// The stripe's index in that file.
+    pub index: u32,
+}
+
+impl PieceStore {
+    /// Stores audit records (made or received), keyed by time so the oldest are pruned
+    /// first. Records already held are written again harmlessly.
+    pub fn put_audit_records(&self, records: &[SignedRecord]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_AUDITS)?;
+        let mut batch = WriteBatch::default();
+        for r in records {
+            let mut key = Vec::with_capacity(40);
+            key.extend_from_slice(&r.record.time_unix.to_be_bytes());
+            key.extend_from_slice(&r.digest());
+            batch.put_cf(cf, key, r.encode());
+        }
+        // Records are evidence, not data: losing the last few to a crash costs nothing
+        // that the next rounds do not restore, so they are not synced one by one.
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Every stored audit record, oldest first; records that no longer decode or verify
+    /// are skipped.
+    pub fn audit_records(&self) -> Result<Vec<SignedRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_AUDITS)?, IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            if let Ok(r) = SignedRecord::decode_verified(&v) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the oldest audit records beyond `keep`. Returns how many were deleted.
+    pub fn prune_audit_records(&self, keep: usize) -> Result<usize, StoreError> {
+        let cf = self.cf(CF_AUDITS)?;
+        let total = self.db.iterator_cf(cf, IteratorMode::Start).count();
+        let excess = total.saturating_sub(keep);
+        if excess == 0 {
+            return Ok(0);
+        }
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start).take(excess) {
+            let (k, _) = item?;
+            batch.delete_cf(cf, k);
+        }
+        self.db.write(batch)?;
+        Ok(excess)
+    }
+
+    /// Records a claimed repair job (synced: it must survive a crash).
+    pub fn put_repair_job(&self, job: &RepairJob) -> Result<(), StoreError> {
+        let mut v = Vec::with_capacity(40);
+        v.extend_from_slice(&job.version.0);
+        v.extend_from_slice(&job.file.to_le_bytes());
+        v.extend_from_slice(&job.index.to_le_bytes());
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_REPAIRS)?, job.stripe.0, v);
+        self.write(batch)
+    }
+
+    /// Forgets a finished (or abandoned) repair job.
+    pub fn remove_repair_job(&self, stripe: &StripeId) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_REPAIRS)?, stripe.0);
+        self.write(batch)
+    }
+
+    /// The repair jobs claimed and not finished.
+    pub fn repair_jobs(&self) -> Result<Vec<RepairJob>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_REPAIRS)?, IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let (Ok(stripe), true) = (<[u8; 32]>::try_from(k.as_ref()), v.len() == 40) else {
+                continue;
+            };
+            let mut version = [0u8; 32];
+            version.copy_from_slice(&v[..32]);
+            let mut f = [0u8; 4];
+            f.copy_from_slice(&v[32..36]);
+            let mut i = [0u8; 4];
+            i.copy_from_slice(&v[36..40]);
+            out.push(RepairJob {
+                stripe: StripeId(stripe),
+                version: VersionId(version),
+                file: u32::from_le_bytes(f),
+                index: u32::from_le_bytes(i),
+            });
         }
         Ok(out)
     }

@@ -120,11 +120,11 @@ fn every_edge_size_round_trips_with_m_pieces_lost_in_three_patterns() {
 #[test]
 fn default_geometry_round_trips_a_multi_stripe_file() {
     let params = ErasureParams::default();
-    let original = data(2 * 10 * (1 << 20) + 12345, 7);
+    let original = data(2 * 16 * (1 << 20) + 12345, 7);
     let (m, pieces, _src) = encode(&[("big.bin", original.clone())], params);
     let file = &m.files()[0];
     assert_eq!(file.stripes.len(), 3);
-    assert_eq!(file.stripes[2].block_len, 1236); // ceil(12345 / 10) rounded up to even
+    assert_eq!(file.stripes[2].block_len, 772); // ceil(12345 / 16), already even
     let mut out = Vec::new();
     engine::rebuild_file(
         &m,
@@ -532,4 +532,52 @@ fn concurrent_puts_and_removes_of_the_same_pieces_stay_consistent() {
         "{report:?}"
     );
     assert_eq!(store.piece_ids().unwrap(), held);
+}
+
+#[test]
+fn audit_records_and_repair_jobs_survive_reopen_and_prune_oldest_first() {
+    use crate::audit::{AuditRecord, Outcome};
+    use crate::ids::{NodeId, StripeId, VersionId};
+    use crate::store::RepairJob;
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let records: Vec<_> = (0..10u64)
+        .map(|t| {
+            AuditRecord {
+                auditor: NodeId(key.verifying_key().to_bytes()),
+                holder: NodeId([1; 32]),
+                piece: PieceId([2; 32]),
+                len: 10,
+                round: t,
+                time_unix: 1000 - t,
+                outcome: Outcome::Pass,
+            }
+            .sign(&key)
+        })
+        .collect();
+    let job = RepairJob {
+        stripe: StripeId([3; 32]),
+        version: VersionId([4; 32]),
+        file: 1,
+        index: 7,
+    };
+    {
+        let s = open(dir.path(), None);
+        s.put_audit_records(&records).unwrap();
+        s.put_repair_job(&job).unwrap();
+    }
+    let s = open(dir.path(), None);
+    let back = s.audit_records().unwrap();
+    assert_eq!(back.len(), 10);
+    assert!(
+        back.windows(2)
+            .all(|w| w[0].record.time_unix <= w[1].record.time_unix)
+    );
+    assert_eq!(s.prune_audit_records(4).unwrap(), 6);
+    let kept = s.audit_records().unwrap();
+    assert_eq!(kept.len(), 4);
+    assert_eq!(kept[0].record.time_unix, 997, "the newest are kept");
+    assert_eq!(s.repair_jobs().unwrap(), vec![job]);
+    s.remove_repair_job(&job.stripe).unwrap();
+    assert!(s.repair_jobs().unwrap().is_empty());
 }

@@ -26,7 +26,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use libp2p::{Multiaddr, PeerId, Swarm, kad, swarm::SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, swarm::SwarmEvent};
 use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinSet,
@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     NetError,
-    data::{DataPlane, PieceSource},
+    data::{DataError, DataPlane, PieceSource},
     fetch::{HolderIx, Step, StripeFetch},
     identity::NodeKey,
     placement::{PlacementError, Placer},
@@ -115,6 +115,18 @@ pub enum ClientError {
         .0.len(), .0.iter().take(8).cloned().collect::<Vec<_>>().join("; ")
     )]
     Unrecoverable(Vec<String>),
+    /// The dataset belongs to another publisher.
+    #[error(
+        "{name} belongs to publisher {owner}, and this key ({key}) cannot publish new versions of it; choose another name, or push with the owner's key"
+    )]
+    NotOwner {
+        /// The dataset.
+        name: DatasetName,
+        /// Its publisher.
+        owner: crate::ids::PublisherId,
+        /// The key that tried.
+        key: crate::ids::PublisherId,
+    },
     /// A worker task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -221,6 +233,20 @@ impl Drop for Client {
     }
 }
 
+/// Where the pieces of one stripe are held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripePlacement {
+    /// Index of the file in the manifest.
+    pub file: usize,
+    /// Index of the stripe in the file.
+    pub stripe: usize,
+    /// For each piece, the peer ids of the nodes holding it.
+    pub holders: Vec<Vec<String>>,
+    /// Pieces on distinct nodes ([`super::placement::spread`]): the stripe survives the
+    /// loss of any `spread - k` more nodes.
+    pub spread: usize,
+}
+
 fn parse_peer(s: &str) -> Option<PeerId> {
     s.parse().ok()
 }
@@ -234,8 +260,7 @@ impl Client {
             ))
         })?;
         let key = NodeKey::generate()?;
-        let mut swarm = swarm::build(key.keypair(), false)?;
-        swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Client));
+        let swarm = swarm::build(key.keypair(), swarm::Role::Client)?;
         let ip = match bootstrap.iter().next() {
             Some(libp2p::multiaddr::Protocol::Ip4(ip)) if ip.is_loopback() => {
                 std::net::IpAddr::V4(ip)
@@ -388,6 +413,50 @@ impl Client {
             }
         }
         Ok((nodes, out))
+    }
+
+    /// Where every piece of `m` is held right now, stripe by stripe, as the network
+    /// reports it (`Locate`).
+    pub async fn placement(&self, m: &Manifest) -> Result<Vec<StripePlacement>, ClientError> {
+        let ids: Vec<PieceId> = m.pieces().map(|r| r.id).collect();
+        let (nodes, holders) = self.locate(&ids).await?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (fi, f) in m.files().iter().enumerate() {
+            for (si, s) in f.stripes.iter().enumerate() {
+                let hs: Vec<Vec<String>> = holders[at..at + s.pieces.len()]
+                    .iter()
+                    .map(|ixs| ixs.iter().map(|&i| nodes[i].peer.clone()).collect())
+                    .collect();
+                at += s.pieces.len();
+                out.push(StripePlacement {
+                    file: fi,
+                    stripe: si,
+                    spread: super::placement::spread(&hs),
+                    holders: hs,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The version a new push of `name` by `key` follows: its latest, `None` for a new
+    /// dataset, or [`ClientError::NotOwner`] when another publisher owns the name.
+    pub async fn parent_for(
+        &self,
+        name: &DatasetName,
+        key: &PublisherKey,
+    ) -> Result<Option<VersionId>, ClientError> {
+        match self.manifest(name, None).await {
+            Ok(m) if m.publisher() != key.id() => Err(ClientError::NotOwner {
+                name: name.clone(),
+                owner: m.publisher(),
+                key: key.id(),
+            }),
+            Ok(m) => Ok(Some(m.version())),
+            Err(ClientError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Publishes the directory (or file) at `root` as a new version.
@@ -756,8 +825,19 @@ impl Client {
         Ok(report)
     }
 
+    /// The client's data plane.
+    pub(crate) fn data(&self) -> &DataPlane {
+        &self.data
+    }
+
     /// Closes the client's endpoints.
     pub async fn shutdown(self) {
+        self.close().await;
+    }
+
+    /// Closes the client's endpoints, for a client shared behind an `Arc`; it is unusable
+    /// afterwards.
+    pub async fn close(&self) {
         self.cancel.cancel();
         self.data.shutdown().await;
     }
@@ -863,7 +943,7 @@ async fn hold(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn fetch_stripe(
+pub(crate) async fn fetch_stripe(
     data: DataPlane,
     nodes: Arc<Vec<NodeRef>>,
     speeds: Arc<Mutex<Vec<f64>>>,
@@ -874,8 +954,53 @@ async fn fetch_stripe(
     si: usize,
     counters: Arc<Mutex<(u64, u64)>>,
 ) -> Result<Vec<u8>, ClientError> {
-    let mut plan = StripeFetch::new(usize::from(params.k()), holders);
-    // Pieces that arrived: the data plane verified each against its id chunk by chunk.
+    let k = usize::from(params.k());
+    let arrived = fetch_pieces(&data, &nodes, &speeds, k, &stripe, holders, &counters)
+        .await
+        .map_err(|viable| {
+            ClientError::Unrecoverable(vec![format!("{path} stripe {si}: {viable} of {k} needed")])
+        })?;
+    // Decoding is CPU work: keep it off the async workers.
+    let decoded = tokio::task::spawn_blocking(move || {
+        let mut asm = StripeAssembler::new(params, &stripe);
+        for (index, bytes) in arrived {
+            // Checked again here: the assembler trusts nothing it is given.
+            if asm.offer(index, bytes) == Offer::BadHash {
+                warn!(piece = %stripe.pieces[index].id, "piece failed its hash check");
+            }
+        }
+        asm.finish()
+    })
+    .await
+    .map_err(|e| ClientError::Internal(e.to_string()))?;
+    decoded.map_err(|source| {
+        EngineError::Erasure {
+            path,
+            stripe: si,
+            source,
+        }
+        .into()
+    })
+}
+
+/// Marks a holder in `speeds` that served wrong bytes: it is never asked again.
+const BANNED: f64 = f64::NEG_INFINITY;
+
+/// Fetches any `k` pieces of `stripe`, each verified against its id by the data plane:
+/// data pieces first, fastest holders first, moving on from holders that fail. A holder
+/// that sends bytes not matching the piece is banned for the rest of the run (`speeds`
+/// is shared by every stripe of the run). `Err` carries how many pieces were still
+/// reachable when it gave up.
+pub(crate) async fn fetch_pieces(
+    data: &DataPlane,
+    nodes: &Arc<Vec<NodeRef>>,
+    speeds: &Arc<Mutex<Vec<f64>>>,
+    k: usize,
+    stripe: &crate::manifest::Stripe,
+    holders: Vec<Vec<HolderIx>>,
+    counters: &Arc<Mutex<(u64, u64)>>,
+) -> Result<Vec<(usize, Vec<u8>)>, usize> {
+    let mut plan = StripeFetch::new(k, holders);
     let mut arrived: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut inflight = FuturesUnordered::new();
     loop {
@@ -886,6 +1011,15 @@ async fn fetch_stripe(
             };
             match step {
                 Step::Fetch { index, holder } => {
+                    let banned = speeds
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(holder)
+                        .is_some_and(|&s| s == BANNED);
+                    if banned {
+                        plan.failed(index, holder);
+                        continue;
+                    }
                     let (data, node, r) =
                         (data.clone(), nodes[holder].clone(), stripe.pieces[index]);
                     inflight.push(async move {
@@ -895,42 +1029,14 @@ async fn fetch_stripe(
                     });
                 }
                 Step::Wait => break,
-                Step::Ready => {
-                    drop(inflight);
-                    // Decoding is CPU work: keep it off the async workers.
-                    let decoded = tokio::task::spawn_blocking(move || {
-                        let mut asm = StripeAssembler::new(params, &stripe);
-                        for (index, bytes) in arrived {
-                            // Checked again here: the assembler trusts nothing it is given.
-                            if asm.offer(index, bytes) == Offer::BadHash {
-                                warn!(piece = %stripe.pieces[index].id, "piece failed its hash check");
-                            }
-                        }
-                        asm.finish()
-                    })
-                    .await
-                    .map_err(|e| ClientError::Internal(e.to_string()))?;
-                    return decoded.map_err(|source| {
-                        EngineError::Erasure {
-                            path: path.clone(),
-                            stripe: si,
-                            source,
-                        }
-                        .into()
-                    });
-                }
-                Step::Unrecoverable => {
-                    return Err(ClientError::Unrecoverable(vec![format!(
-                        "{path} stripe {si}: {} of {} needed",
-                        plan.viable(),
-                        params.k()
-                    )]));
-                }
+                Step::Ready => return Ok(arrived),
+                Step::Unrecoverable => return Err(plan.viable()),
             }
         }
         let Some((index, holder, got, took)) = inflight.next().await else {
             continue;
         };
+        let mut sp = speeds.lock().unwrap_or_else(|p| p.into_inner());
         match got {
             Ok(bytes) => {
                 let len = bytes.len() as f64;
@@ -938,8 +1044,7 @@ async fn fetch_stripe(
                 plan.succeeded(index);
                 counters.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
                 let rate = len / took.as_secs_f64().max(1e-6);
-                let mut sp = speeds.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(s) = sp.get_mut(holder) {
+                if let Some(s) = sp.get_mut(holder).filter(|s| **s != BANNED) {
                     *s = if *s == 0.0 {
                         rate
                     } else {
@@ -948,15 +1053,16 @@ async fn fetch_stripe(
                 }
             }
             Err(e) => {
-                warn!("{e}; trying another holder");
+                let forged = matches!(e, DataError::Corrupt { .. });
+                if forged {
+                    warn!(node = %nodes[holder].peer, "{e}; not reading from it again");
+                } else {
+                    warn!("{e}; trying another holder");
+                }
                 plan.failed(index, holder);
                 counters.lock().unwrap_or_else(|p| p.into_inner()).1 += 1;
-                if let Some(s) = speeds
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(holder)
-                {
-                    *s = -1.0;
+                if let Some(s) = sp.get_mut(holder) {
+                    *s = if forged { BANNED } else { s.min(-1.0) };
                 }
             }
         }

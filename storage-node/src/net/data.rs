@@ -74,7 +74,15 @@ pub enum DataError {
         /// Why.
         reason: String,
     },
-    /// The transfer failed or the bytes did not verify.
+    /// The peer sent bytes that do not hash to the piece: it is lying or broken.
+    #[error("peer {peer} sent bytes that do not match piece {piece}")]
+    Corrupt {
+        /// The piece.
+        piece: PieceId,
+        /// The peer.
+        peer: String,
+    },
+    /// The transfer failed.
     #[error("fetching piece {piece} from {peer} failed: {reason}")]
     Fetch {
         /// The piece.
@@ -223,7 +231,15 @@ impl DataPlane {
         let got = tokio::time::timeout(fetch_timeout(u64::from(len)), fetch_on(conn, id, len))
             .await
             .map_err(|_| fail("timed out".into()))
-            .and_then(|r| r.map_err(fail));
+            .and_then(|r| {
+                r.map_err(|e| match e {
+                    FetchFail::Mismatch => DataError::Corrupt {
+                        piece: id,
+                        peer: peer.clone(),
+                    },
+                    FetchFail::Other(reason) => fail(reason),
+                })
+            });
         if got.is_err()
             && let Ok(eid) = EndpointId::from_bytes(&from.id)
         {
@@ -242,7 +258,26 @@ impl DataPlane {
     }
 }
 
-async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, String> {
+/// Why one transfer failed: wrong bytes (which says something about the peer) or anything
+/// else (which may be the network's fault).
+enum FetchFail {
+    Mismatch,
+    Other(String),
+}
+
+impl From<String> for FetchFail {
+    fn from(s: String) -> Self {
+        Self::Other(s)
+    }
+}
+
+impl From<&str> for FetchFail {
+    fn from(s: &str) -> Self {
+        Self::Other(s.to_string())
+    }
+}
+
+async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, FetchFail> {
     let request = GetRequest::blob(Hash::from_bytes(id.0));
     let initial = fsm::start(conn, request, Default::default());
     let connected = initial.next().await.map_err(|e| e.to_string())?;
@@ -257,16 +292,19 @@ async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, St
         .map_err(|_| format!("no answer in {FIRST_BYTE_TIMEOUT:?}"))?
         .map_err(|e| e.to_string())?;
     if size != u64::from(len) {
-        return Err(format!(
-            "peer announced {size} bytes, the manifest says {len}"
-        ));
+        return Err(format!("peer announced {size} bytes, the manifest says {len}").into());
     }
     let mut out = vec![0u8; len as usize];
     let mut filled = 0u64;
     let end = loop {
         match content.next().await {
             fsm::BlobContentNext::More((next, item)) => {
-                if let bao_tree::io::BaoContentItem::Leaf(leaf) = item.map_err(|e| e.to_string())? {
+                let item = item.map_err(|e| match e {
+                    fsm::DecodeError::LeafHashMismatch { .. }
+                    | fsm::DecodeError::ParentHashMismatch { .. } => FetchFail::Mismatch,
+                    e => FetchFail::Other(e.to_string()),
+                })?;
+                if let bao_tree::io::BaoContentItem::Leaf(leaf) = item {
                     let start = leaf.offset as usize;
                     let stop = start
                         .checked_add(leaf.data.len())
@@ -281,7 +319,7 @@ async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, St
         }
     };
     if filled != u64::from(len) {
-        return Err(format!("received {filled} of {len} bytes"));
+        return Err(format!("received {filled} of {len} bytes").into());
     }
     if let fsm::EndBlobNext::Closing(closing) = end.next() {
         closing.next().await.map_err(|e| e.to_string())?;

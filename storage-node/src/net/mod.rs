@@ -13,16 +13,18 @@ pub mod fetch;
 pub mod identity;
 pub mod node;
 pub mod placement;
+pub mod reader;
 mod swarm;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, ClientError, PullReport, PushReport};
+pub use client::{Client, ClientError, PullReport, PushReport, StripePlacement};
 pub use data::{DataError, DataPlane, PieceSource};
 pub use identity::NodeKey;
 pub use node::{Node, NodeConfig, NodeStatus};
+pub use reader::{Reader, ReaderStats, StripeKey};
 pub use swarm::{Control, peer_of};
 
 /// Errors of the network layer.

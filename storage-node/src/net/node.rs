@@ -43,11 +43,15 @@ use super::{
     },
 };
 use crate::{
+    audit::{Auditor, Ledger, Reputation},
     erasure::MAX_BLOCK_SIZE,
-    ids::{DatasetName, PieceId, VersionId},
+    ids::{DatasetName, NodeId, PieceId, StripeId, VersionId},
     manifest::Manifest,
+    repair::{Claim, ClaimBoard},
     store::{PieceStore, Put, StoreError, StoreOptions},
 };
+
+mod upkeep;
 
 /// Most inbound requests handled at once, `Hold` aside.
 pub const MAX_HANDLERS: usize = 64;
@@ -56,6 +60,8 @@ pub const MAX_HANDLERS: usize = 64;
 pub const MAX_HOLDS: usize = 256;
 /// Most pieces fetched at once for `Hold` requests.
 const MAX_HOLD_FETCHES: usize = 16;
+/// Most gossiped batches of audit records being taken in at once.
+const MAX_RECORD_BATCHES: usize = 16;
 /// Most manifests fetched at once while catching up.
 const MAX_CATCH_UP: usize = 4;
 /// Most (piece, holder) entries remembered about other nodes.
@@ -95,6 +101,41 @@ pub struct NodeConfig {
     /// How long a piece may stay unreferenced by any manifest (a push that never
     /// published) before it is deleted.
     pub orphan_grace: Duration,
+    /// Fault injection for tests: answer challenges with forged proofs.
+    pub forge_proofs: bool,
+    /// Audits, scrub and repair.
+    pub upkeep: UpkeepConfig,
+}
+
+/// How a node audits, scrubs and repairs.
+#[derive(Debug, Clone)]
+pub struct UpkeepConfig {
+    /// Mean time between audit rounds; each wait is drawn uniformly from half to one and a
+    /// half times this, so holders cannot predict the next round.
+    pub audit_interval: Duration,
+    /// Most challenges per round.
+    pub audit_batch: usize,
+    /// Time between the starts of scrub passes over every held piece.
+    pub scrub_interval: Duration,
+    /// Most bytes per second a scrub pass reads.
+    pub scrub_rate: u64,
+    /// Repair when a stripe has fewer healthy pieces than this; `None` for `k + ceil(m/2)`.
+    pub repair_threshold: Option<usize>,
+    /// How long a repair claim holds before others may take the stripe over.
+    pub lease: Duration,
+}
+
+impl Default for UpkeepConfig {
+    fn default() -> Self {
+        Self {
+            audit_interval: Duration::from_secs(600),
+            audit_batch: 256,
+            scrub_interval: Duration::from_secs(24 * 3600),
+            scrub_rate: 16 << 20,
+            repair_threshold: None,
+            lease: Duration::from_secs(300),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -110,6 +151,8 @@ impl NodeConfig {
             announce_interval: Duration::from_secs(60),
             serve_corrupt: false,
             orphan_grace: Duration::from_secs(24 * 3600),
+            forge_proofs: false,
+            upkeep: UpkeepConfig::default(),
         }
     }
 }
@@ -127,6 +170,81 @@ pub struct NodeStatus {
     pub served_bytes: u64,
     /// Bytes fetched into the store.
     pub received_bytes: u64,
+    /// This node's standing, from the audit records others signed about it.
+    pub reputation: Reputation,
+    /// What its upkeep has done since it started.
+    pub upkeep: UpkeepStats,
+    /// Its view of every node's standing (itself included, from others' records).
+    pub ledger: Vec<wire::LedgerEntry>,
+}
+
+/// Counters of a node's audits, scrubs and repairs since it started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpkeepStats {
+    /// Audit rounds this node ran.
+    #[serde(default)]
+    pub audit_rounds: u64,
+    /// Audits this node made of others.
+    pub audits: u64,
+    /// Of those, failed.
+    pub audit_fails: u64,
+    /// Challenge and proof bytes (and retrieval bytes) its audits moved.
+    pub audit_wire_bytes: u64,
+    /// Piece bytes read from disk to answer challenges.
+    pub proof_disk_bytes: u64,
+    /// Bytes re-hashed by scrubbing.
+    pub scrubbed_bytes: u64,
+    /// Corrupt pieces found (by scrub or challenge) and deleted.
+    pub corrupt_dropped: u64,
+    /// Stripes repaired.
+    pub repairs: u64,
+    /// Pieces rebuilt and placed.
+    pub pieces_rebuilt: u64,
+    /// Bytes fetched to rebuild pieces.
+    pub repair_fetched_bytes: u64,
+    /// Rebuilt bytes placed on other nodes.
+    pub repair_written_bytes: u64,
+    /// Time spent repairing, from the fresh look after a claim settles to the last
+    /// placement, summed over jobs (milliseconds).
+    #[serde(default)]
+    pub repair_busy_ms: u64,
+}
+
+/// The live counters behind [`UpkeepStats`].
+#[derive(Debug, Default)]
+struct UpkeepCounters {
+    audit_rounds: AtomicU64,
+    audits: AtomicU64,
+    audit_fails: AtomicU64,
+    audit_wire_bytes: AtomicU64,
+    proof_disk_bytes: AtomicU64,
+    scrubbed_bytes: AtomicU64,
+    corrupt_dropped: AtomicU64,
+    repairs: AtomicU64,
+    pieces_rebuilt: AtomicU64,
+    repair_fetched_bytes: AtomicU64,
+    repair_written_bytes: AtomicU64,
+    repair_busy_ms: AtomicU64,
+}
+
+impl UpkeepCounters {
+    fn snapshot(&self) -> UpkeepStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        UpkeepStats {
+            audit_rounds: g(&self.audit_rounds),
+            audits: g(&self.audits),
+            audit_fails: g(&self.audit_fails),
+            audit_wire_bytes: g(&self.audit_wire_bytes),
+            proof_disk_bytes: g(&self.proof_disk_bytes),
+            scrubbed_bytes: g(&self.scrubbed_bytes),
+            corrupt_dropped: g(&self.corrupt_dropped),
+            repairs: g(&self.repairs),
+            pieces_rebuilt: g(&self.pieces_rebuilt),
+            repair_fetched_bytes: g(&self.repair_fetched_bytes),
+            repair_written_bytes: g(&self.repair_written_bytes),
+            repair_busy_ms: g(&self.repair_busy_ms),
+        }
+    }
 }
 
 /// Who holds which piece, as the holders announced it. Bounded: each peer may claim at
@@ -210,8 +328,24 @@ struct State {
     fresh: Mutex<Vec<[u8; 32]>>,
     hold_permits: Semaphore,
     catch_up_permits: Arc<Semaphore>,
+    record_permits: Arc<Semaphore>,
     served: Arc<AtomicU64>,
     received: AtomicU64,
+    /// This node's id and the key it signs audit records with.
+    me: NodeId,
+    signing: ed25519_dalek::SigningKey,
+    ledger: Mutex<Ledger>,
+    auditor: Mutex<Auditor>,
+    claims: Mutex<ClaimBoard>,
+    /// Rebuilt pieces being handed to their new holders, served from memory meanwhile.
+    staged: Arc<Mutex<HashMap<PieceId, bytes::Bytes>>>,
+    /// Repair jobs claimed and recorded in the store.
+    journal: Mutex<HashSet<StripeId>>,
+    /// Stripes being repaired by this node right now.
+    repairing: Mutex<HashSet<StripeId>>,
+    stats: UpkeepCounters,
+    upkeep: UpkeepConfig,
+    forge_proofs: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -222,10 +356,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct StoreSource {
     store: Arc<PieceStore>,
     served: Arc<AtomicU64>,
+    staged: Arc<Mutex<HashMap<PieceId, bytes::Bytes>>>,
 }
 
 impl PieceSource for StoreSource {
     fn piece(&self, id: &PieceId) -> Option<bytes::Bytes> {
+        if let Some(b) = lock(&self.staged).get(id) {
+            return Some(b.clone());
+        }
         // The data plane checks the bytes against the id while building what it sends.
         match self.store.read_piece(id) {
             Ok(b) => Some(b.into()),
@@ -320,7 +458,7 @@ impl Node {
             "store opened"
         );
         let store = Arc::new(store);
-        let mut swarm = swarm::build(key.keypair(), config.mdns)?;
+        let mut swarm = swarm::build(key.keypair(), swarm::Role::Node { mdns: config.mdns })?;
         swarm
             .listen_on(config.listen.clone())
             .map_err(|e| NetError::Listen {
@@ -346,12 +484,14 @@ impl Node {
         };
         let port = tcp_port_of(&listen).unwrap_or(0);
         let served = Arc::new(AtomicU64::new(0));
+        let staged: Arc<Mutex<HashMap<PieceId, bytes::Bytes>>> = Arc::default();
         let data = DataPlane::bind(
             key.secret(),
             SocketAddr::new(ip_of(&config.listen), port),
             Arc::new(StoreSource {
                 store: store.clone(),
                 served: served.clone(),
+                staged: staged.clone(),
             }),
             config.serve_corrupt,
         )
@@ -359,7 +499,30 @@ impl Node {
         if config.serve_corrupt {
             warn!("fault injection: this node serves corrupted pieces");
         }
-        for topic in [wire::MANIFEST_TOPIC, wire::HOLDINGS_TOPIC] {
+        if config.forge_proofs {
+            warn!("fault injection: this node answers challenges with forged proofs");
+        }
+        // The ledger starts from the records kept from earlier runs.
+        let ledger = {
+            let store = store.clone();
+            let mut ledger = Ledger::new();
+            let kept = tokio::task::spawn_blocking(move || {
+                store.prune_audit_records(crate::store::MAX_STORED_RECORDS)?;
+                store.audit_records()
+            })
+            .await
+            .map_err(|e| NetError::Setup(e.to_string()))??;
+            for r in &kept {
+                ledger.apply(r);
+            }
+            ledger
+        };
+        for topic in [
+            wire::MANIFEST_TOPIC,
+            wire::HOLDINGS_TOPIC,
+            wire::AUDITS_TOPIC,
+            wire::REPAIRS_TOPIC,
+        ] {
             swarm
                 .behaviour_mut()
                 .gossip
@@ -388,8 +551,23 @@ impl Node {
             fresh: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
             catch_up_permits: Arc::new(Semaphore::new(MAX_CATCH_UP)),
+            record_permits: Arc::new(Semaphore::new(MAX_RECORD_BATCHES)),
             served,
             received: AtomicU64::new(0),
+            me: NodeId(
+                data_id_of(&peer)
+                    .ok_or_else(|| NetError::Setup("node key is not ed25519".into()))?,
+            ),
+            signing: ed25519_dalek::SigningKey::from_bytes(&key.secret()),
+            ledger: Mutex::new(ledger),
+            auditor: Mutex::new(Auditor::new(&key.secret())),
+            claims: Mutex::default(),
+            staged,
+            journal: Mutex::default(),
+            repairing: Mutex::default(),
+            stats: UpkeepCounters::default(),
+            upkeep: config.upkeep.clone(),
+            forge_proofs: config.forge_proofs,
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -399,6 +577,7 @@ impl Node {
             cancel.clone(),
             config.announce_interval,
             config.orphan_grace,
+            config.peers.clone(),
         ));
         info!(%peer, addr = %lock(&state.listen)[0], "node started");
         Ok(Self {
@@ -444,12 +623,18 @@ impl Node {
     /// Status for `cairn node status`.
     pub fn status(&self) -> NodeStatus {
         let s = &self.state.0;
+        // Each lock is taken and released on its own: none is held across another.
+        let reputation = lock(&s.ledger).reputation(&s.me);
+        let ledger = s.ledger_entries();
         NodeStatus {
             info: s.info(),
             peers: lock(&s.connected).keys().map(|p| p.to_string()).collect(),
             datasets: s.store.datasets().map_or(0, |d| d.len() as u64),
             served_bytes: s.served.load(Ordering::Relaxed),
             received_bytes: s.received.load(Ordering::Relaxed),
+            reputation,
+            upkeep: s.stats.snapshot(),
+            ledger,
         }
     }
 
@@ -480,6 +665,7 @@ impl State {
             bytes: stats.bytes,
             capacity: stats.capacity,
             connected: lock(&self.connected).len() as u32,
+            served: self.served.load(Ordering::Relaxed),
         }
     }
 
@@ -653,7 +839,11 @@ impl State {
                 })
                 .await
                 .map_err(|e| internal(&e))?;
-                let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected).clone();
+                let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected)
+                    .iter()
+                    .filter(|(p, _)| !self.is_flagged(p))
+                    .map(|(p, a)| (*p, a.clone()))
+                    .collect();
                 let mut out: Vec<Vec<NodeRef>> = {
                     let holders = lock(&self.holders);
                     ids.iter()
@@ -682,8 +872,16 @@ impl State {
                     .collect();
                 let lookups = missing.iter().map(|&i| self.providers(ids[i]));
                 let found = futures::future::join_all(lookups).await;
+                // A provider record outlives the piece (it stays in the DHT after a holder
+                // deletes a corrupt copy): a peer whose announcements this node has, and
+                // which did not announce the piece, does not hold it.
+                let announced: HashSet<PeerId> =
+                    lock(&self.holders).by_peer.keys().copied().collect();
                 for (&i, peers) in missing.iter().zip(found) {
                     for p in peers {
+                        if announced.contains(&p) {
+                            continue;
+                        }
                         if let Some(r) = connected.get(&p).and_then(|a| data_ref(&p, a)) {
                             out[i].push(r);
                         }
@@ -691,7 +889,37 @@ impl State {
                 }
                 Ok(Response::Located(out))
             }
+            Request::Challenge { challenge } => self.answer_challenge(&challenge).await,
+            Request::Ledger => Ok(Response::Ledger(self.ledger_entries())),
         }
+    }
+
+    /// Every node this one is connected to or has records about, with its standing.
+    fn ledger_entries(&self) -> Vec<wire::LedgerEntry> {
+        let mut known: Vec<NodeId> = lock(&self.connected)
+            .keys()
+            .filter_map(|p| data_id_of(p).map(NodeId))
+            .collect();
+        let ledger = lock(&self.ledger);
+        known.extend(ledger.nodes().map(|(n, _)| *n));
+        known.sort_unstable();
+        known.dedup();
+        known
+            .into_iter()
+            .take(wire::MAX_LEDGER_LISTED)
+            .filter_map(|n| {
+                Some(wire::LedgerEntry {
+                    peer: upkeep::peer_of_node(&n)?.to_string(),
+                    reputation: ledger.reputation(&n),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the ledger has caught `peer` forging: it is not named as a holder to
+    /// readers, and no repair reads from it.
+    fn is_flagged(&self, peer: &PeerId) -> bool {
+        data_id_of(peer).is_some_and(|id| lock(&self.ledger).flagged(&NodeId(id)))
     }
 
     /// Providers of `piece` from Kademlia, within a deadline.
@@ -990,8 +1218,13 @@ async fn run(
     cancel: CancellationToken,
     announce_interval: Duration,
     orphan_grace: Duration,
+    bootstrap: Vec<Multiaddr>,
 ) {
     let mut pending = Pending::default();
+    // A node that knows no peer keeps dialling its bootstrap peers, backing off from 1 s
+    // to 30 s: they may start after it, or be restarting.
+    let mut redial_every = Duration::from_secs(1);
+    let mut next_redial = tokio::time::Instant::now() + redial_every;
     let handlers = Arc::new(Semaphore::new(MAX_HANDLERS));
     let holds = Arc::new(Semaphore::new(MAX_HOLDS));
     let mut flush = tokio::time::interval(Duration::from_millis(250));
@@ -1005,6 +1238,20 @@ async fn run(
     let orphans: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>> = Arc::default();
     let mut provided_all = false;
     let mut provider_queries = ProviderQueries::new();
+    let upkeep = state.upkeep.clone();
+    // The first audit round comes after a full interval, once holdings have been heard.
+    let mut next_audit = tokio::time::Instant::now() + jittered(upkeep.audit_interval);
+    let mut audit_round: u64 = 0;
+    let mut auditing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut scrub = tokio::time::interval_at(
+        tokio::time::Instant::now() + upkeep.scrub_interval,
+        upkeep.scrub_interval,
+    );
+    let mut scrubbing: Option<tokio::task::JoinHandle<()>> = None;
+    tokio::spawn({
+        let s = state.clone();
+        async move { s.resume_jobs().await }
+    });
     loop {
         let due =
             reannounce.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -1021,7 +1268,14 @@ async fn run(
             _ = full.tick() => {
                 reannounce = Some(tokio::time::Instant::now());
                 if collecting.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
-                    collecting = Some(tokio::spawn(state.clone().collect_orphans(orphans.clone(), orphan_grace)));
+                    let s = state.clone();
+                    let orphans = orphans.clone();
+                    collecting = Some(tokio::spawn(async move {
+                        s.clone().collect_orphans(orphans, orphan_grace).await;
+                        // Audit records are kept to a bound, oldest dropped first.
+                        let store = s.store.clone();
+                        blocking(move || store.prune_audit_records(crate::store::MAX_STORED_RECORDS)).await.ok();
+                    }));
                 }
                 // Heal missed gossip: compare versions with one connected peer per round.
                 let peers: Vec<PeerId> = lock(&state.connected).keys().copied().collect();
@@ -1029,6 +1283,36 @@ async fn run(
                     let pick = peers[rounds % peers.len()];
                     rounds += 1;
                     tokio::spawn(state.clone().catch_up(pick));
+                }
+            }
+            () = tokio::time::sleep_until(next_audit) => {
+                next_audit = tokio::time::Instant::now() + jittered(upkeep.audit_interval);
+                // One round at a time: a slow round delays the next, it never piles up.
+                if auditing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                    // Rounds are numbered by time, so a restarted node never reuses one.
+                    audit_round = audit_round.max(upkeep::now_unix().saturating_mul(1000)) + 1;
+                    auditing = Some(tokio::spawn(state.clone().audit_round(audit_round)));
+                }
+            }
+            () = tokio::time::sleep_until(next_redial), if !bootstrap.is_empty() => {
+                if lock(&state.connected).is_empty() {
+                    for addr in &bootstrap {
+                        if swarm::peer_of(addr).is_some_and(|p| swarm.is_connected(&p)) {
+                            continue;
+                        }
+                        if let Err(e) = swarm.dial(addr.clone()) {
+                            debug!(%addr, "cannot dial bootstrap peer: {e}");
+                        }
+                    }
+                    redial_every = (redial_every * 2).min(Duration::from_secs(30));
+                } else {
+                    redial_every = Duration::from_secs(1);
+                }
+                next_redial = tokio::time::Instant::now() + redial_every;
+            }
+            _ = scrub.tick() => {
+                if scrubbing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                    scrubbing = Some(tokio::spawn(state.clone().scrub_pass(upkeep.scrub_rate)));
                 }
             }
             () = tokio::time::sleep_until(due), if reannounce.is_some() => {
@@ -1131,11 +1415,25 @@ async fn run(
             },
         }
     }
+    for t in [auditing, scrubbing, announcing, collecting]
+        .into_iter()
+        .flatten()
+    {
+        t.abort();
+    }
     // Leave politely: close connections so peers see us go at once.
     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
     for p in peers {
         swarm.disconnect_peer_id(p).ok();
     }
+}
+
+/// `mean` scaled by a uniform draw from [0.5, 1.5).
+fn jittered(mean: Duration) -> Duration {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).ok();
+    let u = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+    mean.mul_f64(0.5 + u)
 }
 
 /// Kademlia provider lookups in flight: who asked, and what was found so far.
@@ -1253,6 +1551,45 @@ fn on_gossip(state: &Arc<State>, via: PeerId, message: gossipsub::Message) {
             return;
         }
         lock(&state.holders).add(source, h.data, &h.pieces, &h.dropped);
+    } else if message.topic == gossipsub::IdentTopic::new(wire::AUDITS_TOPIC).hash() {
+        let Some(records) = wire::decode_records(&message.data) else {
+            debug!(%source, "malformed audit records");
+            return;
+        };
+        // A node gossips only the records it signed itself.
+        let own: Vec<_> = records
+            .into_iter()
+            .filter(|r| data_id_of(&source) == Some(r.record.auditor.0))
+            .collect();
+        if !own.is_empty() {
+            // Bounded: when the node is behind, records are dropped (their auditors keep
+            // them, and later rounds make more).
+            match state.record_permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let s = state.clone();
+                    tokio::spawn(async move {
+                        s.take_records(own).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => debug!(%source, "busy; audit records dropped"),
+            }
+        }
+    } else if message.topic == gossipsub::IdentTopic::new(wire::REPAIRS_TOPIC).hash() {
+        let Some(claimer) = data_id_of(&source).map(NodeId) else {
+            return;
+        };
+        let Some(c) = Claim::decode(&message.data, claimer) else {
+            debug!(%source, "malformed repair claim");
+            return;
+        };
+        // A node the ledger distrusts does not get to hold repairs back.
+        let r = lock(&state.ledger).reputation(&claimer);
+        if r.flagged || r.failing {
+            debug!(%source, "repair claim from a distrusted node ignored");
+            return;
+        }
+        lock(&state.claims).observe(c, upkeep::now_unix());
     }
 }
 

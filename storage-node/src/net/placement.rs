@@ -79,10 +79,93 @@ impl Placer {
     }
 }
 
+/// How many pieces of a stripe sit on distinct nodes: the size of a largest matching of
+/// pieces to nodes, where `holders[i]` lists the nodes (any ids) holding piece `i`.
+///
+/// A stripe coded `k`-of-`n` whose spread is `s` survives the loss of any `s - k` nodes:
+/// give each matched piece its matched node; losing `t` nodes takes away at most `t` of
+/// those, and the other matched pieces keep theirs. So `spread == n` is full redundancy,
+/// and two pieces on one node and nowhere else count once.
+pub fn spread<T: PartialEq>(holders: &[Vec<T>]) -> usize {
+    matching(holders).iter().filter(|m| m.is_some()).count()
+}
+
+/// A largest matching of pieces to distinct holders: for each piece, the position in
+/// `holders[i]` of the holder it is matched to, or `None`. Pieces with the same bytes
+/// (the zero padding of a short last stripe, say) have the same id and the same holders;
+/// the matching counts such a holder for one of them only, so repair knows to give the
+/// others holders of their own.
+pub fn matching<T: PartialEq>(holders: &[Vec<T>]) -> Vec<Option<usize>> {
+    // Kuhn's augmenting paths: a stripe has at most a few hundred pieces and a few
+    // holders each.
+    let mut nodes: Vec<&T> = Vec::new();
+    let adj: Vec<Vec<usize>> = holders
+        .iter()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| match nodes.iter().position(|n| *n == h) {
+                    Some(i) => i,
+                    None => {
+                        nodes.push(h);
+                        nodes.len() - 1
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    fn augment(
+        p: usize,
+        adj: &[Vec<usize>],
+        seen: &mut [bool],
+        owner: &mut [Option<usize>],
+    ) -> bool {
+        for &n in &adj[p] {
+            if !seen[n] {
+                seen[n] = true;
+                if owner[n].is_none_or(|q| augment(q, adj, seen, owner)) {
+                    owner[n] = Some(p);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let mut owner: Vec<Option<usize>> = vec![None; nodes.len()];
+    for p in 0..adj.len() {
+        let mut seen = vec![false; nodes.len()];
+        augment(p, &adj, &mut seen, &mut owner);
+    }
+    let mut out = vec![None; holders.len()];
+    for (n, o) in owner.iter().enumerate() {
+        if let Some(p) = *o {
+            out[p] = adj[p].iter().position(|&x| x == n);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn spread_counts_pieces_on_distinct_nodes() {
+        assert_eq!(spread::<u8>(&[]), 0);
+        assert_eq!(spread(&[vec![1], vec![2], vec![3]]), 3);
+        // Two pieces only on node 1: they count once.
+        assert_eq!(spread(&[vec![1], vec![1], vec![3]]), 2);
+        // A second copy elsewhere lets both count.
+        assert_eq!(spread(&[vec![1], vec![1, 2], vec![3]]), 3);
+        // A piece nobody holds counts for nothing.
+        assert_eq!(spread(&[vec![1], vec![], vec![3]]), 2);
+        // Greedy would take node 1 for piece 0 and strand piece 1; matching does not.
+        assert_eq!(spread(&[vec![1, 2], vec![1]]), 2);
+        assert_eq!(matching(&[vec![1, 2], vec![1]]), vec![Some(1), Some(0)]);
+        // Three pieces with one id, held by two nodes: one of them is left unmatched.
+        let same = [vec![7, 8], vec![7, 8], vec![7, 8]];
+        assert_eq!(matching(&same).iter().filter(|m| m.is_none()).count(), 1);
+    }
 
     #[test]
     fn too_few_nodes_is_refused() {
@@ -130,6 +213,30 @@ mod tests {
             }
             let (lo, hi) = (load.iter().min().copied().unwrap_or(0), load.iter().max().copied().unwrap_or(0));
             prop_assert!(hi - lo <= 1 + (n as u64), "load {:?}", load);
+        }
+
+        /// The spread is a true guarantee: removing any `spread - k` nodes leaves at
+        /// least `k` pieces with a holder. Checked by brute force on small stripes.
+        #[test]
+        fn losing_spread_minus_k_nodes_leaves_k_pieces(
+            holders in proptest::collection::vec(proptest::collection::vec(0u8..6, 0..3), 1..7),
+            k in 1usize..7,
+        ) {
+            let n = holders.len();
+            let k = k.min(n);
+            let s = spread(&holders);
+            prop_assert!(s <= n);
+            let t = s.saturating_sub(k);
+            for lost in 0u32..(1 << 6) {
+                if lost.count_ones() as usize > t {
+                    continue;
+                }
+                let alive = holders
+                    .iter()
+                    .filter(|hs| hs.iter().any(|h| lost & (1 << h) == 0))
+                    .count();
+                prop_assert!(alive >= k.min(s), "holders {:?} lost {:b}", holders, lost);
+            }
         }
     }
 }

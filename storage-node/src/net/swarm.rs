@@ -32,8 +32,17 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// Builds a swarm over TCP with noise and yamux. `mdns` turns LAN discovery on.
-pub(crate) fn build(keypair: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>, NetError> {
+/// What a swarm is for: a node serves the control protocol and counts as a peer of the
+/// network; a client only asks, so identify does not list the protocol for it and nodes
+/// never take it for one of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Node { mdns: bool },
+    Client,
+}
+
+/// Builds a swarm over TCP with noise and yamux.
+pub(crate) fn build(keypair: Keypair, role: Role) -> Result<Swarm<Behaviour>, NetError> {
     let net = |what: &'static str| {
         move |e: &dyn std::fmt::Display| NetError::Setup(format!("{what}: {e}"))
     };
@@ -54,7 +63,10 @@ pub(crate) fn build(keypair: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>,
                 codec,
                 [(
                     StreamProtocol::new(wire::CONTROL_PROTOCOL),
-                    request_response::ProtocolSupport::Full,
+                    match role {
+                        Role::Node { .. } => request_response::ProtocolSupport::Full,
+                        Role::Client => request_response::ProtocolSupport::Outbound,
+                    },
                 )],
                 request_response::Config::default()
                     .with_request_timeout(REQUEST_TIMEOUT)
@@ -74,7 +86,10 @@ pub(crate) fn build(keypair: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>,
                 },
             );
             let mut kad = kad::Behaviour::with_config(peer, store, kcfg);
-            kad.set_mode(Some(kad::Mode::Server));
+            kad.set_mode(Some(match role {
+                Role::Node { .. } => kad::Mode::Server,
+                Role::Client => kad::Mode::Client,
+            }));
             let gcfg = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(wire::MAX_GOSSIP)
                 .heartbeat_interval(Duration::from_millis(500))
@@ -86,7 +101,7 @@ pub(crate) fn build(keypair: Keypair, mdns_on: bool) -> Result<Swarm<Behaviour>,
                 gcfg,
             )
             .map_err(|e| Box::new(std::io::Error::other(e)))?;
-            let mdns = if mdns_on {
+            let mdns = if role == (Role::Node { mdns: true }) {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
             } else {
                 None

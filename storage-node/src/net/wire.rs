@@ -37,6 +37,14 @@ pub const MAX_SUMMARY_LICENSE: usize = 200;
 pub const MANIFEST_TOPIC: &str = "cairn/manifests/1";
 /// The gossipsub topic holders announce the pieces they hold on.
 pub const HOLDINGS_TOPIC: &str = "cairn/holdings/1";
+/// The gossipsub topic auditors publish their signed audit records on.
+pub const AUDITS_TOPIC: &str = "cairn/audits/1";
+/// The gossipsub topic repair claims are published on.
+pub const REPAIRS_TOPIC: &str = "cairn/repairs/1";
+/// Most records in one audit gossip message.
+pub const AUDIT_BATCH: usize = 1024;
+/// Most nodes in one `Ledger` answer.
+pub const MAX_LEDGER_LISTED: usize = 4096;
 /// Most piece ids in one holdings announcement (32 bytes each).
 pub const HOLDINGS_BATCH: usize = 2048;
 /// Most addresses a node names for itself on either plane; more are cut off when
@@ -74,6 +82,9 @@ pub struct NodeInfo {
     pub capacity: Option<u64>,
     /// Peers it is connected to right now.
     pub connected: u32,
+    /// Bytes it has served to others over the data plane (its own count).
+    #[serde(default)]
+    pub served: u64,
 }
 
 impl NodeInfo {
@@ -167,6 +178,14 @@ pub enum Request {
         /// Piece ids.
         pieces: Vec<[u8; 32]>,
     },
+    /// Prove you hold a piece: an encoded `proofs::Challenge`.
+    Challenge {
+        /// The challenge's bytes.
+        #[serde(with = "serde_bytes")]
+        challenge: Vec<u8>,
+    },
+    /// Every node's standing as your ledger has it.
+    Ledger,
 }
 
 /// Why a request was refused.
@@ -184,6 +203,8 @@ pub enum ErrorCode {
     Busy,
     /// The piece could not be fetched or did not match its hash.
     FetchFailed,
+    /// The node's copy of the piece is corrupt (it deletes it).
+    Corrupt,
     /// Something failed on the node.
     Internal,
 }
@@ -215,6 +236,10 @@ pub enum Response {
     History(Vec<VersionSummary>),
     /// Answer to [`Request::Locate`]: for each piece asked, the nodes known to hold it.
     Located(Vec<Vec<NodeRef>>),
+    /// Answer to [`Request::Challenge`]: an encoded `proofs::Proof`.
+    Proof(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Answer to [`Request::Ledger`].
+    Ledger(Vec<LedgerEntry>),
     /// The request was refused.
     Error {
         /// Why, for programs.
@@ -222,6 +247,40 @@ pub enum Response {
         /// Why, for people.
         message: String,
     },
+}
+
+/// One node's standing in a [`Response::Ledger`], computed by the answering node from the
+/// audit records others signed about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The node's libp2p peer id, as text.
+    pub peer: String,
+    /// Its standing.
+    pub reputation: crate::audit::Reputation,
+}
+
+/// Encodes signed audit records for gossip (fixed-size records back to back).
+pub fn encode_records(records: &[crate::audit::SignedRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.len() * crate::audit::RECORD_LEN);
+    for r in records.iter().take(AUDIT_BATCH) {
+        out.extend_from_slice(&r.encode());
+    }
+    out
+}
+
+/// Decodes an audit gossip message: the records that verify (any that do not are
+/// dropped), or `None` if the message is not a whole number of records or too many.
+pub fn decode_records(bytes: &[u8]) -> Option<Vec<crate::audit::SignedRecord>> {
+    let len = crate::audit::RECORD_LEN;
+    if !bytes.len().is_multiple_of(len) || bytes.len() / len > AUDIT_BATCH {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(len)
+            .filter_map(|c| crate::audit::SignedRecord::decode_verified(c).ok())
+            .collect(),
+    )
 }
 
 /// A node as named in a [`Response::Located`]: enough to reach both of its planes.

@@ -1,0 +1,763 @@
+//! Upkeep: the work a node does unasked to keep the network's promise. Audits of the
+//! holders of stripes it holds, scrubbing its own pieces, and repair of stripes that fell
+//! below their threshold. The decisions are the pure [`crate::audit`] and
+//! [`crate::repair`] modules; this is the async shell that sends, fetches and stores.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures::StreamExt;
+use libp2p::PeerId;
+use tracing::{debug, info, warn};
+
+use super::{State, blocking, lock};
+use crate::{
+    audit::{AuditRecord, AuditTarget, Outcome, SignedRecord},
+    engine,
+    erasure::ErasureParams,
+    ids::{NodeId, PieceId, StripeId, VersionId},
+    manifest::Stripe,
+    net::{
+        DataError,
+        client::fetch_pieces,
+        placement,
+        swarm::Command,
+        wire::{self, DataAddr, ErrorCode, Holdings, NodeRef, Request, Response},
+    },
+    repair::{self, Claim, Decision},
+    store::{PieceStore, RepairJob, StoreError},
+};
+
+/// Challenges in flight at once during a round.
+const AUDIT_PARALLEL: usize = 8;
+/// How long a holder has to answer a challenge.
+pub(super) const AUDIT_DEADLINE: Duration = Duration::from_secs(10);
+/// Repairs run at once by one node.
+const MAX_REPAIRS: usize = 8;
+/// How long a claimant waits for competing claims before it starts.
+const CLAIM_SETTLE: Duration = Duration::from_secs(2);
+/// How long a `Hold` of a rebuilt piece may take.
+const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Seconds since the epoch.
+pub(super) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The libp2p peer id of a node id (its ed25519 key).
+pub(super) fn peer_of_node(id: &NodeId) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&id.0).ok()?;
+    Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// A stripe that contains a piece this node holds, with where to find it again.
+#[derive(Debug, Clone)]
+pub(super) struct HeldStripe {
+    id: StripeId,
+    params: ErasureParams,
+    stripe: Stripe,
+    version: VersionId,
+    file: u32,
+    index: u32,
+}
+
+/// Every distinct stripe of every known manifest that contains a piece held here.
+fn held_stripes(store: &PieceStore) -> Result<Vec<HeldStripe>, StoreError> {
+    let mine: HashSet<PieceId> = store.piece_ids()?.into_iter().collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (name, _) in store.datasets()? {
+        for v in store.versions(&name)? {
+            let Some(m) = store.manifest(&v)? else {
+                continue;
+            };
+            let params = m.body().params;
+            for (fi, f) in m.files().iter().enumerate() {
+                for (si, s) in f.stripes.iter().enumerate() {
+                    if !s.pieces.iter().any(|p| mine.contains(&p.id)) {
+                        continue;
+                    }
+                    let id = repair::stripe_id(s);
+                    if seen.insert(id) {
+                        out.push(HeldStripe {
+                            id,
+                            params,
+                            stripe: s.clone(),
+                            version: v,
+                            file: fi as u32,
+                            index: si as u32,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl State {
+    /// The data-plane address of `node`, if it is connected and announced one.
+    fn data_of(&self, node: &NodeId) -> Option<(PeerId, DataAddr)> {
+        let peer = peer_of_node(node)?;
+        if !lock(&self.connected).contains_key(&peer) {
+            return None;
+        }
+        let d = lock(&self.holders)
+            .by_peer
+            .get(&peer)
+            .map(|(d, _)| d.clone())?;
+        Some((peer, d))
+    }
+
+    /// One audit round: challenge up to `batch` (holder, piece) pairs of stripes this node
+    /// holds, sign the results, keep them and gossip them; then look for stripes to repair.
+    pub(super) async fn audit_round(self: Arc<Self>, round: u64) {
+        let store = self.store.clone();
+        let Ok(stripes) = blocking(move || held_stripes(&store)).await else {
+            return;
+        };
+        let candidates: Vec<(NodeId, PieceId, u32)> = {
+            let holders = lock(&self.holders);
+            let mut c = Vec::new();
+            for s in &stripes {
+                for p in &s.stripe.pieces {
+                    for (peer, _) in holders.holders(&p.id) {
+                        if let Some(id) = super::data_id_of(peer) {
+                            c.push((NodeId(id), p.id, p.len));
+                        }
+                    }
+                }
+            }
+            c.sort_unstable();
+            c.dedup();
+            c
+        };
+        let now = now_unix();
+        let targets = lock(&self.auditor).plan(&candidates, round, now, self.upkeep.audit_batch, 1);
+        let records: Vec<SignedRecord> = futures::stream::iter(targets)
+            .map(|t| {
+                let s = self.clone();
+                async move { s.audit_one(round, t).await }
+            })
+            .buffer_unordered(AUDIT_PARALLEL)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        self.stats.audit_rounds.fetch_add(1, Ordering::Relaxed);
+        if !records.is_empty() {
+            let failed = records
+                .iter()
+                .filter(|r| !r.record.outcome.passed())
+                .count();
+            self.stats
+                .audits
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            self.stats
+                .audit_fails
+                .fetch_add(failed as u64, Ordering::Relaxed);
+            if failed > 0 {
+                info!(round, audited = records.len(), failed, "audit round");
+            } else {
+                debug!(round, audited = records.len(), "audit round: all passed");
+            }
+            self.take_records(records.clone()).await;
+            for chunk in records.chunks(wire::AUDIT_BATCH) {
+                let gossip = Command::Gossip {
+                    topic: wire::AUDITS_TOPIC,
+                    data: wire::encode_records(chunk),
+                };
+                if self.control.send(gossip).await.is_err() {
+                    return;
+                }
+            }
+        }
+        self.repair_check(stripes).await;
+    }
+
+    /// Challenges one holder and signs the outcome.
+    async fn audit_one(self: Arc<Self>, round: u64, t: AuditTarget) -> Option<SignedRecord> {
+        let (peer, data) = self.data_of(&t.holder)?;
+        let outcome = if t.retrieve {
+            match self.data.fetch(&data, t.piece, t.len).await {
+                Ok(bytes) => {
+                    self.stats
+                        .audit_wire_bytes
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    Outcome::Pass
+                }
+                Err(DataError::Corrupt { .. }) => Outcome::WrongBytes,
+                Err(e) => {
+                    debug!(holder = %t.holder.short(), "retrieval audit failed: {e}");
+                    Outcome::Timeout
+                }
+            }
+        } else {
+            let nonce = lock(&self.auditor).nonce(round, &t.holder, &t.piece);
+            let challenge =
+                proofs::Challenge::new(t.piece.to_proofs_hash(), u64::from(t.len), nonce);
+            let encoded = challenge.encode();
+            self.stats
+                .audit_wire_bytes
+                .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+            let asked =
+                self.control
+                    .request(peer, vec![], Request::Challenge { challenge: encoded });
+            match tokio::time::timeout(AUDIT_DEADLINE, asked).await {
+                Ok(Ok(Response::Proof(bytes))) => {
+                    self.stats
+                        .audit_wire_bytes
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    match proofs::Proof::decode(&bytes) {
+                        Ok(p)
+                            if proofs::verify(&proofs::Root(t.piece.0), &challenge, &p).is_ok() =>
+                        {
+                            Outcome::Pass
+                        }
+                        _ => Outcome::BadProof,
+                    }
+                }
+                Ok(Ok(Response::Error {
+                    code: ErrorCode::NotFound,
+                    ..
+                })) => Outcome::Missing,
+                Ok(Ok(Response::Error {
+                    code: ErrorCode::Corrupt,
+                    ..
+                })) => Outcome::Corrupt,
+                // Busy, or anything but a proof: it did not answer. Only a proof that does
+                // not verify counts as forged.
+                Ok(Ok(other)) => {
+                    debug!(holder = %t.holder.short(), "challenge answered with {other:?}");
+                    Outcome::Timeout
+                }
+                Ok(Err(e)) => {
+                    debug!(holder = %t.holder.short(), "challenge not answered: {e}");
+                    Outcome::Timeout
+                }
+                Err(_) => Outcome::Timeout,
+            }
+        };
+        if !outcome.passed() {
+            warn!(holder = %t.holder.short(), piece = %t.piece, outcome = outcome.name(), "audit failed");
+        }
+        let record = AuditRecord {
+            auditor: self.me,
+            holder: t.holder,
+            piece: t.piece,
+            len: t.len,
+            round,
+            time_unix: now_unix(),
+            outcome,
+        };
+        Some(record.sign(&self.signing))
+    }
+
+    /// Takes verified records into the ledger and stores the new ones.
+    pub(super) async fn take_records(&self, records: Vec<SignedRecord>) {
+        let fresh: Vec<SignedRecord> = {
+            let mut ledger = lock(&self.ledger);
+            records.into_iter().filter(|r| ledger.apply(r)).collect()
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        if let Err(e) = blocking(move || store.put_audit_records(&fresh)).await {
+            warn!("audit records not stored: {e}");
+        }
+    }
+
+    /// Answers a challenge from the store (or, with the fault switch, with a forgery).
+    pub(super) async fn answer_challenge(
+        self: &Arc<Self>,
+        bytes: &[u8],
+    ) -> Result<Response, (ErrorCode, String)> {
+        let challenge = proofs::Challenge::decode(bytes)
+            .map_err(|e| (ErrorCode::BadRequest, format!("invalid challenge: {e}")))?;
+        let id = PieceId(challenge.piece.0);
+        if self.forge_proofs {
+            // Fault injection: answer without reading the piece, as a node that dropped it
+            // and hopes not to be noticed.
+            let fake = vec![
+                0u8;
+                challenge
+                    .piece_len
+                    .min(u64::from(crate::erasure::MAX_BLOCK_SIZE))
+                    as usize
+            ];
+            return proofs::Proof::create(&fake, &challenge)
+                .map(|p| Response::Proof(p.encode()))
+                .map_err(|e| (ErrorCode::BadRequest, e.to_string()));
+        }
+        let store = self.store.clone();
+        let proved = blocking(move || store.prove(&challenge)).await;
+        match proved {
+            Ok(p) => {
+                self.stats
+                    .proof_disk_bytes
+                    .fetch_add(challenge.piece_len, Ordering::Relaxed);
+                Ok(Response::Proof(p.encode()))
+            }
+            Err(StoreError::PieceNotFound(_)) => {
+                Err((ErrorCode::NotFound, format!("piece {id} not held")))
+            }
+            Err(StoreError::Corrupt { reason, .. }) => {
+                self.drop_corrupt(id, &reason).await;
+                Err((
+                    ErrorCode::Corrupt,
+                    format!("piece {id} is corrupt here: {reason}"),
+                ))
+            }
+            Err(StoreError::BadChallenge { reason, .. }) => Err((ErrorCode::BadRequest, reason)),
+            Err(e) => Err((ErrorCode::Internal, e.to_string())),
+        }
+    }
+
+    /// Deletes a piece found corrupt and tells the network it is no longer held here.
+    async fn drop_corrupt(&self, id: PieceId, reason: &str) {
+        let store = self.store.clone();
+        if !matches!(blocking(move || store.remove_piece(&id)).await, Ok(true)) {
+            return;
+        }
+        self.stats.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
+        warn!(piece = %id, %reason, "corrupt piece deleted; repair will rebuild it elsewhere");
+        let h = Holdings {
+            data: self.data.addr(),
+            pieces: vec![],
+            dropped: vec![id.0],
+        };
+        self.control
+            .send(Command::Gossip {
+                topic: wire::HOLDINGS_TOPIC,
+                data: h.encode(),
+            })
+            .await
+            .ok();
+    }
+
+    /// One scrub pass over every held piece, reading at most `rate` bytes per second.
+    pub(super) async fn scrub_pass(self: Arc<Self>, rate: u64) {
+        let store = self.store.clone();
+        let Ok(ids) = blocking(move || store.piece_ids()).await else {
+            return;
+        };
+        let (mut checked, mut bytes) = (0u64, 0u64);
+        for id in ids {
+            let store = self.store.clone();
+            let t = tokio::time::Instant::now();
+            match blocking(move || store.get_piece(&id)).await {
+                Ok(b) => {
+                    checked += 1;
+                    bytes += b.len() as u64;
+                    self.stats
+                        .scrubbed_bytes
+                        .fetch_add(b.len() as u64, Ordering::Relaxed);
+                    let due = Duration::from_secs_f64(b.len() as f64 / rate.max(1) as f64);
+                    tokio::time::sleep_until(t + due).await;
+                }
+                Err(StoreError::Corrupt { reason, .. }) => self.drop_corrupt(id, &reason).await,
+                Err(_) => {}
+            }
+        }
+        debug!(checked, bytes, "scrub pass done");
+    }
+
+    /// Whether each piece of `s` is healthy: held here, or held by a connected node whose
+    /// copy the ledger trusts, with a node of its own. Pieces with equal bytes share an id
+    /// and so their holders; a holder counts for one of them only
+    /// ([`placement::matching`]), so such pieces are spread like any others.
+    fn health(&self, s: &HeldStripe, mine: &HashSet<PieceId>) -> (Vec<bool>, Vec<NodeId>) {
+        let holders = lock(&self.holders);
+        let connected = lock(&self.connected);
+        let ledger = lock(&self.ledger);
+        let mut holding = vec![self.me];
+        let good: Vec<Vec<NodeId>> = s
+            .stripe
+            .pieces
+            .iter()
+            .map(|p| {
+                let mut v = Vec::new();
+                if mine.contains(&p.id) {
+                    v.push(self.me);
+                }
+                for (peer, _) in holders.holders(&p.id) {
+                    if let Some(id) = super::data_id_of(peer).map(NodeId) {
+                        holding.push(id);
+                        if connected.contains_key(peer) && ledger.trusted(&id, &p.id) {
+                            v.push(id);
+                        }
+                    }
+                }
+                v
+            })
+            .collect();
+        let healthy = placement::matching(&good)
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        (healthy, holding)
+    }
+
+    /// Nodes a rebuilt piece of a stripe could go to: connected, trusted, and holding no
+    /// piece of the stripe (`holding`), in the stripe's own order.
+    fn free_targets(&self, s: &HeldStripe, holding: &[NodeId]) -> Vec<NodeId> {
+        let candidates: Vec<NodeId> = {
+            let connected = lock(&self.connected);
+            let ledger = lock(&self.ledger);
+            connected
+                .keys()
+                .filter_map(|p| super::data_id_of(p).map(NodeId))
+                .filter(|id| {
+                    let r = ledger.reputation(id);
+                    !r.flagged && !r.failing
+                })
+                .collect()
+        };
+        repair::targets(&s.id, &candidates, holding)
+    }
+
+    /// Looks at every held stripe and starts repairs where the threshold is crossed.
+    async fn repair_check(self: &Arc<Self>, stripes: Vec<HeldStripe>) {
+        let store = self.store.clone();
+        let Ok(mine) = blocking(move || store.piece_ids()).await else {
+            return;
+        };
+        let mine: HashSet<PieceId> = mine.into_iter().collect();
+        let now = now_unix();
+        let mut under = 0usize;
+        for s in stripes {
+            let k = usize::from(s.params.k());
+            let threshold = self
+                .upkeep
+                .repair_threshold
+                .unwrap_or_else(|| repair::default_threshold(k, usize::from(s.params.m())))
+                .clamp(k, s.params.n());
+            let (healthy, holding) = self.health(&s, &mine);
+            match repair::decide(k, threshold, &healthy) {
+                Decision::Healthy => {
+                    let job = s.id;
+                    let store = self.store.clone();
+                    if lock(&self.journal).remove(&job) {
+                        blocking(move || store.remove_repair_job(&job)).await.ok();
+                    }
+                }
+                Decision::Unrecoverable { healthy } => {
+                    warn!(stripe = %s.id, healthy, k, "stripe has fewer than k healthy pieces in reach");
+                }
+                Decision::Repair { .. } if self.free_targets(&s, &holding).is_empty() => {
+                    // Every reachable node already holds a piece of it: as spread out as
+                    // the network allows until another node joins.
+                    debug!(stripe = %s.id, "below the repair threshold, but no node is free to take a piece");
+                }
+                Decision::Repair { .. } => {
+                    under += 1;
+                    let free = lock(&self.claims).may_claim(&s.id, &self.me, now);
+                    let running = lock(&self.repairing).len();
+                    if free && running < MAX_REPAIRS && lock(&self.repairing).insert(s.id) {
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            let id = s.id;
+                            if let Err(e) = me.clone().repair(s).await {
+                                warn!(stripe = %id, "repair stopped: {e}");
+                            }
+                            lock(&me.repairing).remove(&id);
+                        });
+                    }
+                }
+            }
+        }
+        if under > 0 {
+            debug!(under, "stripes below their repair threshold");
+        }
+    }
+
+    async fn announce_claim(&self, stripe: StripeId, done: bool) {
+        let claim = Claim {
+            stripe,
+            claimer: self.me,
+            expires_unix: now_unix() + self.upkeep.lease.as_secs(),
+            done,
+        };
+        lock(&self.claims).observe(claim, now_unix());
+        self.control
+            .send(Command::Gossip {
+                topic: wire::REPAIRS_TOPIC,
+                data: claim.encode(),
+            })
+            .await
+            .ok();
+    }
+
+    /// Repairs one stripe: claim it, wait for competing claims, fetch `k` healthy pieces,
+    /// rebuild the others and place each on a node holding no piece of the stripe.
+    async fn repair(self: Arc<Self>, s: HeldStripe) -> Result<(), String> {
+        let job = RepairJob {
+            stripe: s.id,
+            version: s.version,
+            file: s.file,
+            index: s.index,
+        };
+        let store = self.store.clone();
+        blocking(move || store.put_repair_job(&job))
+            .await
+            .map_err(|e| e.to_string())?;
+        lock(&self.journal).insert(s.id);
+        self.announce_claim(s.id, false).await;
+        tokio::time::sleep(CLAIM_SETTLE).await;
+        if lock(&self.claims).holder(&s.id, now_unix()) != Some(self.me) {
+            debug!(stripe = %s.id, "another node claimed this repair first");
+            lock(&self.journal).remove(&s.id);
+            let store = self.store.clone();
+            blocking(move || store.remove_repair_job(&s.id)).await.ok();
+            return Ok(());
+        }
+        // Fresh look: the world may have changed while we claimed.
+        let store = self.store.clone();
+        let mine: HashSet<PieceId> = blocking(move || store.piece_ids())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        let (healthy, mut holding) = self.health(&s, &mine);
+        let k = usize::from(s.params.k());
+        // Rebuild only what can be placed, each piece on a node of its own: one holding
+        // none of the stripe, and not one whose copy of this very piece just failed an
+        // audit. The pieces are matched to such nodes so that one piece's choice does
+        // not strand another; the others allowed follow as fallbacks.
+        let (missing, plans): (Vec<usize>, Vec<Vec<NodeId>>) = {
+            let targets = self.free_targets(&s, &holding);
+            let ledger = lock(&self.ledger);
+            let lost: Vec<usize> = (0..healthy.len()).filter(|&i| !healthy[i]).collect();
+            let allowed: Vec<Vec<NodeId>> = lost
+                .iter()
+                .map(|&i| {
+                    let id = s.stripe.pieces[i].id;
+                    targets
+                        .iter()
+                        .copied()
+                        .filter(|n| ledger.trusted(n, &id))
+                        .collect()
+                })
+                .collect();
+            lost.into_iter()
+                .zip(repair::assign(&allowed).into_iter().zip(allowed))
+                .filter_map(|(i, (first, rest))| {
+                    let first = first?;
+                    let plan = std::iter::once(first)
+                        .chain(rest.into_iter().filter(|n| *n != first))
+                        .collect();
+                    Some((i, plan))
+                })
+                .unzip()
+        };
+        if missing.is_empty() {
+            self.finish_repair(s.id).await;
+            return Ok(());
+        }
+        let t0 = tokio::time::Instant::now();
+        // Pieces held here come from the store; the rest from trusted holders.
+        let mut have: Vec<Option<Vec<u8>>> = vec![None; s.stripe.pieces.len()];
+        for (i, p) in s.stripe.pieces.iter().enumerate() {
+            if mine.contains(&p.id) && healthy[i] {
+                let store = self.store.clone();
+                let id = p.id;
+                have[i] = blocking(move || store.get_piece(&id)).await.ok();
+            }
+        }
+        let local = have.iter().filter(|p| p.is_some()).count();
+        if local < k {
+            let (nodes, lists) = {
+                let holders = lock(&self.holders);
+                let connected = lock(&self.connected);
+                let ledger = lock(&self.ledger);
+                let mut nodes: Vec<NodeRef> = Vec::new();
+                let mut index: HashMap<PeerId, usize> = HashMap::new();
+                let lists: Vec<Vec<usize>> = s
+                    .stripe
+                    .pieces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        if have[i].is_some() || !healthy[i] {
+                            return Vec::new();
+                        }
+                        holders
+                            .holders(&p.id)
+                            .filter(|(peer, _)| connected.contains_key(*peer))
+                            .filter(|(peer, _)| {
+                                super::data_id_of(peer)
+                                    .is_some_and(|id| ledger.trusted(&NodeId(id), &p.id))
+                            })
+                            .map(|(peer, d)| {
+                                *index.entry(*peer).or_insert_with(|| {
+                                    nodes.push(NodeRef {
+                                        peer: peer.to_string(),
+                                        data: d.clone(),
+                                    });
+                                    nodes.len() - 1
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect();
+                (nodes, lists)
+            };
+            let speeds = Arc::new(Mutex::new(vec![0.0; nodes.len()]));
+            let counters = Arc::new(Mutex::new((0u64, 0u64)));
+            let got = fetch_pieces(
+                &self.data,
+                &Arc::new(nodes),
+                &speeds,
+                k - local,
+                &s.stripe,
+                lists,
+                &counters,
+            )
+            .await
+            .map_err(|viable| format!("only {} of {k} pieces reachable", viable + local))?;
+            for (i, b) in got {
+                self.stats
+                    .repair_fetched_bytes
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                have[i] = Some(b);
+            }
+        }
+        let (params, stripe, want) = (s.params, s.stripe.clone(), missing.clone());
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            engine::rebuild_pieces(params, &stripe, have, &want)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut placed = 0usize;
+        for ((i, bytes), plan) in rebuilt.into_iter().zip(plans) {
+            // A slow repair may have outlived its lease and another node taken the stripe
+            // up: leave the rest to it rather than place a piece twice. Otherwise renew.
+            let holder = lock(&self.claims).holder(&s.id, now_unix());
+            if holder.is_some_and(|h| h != self.me) {
+                info!(stripe = %s.id, "another node took this repair over; leaving it to them");
+                lock(&self.journal).remove(&s.id);
+                let store = self.store.clone();
+                blocking(move || store.remove_repair_job(&s.id)).await.ok();
+                return Ok(());
+            }
+            self.announce_claim(s.id, false).await;
+            let piece = s.stripe.pieces[i];
+            lock(&self.staged).insert(piece.id, bytes::Bytes::from(bytes));
+            let mut done = false;
+            for target in plan {
+                if holding.contains(&target) {
+                    continue;
+                }
+                // This node's view of who holds what may lag (announcements travel by
+                // gossip): the target itself says whether it holds a piece of the stripe.
+                if self.holds_some_of(&target, &s).await {
+                    holding.push(target);
+                    continue;
+                }
+                if self.hold_on(&target, piece.id, piece.len).await {
+                    info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "rebuilt piece placed");
+                    // It now holds a piece of this stripe: the next rebuilt piece goes
+                    // elsewhere, so one more loss never costs the stripe two pieces.
+                    holding.push(target);
+                    done = true;
+                    break;
+                }
+            }
+            lock(&self.staged).remove(&piece.id);
+            if done {
+                placed += 1;
+                self.stats.pieces_rebuilt.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .repair_written_bytes
+                    .fetch_add(u64::from(piece.len), Ordering::Relaxed);
+            } else {
+                warn!(stripe = %s.id, piece = %piece.id, "no node could take the rebuilt piece; will retry");
+            }
+        }
+        let busy = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.stats.repair_busy_ms.fetch_add(busy, Ordering::Relaxed);
+        if placed == missing.len() {
+            self.stats.repairs.fetch_add(1, Ordering::Relaxed);
+            info!(stripe = %s.id, pieces = placed, took = ?t0.elapsed(), "stripe repaired");
+            self.finish_repair(s.id).await;
+            Ok(())
+        } else {
+            Err(format!(
+                "placed {placed} of {} rebuilt pieces",
+                missing.len()
+            ))
+        }
+    }
+
+    async fn finish_repair(&self, stripe: StripeId) {
+        lock(&self.journal).remove(&stripe);
+        let store = self.store.clone();
+        blocking(move || store.remove_repair_job(&stripe))
+            .await
+            .ok();
+        self.announce_claim(stripe, true).await;
+    }
+
+    /// Whether `target` holds any piece of `s`, as it says itself; when it cannot say,
+    /// it counts as holding one (nothing is placed on a node that might double up).
+    async fn holds_some_of(&self, target: &NodeId, s: &HeldStripe) -> bool {
+        let Some(peer) = peer_of_node(target) else {
+            return true;
+        };
+        let req = Request::Locate {
+            pieces: s.stripe.pieces.iter().map(|p| p.id.0).collect(),
+        };
+        let me = peer.to_string();
+        match tokio::time::timeout(AUDIT_DEADLINE, self.control.request(peer, vec![], req)).await {
+            Ok(Ok(Response::Located(l))) => l.iter().flatten().any(|h| h.peer == me),
+            _ => true,
+        }
+    }
+
+    /// Asks `target` to hold a staged piece. The placement becomes known to others when
+    /// the target announces its holdings; this node records it at once.
+    async fn hold_on(&self, target: &NodeId, piece: PieceId, len: u32) -> bool {
+        let Some(peer) = peer_of_node(target) else {
+            return false;
+        };
+        let req = Request::Hold {
+            piece: piece.0,
+            len,
+            from: self.data.addr(),
+        };
+        match tokio::time::timeout(HOLD_TIMEOUT, self.control.request(peer, vec![], req)).await {
+            Ok(Ok(Response::Held { .. })) => {
+                let mut holders = lock(&self.holders);
+                if let Some(d) = holders.by_peer.get(&peer).map(|(d, _)| d.clone()) {
+                    holders.add(peer, d, &[piece.0], &[]);
+                }
+                true
+            }
+            Ok(Ok(Response::Error { message, .. })) => {
+                debug!(node = %target.short(), "refused the rebuilt piece: {message}");
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Resumes repair jobs this node had claimed before it stopped: their claims are
+    /// renewed and the next round's check re-examines them.
+    pub(super) async fn resume_jobs(&self) {
+        let store = self.store.clone();
+        let Ok(jobs) = blocking(move || store.repair_jobs()).await else {
+            return;
+        };
+        for job in jobs {
+            info!(stripe = %job.stripe, "resuming a repair claimed before a restart");
+            lock(&self.journal).insert(job.stripe);
+            self.announce_claim(job.stripe, false).await;
+        }
+    }
+}
