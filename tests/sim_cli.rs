@@ -1,0 +1,98 @@
+//! `cairn sim durability` end to end: figures a closed form predicts, a comparison table,
+//! and parameters it refuses.
+
+mod common;
+
+use common::{run, text};
+
+/// The value after `label` on the line that starts with it.
+fn figure(out: &str, label: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"));
+    line[label.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {label:?} in {line:?}"))
+}
+
+#[test]
+fn without_parity_a_stripe_is_lost_at_its_first_failure() {
+    // m = 0: the stripe dies with the first of its k nodes, so P(loss within a year) is
+    // 1 - exp(-k * 365.25 / mttf) = 1 - exp(-0.4) = 0.3297 for k = 4, MTTF 3652.5 days.
+    let o = run(
+        &[
+            "sim",
+            "durability",
+            "--k",
+            "4",
+            "--m",
+            "0",
+            "--nodes",
+            "10",
+            "--node-mttf",
+            "3652.5",
+            "--years",
+            "1",
+            "--trials",
+            "20000",
+            "--threshold",
+            "4",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let p = figure(&out, "P(stripe lost per year):");
+    let exact = 1.0 - (-0.4f64).exp();
+    // 20 000 trials: the standard error is 0.0033, so 0.02 is six of them.
+    assert!((p - exact).abs() < 0.02, "{p} vs {exact}\n{out}");
+    assert!(out.contains("repair I/O per node per day"), "{out}");
+}
+
+#[test]
+fn codes_are_compared_in_one_table() {
+    let o = run(
+        &[
+            "sim",
+            "durability",
+            "--trials",
+            "2000",
+            "--compare",
+            "10+4,16+8",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("| 10+4") || l.starts_with("| 16+8"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+}
+
+#[test]
+fn impossible_parameters_are_refused_with_a_reason() {
+    for (args, says) in [
+        (
+            &["--k", "10", "--m", "4", "--threshold", "9"][..],
+            "threshold",
+        ),
+        (&["--node-mttf", "0"][..], "node_mttf"),
+        (&["--nodes", "5"][..], "distinct nodes"),
+        (&["--compare", "10-4"][..], "--compare"),
+    ] {
+        let mut a = vec!["sim", "durability", "--trials", "10"];
+        a.extend_from_slice(args);
+        let o = run(&a, &[]);
+        assert!(!o.status.success(), "{args:?} was accepted: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(says),
+            "{args:?} should say {says:?}: {}",
+            text(&o)
+        );
+    }
+}
