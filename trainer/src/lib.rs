@@ -1,4 +1,16 @@
-//! Training on shards streamed from the network (burn).
+//! Training on samples streamed from the network (burn).
 //!
-//! Empty until the networked node exists: it will read a version's manifest, fetch any `k`
-//! pieces per stripe from the fastest holders, decode, parse samples and feed burn batches.
+//! - [`format`]: CSV and IDX, located by a scan or a header, parsed a sample at a time.
+//! - [`order`]: the epoch's sample order per rank: block shuffle, windowed mixing,
+//!   resumable from any position.
+
+pub mod disk_cache;
+pub mod format;
+pub mod loader;
+pub mod model;
+pub mod order;
+pub mod samples;
+pub mod source;
+#[cfg(test)]
+mod tests;
+pub mod train;
