@@ -77,44 +77,50 @@ fn publisher_key() -> Result<PublisherKey> {
     Ok(PublisherKey::from_secret_bytes(&secret))
 }
 
+/// Publishes `path` as the next version of `name`, signed with `key`, with a progress bar.
+pub(crate) async fn push_dir(
+    client: &Client,
+    path: &std::path::Path,
+    name: &DatasetName,
+    params: ErasureParams,
+    license: &str,
+    key: &PublisherKey,
+) -> Result<storage_node::net::PushReport> {
+    let total: u64 = storage_node::engine::scan(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .iter()
+        .map(|f| f.size)
+        .sum();
+    let parent = match client.parent_for(name, key).await {
+        Err(e @ storage_node::net::ClientError::NotOwner { .. }) => {
+            bail!("{e} (CAIRN_CONFIG_DIR selects the key)")
+        }
+        r => r.context("cannot look up the dataset's latest version")?,
+    };
+    let opts = EncodeOptions {
+        name: name.clone(),
+        parent,
+        license: license.to_string(),
+        params,
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let bar = bytes_bar(total, "push");
+    let b2 = bar.clone();
+    let r = client
+        .push(path, opts, key, Arc::new(move |n| b2.inc(n)))
+        .await;
+    bar.finish_and_clear();
+    r.with_context(|| format!("push of {name} failed; no version was published"))
+}
+
 pub(crate) fn push(a: PushArgs) -> Result<()> {
     let block = u32::try_from(a.block_size.0).context("--block-size is too large")?;
     let params = ErasureParams::new(a.k, a.m, block).context("invalid --k/--m/--block-size")?;
     let key = publisher_key()?;
-    let total: u64 = storage_node::engine::scan(&a.path)
-        .with_context(|| format!("cannot read {}", a.path.display()))?
-        .iter()
-        .map(|f| f.size)
-        .sum();
     a.peer.with_client(async |client| {
-        let parent = match client.manifest(&a.name, None).await {
-            Ok(m) if m.publisher() != key.id() => bail!(
-                "{} belongs to publisher {}, and your key ({}) cannot publish new versions of it; choose another name, or push with the owner's key (CAIRN_CONFIG_DIR)",
-                a.name,
-                m.publisher(),
-                key.id()
-            ),
-            Ok(m) => Some(m.version()),
-            Err(storage_node::net::ClientError::NotFound(_)) => None,
-            Err(e) => return Err(e).context("cannot look up the dataset's latest version"),
-        };
-        let opts = EncodeOptions {
-            name: a.name.clone(),
-            parent,
-            license: a.license.clone(),
-            params,
-            created_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        let bar = bytes_bar(total, "push");
-        let b2 = bar.clone();
-        let r = client
-            .push(&a.path, opts, &key, Arc::new(move |n| b2.inc(n)))
-            .await;
-        bar.finish_and_clear();
-        let r =
-            r.with_context(|| format!("push of {} failed; no version was published", a.name))?;
+        let r = push_dir(client, &a.path, &a.name, params, &a.license, &key).await?;
         let secs = r.elapsed.as_secs_f64().max(1e-3);
         if r.unchanged {
             println!(
@@ -141,7 +147,7 @@ pub(crate) fn push(a: PushArgs) -> Result<()> {
 }
 
 /// `owner/name[@version]`.
-fn parse_ref(s: &str) -> Result<(DatasetName, Option<VersionId>)> {
+pub(crate) fn parse_ref(s: &str) -> Result<(DatasetName, Option<VersionId>)> {
     let (n, v) = match s.split_once('@') {
         Some((n, v)) => (n, Some(v)),
         None => (s, None),
@@ -229,8 +235,85 @@ pub(crate) fn ls(p: PeerArg) -> Result<()> {
 pub(crate) struct InfoArgs {
     /// `owner/name[@version]`.
     dataset: String,
+    /// Also list, stripe by stripe, which nodes hold each piece.
+    #[arg(long)]
+    placement: bool,
+    /// Print the placement summary as JSON instead.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     peer: PeerArg,
+}
+
+/// How a version's stripes stand on the network right now.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct PlacementReport {
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) stripes: usize,
+    /// Stripes with every piece on a distinct reachable node.
+    pub(crate) full: usize,
+    /// Stripes that can be rebuilt but have lost redundancy.
+    pub(crate) degraded: usize,
+    /// Stripes with fewer than k pieces reachable.
+    pub(crate) lost: usize,
+    /// Node losses every stripe survives right now (the least over stripes of
+    /// spread - k; negative when some stripe cannot be rebuilt).
+    pub(crate) tolerates: i64,
+    pub(crate) placement: Vec<StripeRow>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct StripeRow {
+    pub(crate) file: String,
+    pub(crate) stripe: usize,
+    pub(crate) spread: usize,
+    /// Each piece's id (hex).
+    pub(crate) pieces: Vec<String>,
+    /// Peer ids holding each piece.
+    pub(crate) holders: Vec<Vec<String>>,
+}
+
+pub(crate) async fn placement_report(
+    client: &Client,
+    m: &storage_node::Manifest,
+) -> Result<PlacementReport> {
+    let p = m.body().params;
+    let (k, n) = (usize::from(p.k()), p.n());
+    let rows = client.placement(m).await?;
+    let mut r = PlacementReport {
+        k,
+        n,
+        stripes: rows.len(),
+        full: 0,
+        degraded: 0,
+        lost: 0,
+        tolerates: (n - k) as i64,
+        placement: Vec::new(),
+    };
+    for s in rows {
+        if s.spread >= n {
+            r.full += 1;
+        } else if s.spread >= k {
+            r.degraded += 1;
+        } else {
+            r.lost += 1;
+        }
+        r.tolerates = r.tolerates.min(s.spread as i64 - k as i64);
+        let f = &m.files()[s.file];
+        r.placement.push(StripeRow {
+            file: f.path.to_string(),
+            pieces: f.stripes[s.stripe]
+                .pieces
+                .iter()
+                .map(|p| p.id.to_string())
+                .collect(),
+            stripe: s.stripe,
+            spread: s.spread,
+            holders: s.holders,
+        });
+    }
+    Ok(r)
 }
 
 pub(crate) fn info(a: InfoArgs) -> Result<()> {
@@ -239,6 +322,11 @@ pub(crate) fn info(a: InfoArgs) -> Result<()> {
         let m = client.manifest(&name, version).await?;
         let body = m.body();
         let p = body.params;
+        let report = placement_report(client, &m).await?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
         println!("dataset    {name}");
         println!("version    {}", m.version());
         if let Some(parent) = body.parent {
@@ -265,35 +353,30 @@ pub(crate) fn info(a: InfoArgs) -> Result<()> {
         for f in m.files() {
             println!("  {:>11}  {}", human(f.size), f.path);
         }
-        let ids: Vec<_> = m.pieces().map(|r| r.id).collect();
-        let (_, holders) = client.locate(&ids).await?;
-        let (k, n) = (usize::from(p.k()), p.n());
-        let (mut full, mut degraded, mut lost, mut min) = (0, 0, 0, usize::MAX);
-        let mut at = 0;
-        for f in m.files() {
-            for s in &f.stripes {
-                let r = holders[at..at + s.pieces.len()].iter().filter(|h| !h.is_empty()).count();
-                at += s.pieces.len();
-                min = min.min(r);
-                if r >= n {
-                    full += 1;
-                } else if r >= k {
-                    degraded += 1;
-                } else {
-                    lost += 1;
-                }
+        let r = &report;
+        println!(
+            "placement  {} stripes: {} with all {} pieces on distinct reachable nodes, {} degraded (k..n), {} below k; every stripe survives {} more node losses",
+            r.stripes, r.full, r.n, r.degraded, r.lost, r.tolerates.max(0)
+        );
+        if a.placement {
+            for s in &r.placement {
+                let cells: Vec<String> = s
+                    .holders
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let who: Vec<&str> = h.iter().map(|p| &p[p.len().saturating_sub(6)..]).collect();
+                        format!("{i}:{}", if who.is_empty() { "-".to_string() } else { who.join("+") })
+                    })
+                    .collect();
+                println!("  {} #{:<3} spread {}/{}  {}", s.file, s.stripe, s.spread, r.n, cells.join(" "));
             }
         }
-        let stripes = full + degraded + lost;
-        println!(
-            "placement  {stripes} stripes: {full} with all {n} pieces reachable, {degraded} degraded (k..n), {lost} below k; fewest reachable in a stripe: {}",
-            if stripes == 0 { 0 } else { min }
-        );
         if !body.card.is_empty() {
             println!("\n{}", body.card.trim_end());
         }
-        if lost > 0 {
-            bail!("{lost} stripe(s) cannot be rebuilt from the nodes reachable now");
+        if r.lost > 0 {
+            bail!("{} stripe(s) cannot be rebuilt from the nodes reachable now", r.lost);
         }
         Ok(())
     })

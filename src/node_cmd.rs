@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use dataset_api::{ApiConfig, tokens::Tokens};
 use serde::{Deserialize, Serialize};
 use storage_node::net::{Node, NodeConfig, NodeKey, NodeStatus};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,7 @@ pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
 /// Default HTTP address.
 pub(crate) const DEFAULT_HTTP: &str = "127.0.0.1:7421";
 /// Written to the data dir while the node runs: how `node status` finds it.
-const RUNNING_FILE: &str = "node.json";
+pub(crate) const RUNNING_FILE: &str = "node.json";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -49,12 +50,34 @@ pub(crate) struct RunArgs {
     /// Seconds between full announcements of the pieces held.
     #[arg(long)]
     announce_secs: Option<u64>,
+    /// Mean seconds between audit rounds (jittered ±50%; default 600).
+    #[arg(long)]
+    audit_secs: Option<f64>,
+    /// Seconds between scrub passes over every held piece (default 86400).
+    #[arg(long)]
+    scrub_secs: Option<f64>,
+    /// Most bytes per second a scrub pass reads, e.g. 16MiB (the default).
+    #[arg(long)]
+    scrub_rate: Option<Size>,
+    /// Repair a stripe when fewer than this many of its pieces are healthy (default
+    /// k + ceil(m/2)).
+    #[arg(long)]
+    repair_threshold: Option<usize>,
+    /// Largest body an HTTP push may send, e.g. 16GiB (the default).
+    #[arg(long, value_name = "SIZE")]
+    http_max_body: Option<Size>,
+    /// Bytes of decoded stripes the HTTP API keeps for readers, e.g. 256MiB (the default).
+    #[arg(long, value_name = "SIZE")]
+    http_cache: Option<Size>,
     /// Validate the configuration and exit without starting.
     #[arg(long)]
     check: bool,
     /// Fault injection for tests: serve every piece with a flipped byte.
     #[arg(long, hide = true)]
     fault_serve_corrupt: bool,
+    /// Fault injection for tests: answer every challenge with a forged proof.
+    #[arg(long, hide = true)]
+    fault_forge_proofs: bool,
 }
 
 /// The config file: every field optional, unknown fields refused.
@@ -70,9 +93,23 @@ struct ConfigFile {
     mdns: Option<bool>,
     announce_secs: Option<u64>,
     orphan_grace_secs: Option<u64>,
+    audit_secs: Option<f64>,
+    scrub_secs: Option<f64>,
+    scrub_rate: Option<String>,
+    repair_threshold: Option<usize>,
+    http_max_body: Option<String>,
+    http_cache: Option<String>,
 }
 
-fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr)> {
+/// A positive, finite number of seconds.
+fn seconds(what: &str, s: f64) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0 && s < 1e9) {
+        bail!("{what} must be a positive number of seconds, not {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr, ApiConfig)> {
     let file = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -115,13 +152,51 @@ fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr)> {
     cfg.capacity = capacity;
     cfg.mdns = !args.no_mdns && file.mdns.unwrap_or(true);
     cfg.serve_corrupt = args.fault_serve_corrupt;
+    cfg.forge_proofs = args.fault_forge_proofs;
+    if let Some(s) = args.audit_secs.or(file.audit_secs) {
+        cfg.upkeep.audit_interval = seconds("audit_secs", s)?;
+        // A claim must outlive a few rounds, so a repairer that dies is replaced soon.
+        cfg.upkeep.lease = (cfg.upkeep.audit_interval * 4).max(Duration::from_secs(10));
+    }
+    if let Some(s) = args.scrub_secs.or(file.scrub_secs) {
+        cfg.upkeep.scrub_interval = seconds("scrub_secs", s)?;
+    }
+    match (args.scrub_rate, file.scrub_rate) {
+        (Some(r), _) => cfg.upkeep.scrub_rate = r.0.max(1),
+        (None, Some(r)) => cfg.upkeep.scrub_rate = r.parse::<Size>()?.0.max(1),
+        (None, None) => {}
+    }
+    if let Some(t) = args.repair_threshold.or(file.repair_threshold) {
+        if t == 0 {
+            bail!("repair_threshold must be at least 1");
+        }
+        cfg.upkeep.repair_threshold = Some(t);
+    }
     if let Some(s) = file.orphan_grace_secs {
         cfg.orphan_grace = Duration::from_secs(s);
     }
     if let Some(s) = args.announce_secs.or(file.announce_secs) {
         cfg.announce_interval = Duration::from_secs(s.max(1));
     }
-    Ok((cfg, http))
+    let mut api = ApiConfig::new(cfg.data_dir.clone());
+    let size = |flag: &Option<Size>, key: &str, file: &Option<String>| -> Result<Option<u64>> {
+        Ok(match (flag, file) {
+            (Some(s), _) => Some(s.0),
+            (None, Some(s)) => Some(
+                s.parse::<Size>()
+                    .with_context(|| format!("{key} {s:?} is not a size"))?
+                    .0,
+            ),
+            (None, None) => None,
+        })
+    };
+    if let Some(b) = size(&args.http_max_body, "http_max_body", &file.http_max_body)? {
+        api.max_body = b;
+    }
+    if let Some(b) = size(&args.http_cache, "http_cache", &file.http_cache)? {
+        api.cache_bytes = b.max(1 << 20);
+    }
+    Ok((cfg, http, api))
 }
 
 /// What `node run` leaves in the data dir for `node status`.
@@ -133,7 +208,7 @@ struct Running {
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<()> {
-    let (mut cfg, http) = config(&args)?;
+    let (mut cfg, http, api_cfg) = config(&args)?;
     if args.check {
         println!(
             "config ok: data dir {}, listen {}, http {http}, {} bootstrap peer(s), capacity {}",
@@ -150,10 +225,11 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         cfg.http = Some(url.clone());
         let data_dir = cfg.data_dir.clone();
         let node = Arc::new(Node::start(cfg).await.context("the node could not start")?);
+        let api = dataset_api::Api::start(node.clone(), api_cfg).await?;
         let cancel = CancellationToken::new();
         let server = tokio::spawn(dataset_api::serve(
             listener,
-            dataset_api::router(node.clone()),
+            dataset_api::router(api.clone()),
             cancel.clone(),
         ));
         let running = Running {
@@ -171,7 +247,17 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         wait_for_signal().await?;
         info!("shutting down");
         cancel.cancel();
-        server.await.ok();
+        // Downloads in flight get a moment to finish; then they are cut off.
+        let mut server = server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+            server.await.ok();
+        }
+        api.close().await;
+        drop(api);
         std::fs::remove_file(&marker).ok();
         match Arc::try_unwrap(node) {
             Ok(node) => node.shutdown().await,
@@ -279,6 +365,44 @@ fn print_status(s: &NodeStatus, dir: Option<&Path>) {
         human(s.served_bytes),
         human(s.received_bytes)
     );
+    let r = &s.reputation;
+    println!(
+        "standing   reputation {:.2}{} from {} passed / {} failed audits by {} other node(s)",
+        r.score,
+        if r.flagged {
+            " (FLAGGED: caught forging)"
+        } else {
+            ""
+        },
+        r.passes,
+        r.fails,
+        r.auditors
+    );
+    println!(
+        "proven     {} byte-hours ({}-hours)",
+        r.proven_byte_hours.round(),
+        human(r.proven_byte_hours as u64)
+    );
+    let u = &s.upkeep;
+    println!(
+        "audits     {} made ({} failed), {} on the wire; {} read to answer challenges",
+        u.audits,
+        u.audit_fails,
+        human(u.audit_wire_bytes),
+        human(u.proof_disk_bytes)
+    );
+    println!(
+        "scrub      {} re-hashed, {} corrupt piece(s) deleted",
+        human(u.scrubbed_bytes),
+        u.corrupt_dropped
+    );
+    println!(
+        "repair     {} stripe(s), {} piece(s) rebuilt ({} fetched, {} written)",
+        u.repairs,
+        u.pieces_rebuilt,
+        human(u.repair_fetched_bytes),
+        human(u.repair_written_bytes)
+    );
 }
 
 fn offline_status(dir: &Path) -> Result<()> {
@@ -300,5 +424,55 @@ fn offline_status(dir: &Path) -> Result<()> {
     println!("data dir   {}", dir.display());
     println!("pieces     {} ({})", st.pieces, human(st.bytes));
     println!("datasets   {}", store.datasets()?.len());
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// The node's data directory (where its token file lives).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The token's name (create, revoke).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn token_name(a: &TokenArgs) -> Result<&str> {
+    a.name
+        .as_deref()
+        .context("pass --name NAME to say which token")
+}
+
+/// `node token create`: prints a new token once; the node stores only its hash.
+pub(crate) fn token_create(a: TokenArgs) -> Result<()> {
+    let name = token_name(&a)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let token = Tokens::in_dir(&a.data_dir).create(name, now)?;
+    println!("{token}");
+    eprintln!(
+        "token {name:?} created: it lets HTTP clients publish through this node (Authorization: Bearer <token>). It is shown only now; revoke it with `cairn node token revoke --name {name}`."
+    );
+    Ok(())
+}
+
+/// `node token list`: names and creation times, never the tokens.
+pub(crate) fn token_list(a: TokenArgs) -> Result<()> {
+    let all = Tokens::in_dir(&a.data_dir).list()?;
+    if all.is_empty() {
+        println!("no tokens; create one with `cairn node token create --name NAME`");
+    }
+    for t in all {
+        println!("{:<24} created {}", t.name, t.created_unix);
+    }
+    Ok(())
+}
+
+/// `node token revoke`.
+pub(crate) fn token_revoke(a: TokenArgs) -> Result<()> {
+    let name = token_name(&a)?;
+    Tokens::in_dir(&a.data_dir).revoke(name)?;
+    println!("token {name:?} revoked");
     Ok(())
 }

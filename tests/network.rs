@@ -5,38 +5,12 @@ mod common;
 
 use common::{Net, assert_same, count_before, files_under, mixed_files, text};
 
-const K: &str = "4";
-const M: &str = "2";
-const BLOCK: &str = "64KiB";
-
-fn push(net: &Net, src: &std::path::Path, name: &str) -> std::process::Output {
-    net.cmd(&[
-        "dataset",
-        "push",
-        src.to_str().expect("utf-8"),
-        "--name",
-        name,
-        "--k",
-        K,
-        "--m",
-        M,
-        "--block-size",
-        BLOCK,
-        "--license",
-        "CC0-1.0",
-    ])
-}
-
-fn pull(net: &Net, name: &str, dest: &std::path::Path) -> std::process::Output {
-    net.cmd(&["dataset", "pull", name, dest.to_str().expect("utf-8")])
-}
-
 #[test]
 fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
     let net = Net::up(6);
     let src = net.dir.path().join("src");
     let files = mixed_files(&src, 1, 3 << 20);
-    let o = push(&net, &src, "alice/mixed");
+    let o = net.push(&src, "alice/mixed");
     assert!(o.status.success(), "{}", text(&o));
 
     let ls = net.cmd(&["dataset", "ls"]);
@@ -56,7 +30,7 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
     );
 
     let dest = net.dir.path().join("out");
-    let o = pull(&net, "alice/mixed", &dest);
+    let o = net.pull("alice/mixed", &dest);
     assert!(o.status.success(), "{}", text(&o));
     assert_same(&dest, &files);
     assert_eq!(
@@ -67,7 +41,7 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
     );
 
     // Same data again: every piece is already held and no new version appears.
-    let o = push(&net, &src, "alice/mixed");
+    let o = net.push(&src, "alice/mixed");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && out.contains("), 0 sent,") && out.contains("unchanged"),
@@ -76,7 +50,7 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
     );
 
     // A pull into the same place finds every file complete and fetches nothing.
-    let o = pull(&net, "alice/mixed", &dest);
+    let o = net.pull("alice/mixed", &dest);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("0 files written, 6 already complete"),
         "{}",
@@ -85,7 +59,7 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
 
     // A second version: new content, same name, same key; info lists both.
     std::fs::write(src.join("tiny.txt"), b"y").expect("write");
-    let o = push(&net, &src, "alice/mixed");
+    let o = net.push(&src, "alice/mixed");
     assert!(
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("published"),
         "{}",
@@ -109,9 +83,9 @@ fn push_then_pull_returns_identical_files_and_repeat_push_sends_nothing() {
             "--name",
             "alice/mixed",
             "--k",
-            K,
+            "4",
             "--m",
-            M,
+            "2",
         ])
         .env("CAIRN_PEER", &net.nodes()[0].peer)
         .env("CAIRN_CONFIG_DIR", &other)
@@ -129,21 +103,21 @@ fn pull_survives_m_killed_nodes_and_fails_cleanly_past_m() {
     let net = Net::up(6);
     let src = net.dir.path().join("src");
     let files = mixed_files(&src, 2, 2 << 20);
-    let o = push(&net, &src, "bob/sturdy");
+    let o = net.push(&src, "bob/sturdy");
     assert!(o.status.success(), "{}", text(&o));
 
     // Any m = 2 holders of every stripe gone: still identical bytes.
     net.kill(2);
     net.kill(4);
     let dest = net.dir.path().join("out");
-    let o = pull(&net, "bob/sturdy", &dest);
+    let o = net.pull("bob/sturdy", &dest);
     assert!(o.status.success(), "{}", text(&o));
     assert_same(&dest, &files);
 
     // m + 1 gone: a clear error naming the stripes, and nothing written.
     net.kill(5);
     let dest = net.dir.path().join("out-lost");
-    let o = pull(&net, "bob/sturdy", &dest);
+    let o = net.pull("bob/sturdy", &dest);
     let all = text(&o);
     assert!(!o.status.success(), "{all}");
     assert!(
@@ -172,11 +146,11 @@ fn node_killed_mid_push_leaves_no_version_and_comes_back_consistent() {
         "--name",
         "carol/interrupted",
         "--k",
-        K,
+        "4",
         "--m",
-        M,
+        "2",
         "--block-size",
-        BLOCK,
+        "64KiB",
     ]);
     // Kill the victim once it has taken some pieces, while the push is still going.
     let held = |url: &str| -> u64 {
@@ -247,9 +221,19 @@ fn node_killed_mid_push_leaves_no_version_and_comes_back_consistent() {
             &[],
         );
         let s = String::from_utf8_lossy(&o.stdout).to_string();
+        // Node rows start with the node's index; the header and the footnote do not.
+        let rows: Vec<&str> = s
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.parse::<usize>().is_ok())
+            })
+            .collect();
         if !s.contains("down")
-            && s.lines()
-                .skip(1)
+            && rows.len() == 6
+            && rows
+                .iter()
                 .all(|l| l.split_whitespace().nth(3) == Some("5"))
         {
             break;
@@ -265,10 +249,10 @@ fn node_killed_mid_push_leaves_no_version_and_comes_back_consistent() {
         held(&status_url) >= before,
         "the restarted node lost pieces"
     );
-    let o = push(&net, &src, "carol/interrupted");
+    let o = net.push(&src, "carol/interrupted");
     assert!(o.status.success(), "{}", text(&o));
     let dest = net.dir.path().join("out");
-    let o = pull(&net, "carol/interrupted", &dest);
+    let o = net.pull("carol/interrupted", &dest);
     assert!(o.status.success(), "{}", text(&o));
     assert_same(&dest, &files);
 }
@@ -278,7 +262,7 @@ fn bytes_that_do_not_match_their_hash_are_routed_around() {
     let net = Net::up(6);
     let src = net.dir.path().join("src");
     let files = mixed_files(&src, 4, 2 << 20);
-    let o = push(&net, &src, "dave/guarded");
+    let o = net.push(&src, "dave/guarded");
     assert!(o.status.success(), "{}", text(&o));
 
     // Node 1 comes back as a liar: it serves every piece with a flipped byte.
@@ -310,7 +294,9 @@ fn bytes_that_do_not_match_their_hash_are_routed_around() {
     let t0 = std::time::Instant::now();
     loop {
         let o = net.cmd(&["dataset", "info", "dave/guarded"]);
-        if String::from_utf8_lossy(&o.stdout).contains("with all 6 pieces reachable, 0 degraded") {
+        if String::from_utf8_lossy(&o.stdout)
+            .contains("with all 6 pieces on distinct reachable nodes, 0 degraded")
+        {
             break;
         }
         assert!(
@@ -321,7 +307,7 @@ fn bytes_that_do_not_match_their_hash_are_routed_around() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let dest = net.dir.path().join("out");
-    let o = pull(&net, "dave/guarded", &dest);
+    let o = net.pull("dave/guarded", &dest);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{}", text(&o));
     assert_same(&dest, &files);
@@ -337,7 +323,7 @@ fn interrupted_pull_resumes_from_its_last_whole_stripe() {
     let net = Net::up(6);
     let src = net.dir.path().join("src");
     let files = mixed_files(&src, 5, 16 << 20);
-    let o = push(&net, &src, "erin/resumable");
+    let o = net.push(&src, "erin/resumable");
     assert!(o.status.success(), "{}", text(&o));
 
     let dest = net.dir.path().join("out");
@@ -378,7 +364,7 @@ fn interrupted_pull_resumes_from_its_last_whole_stripe() {
         }
     }
 
-    let o = pull(&net, "erin/resumable", &dest);
+    let o = net.pull("erin/resumable", &dest);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{}", text(&o));
     assert!(!out.contains(", 0 B resumed"), "nothing was resumed: {out}");
@@ -389,7 +375,7 @@ fn interrupted_pull_resumes_from_its_last_whole_stripe() {
     );
     // A fresh pull of the same version needs more pieces than the resumed one took.
     let fresh = net.dir.path().join("fresh");
-    let f = pull(&net, "erin/resumable", &fresh);
+    let f = net.pull("erin/resumable", &fresh);
     let (resumed, whole) = (
         count_before(&out, " pieces fetched"),
         count_before(&String::from_utf8_lossy(&f.stdout), " pieces fetched"),
@@ -405,7 +391,7 @@ fn a_holder_that_dies_during_a_pull_is_routed_around() {
     let net = Net::up(6);
     let src = net.dir.path().join("src");
     let files = mixed_files(&src, 6, 16 << 20);
-    let o = push(&net, &src, "frank/steady");
+    let o = net.push(&src, "frank/steady");
     assert!(o.status.success(), "{}", text(&o));
 
     let dest = net.dir.path().join("out");

@@ -48,21 +48,26 @@ pub(crate) struct Net {
 
 impl Net {
     pub(crate) fn up(nodes: usize) -> Self {
+        Self::up_with(nodes, &[])
+    }
+
+    /// A network whose `network up` gets `extra` arguments too (timers, thresholds).
+    pub(crate) fn up_with(nodes: usize, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let net = dir.path().join("net");
-        let o = run(
-            &[
-                "network",
-                "up",
-                "--nodes",
-                &nodes.to_string(),
-                "--dir",
-                net.to_str().expect("utf-8 path"),
-                "--announce-secs",
-                "5",
-            ],
-            &[],
-        );
+        let n = nodes.to_string();
+        let mut args = vec![
+            "network",
+            "up",
+            "--nodes",
+            &n,
+            "--dir",
+            net.to_str().expect("utf-8 path"),
+            "--announce-secs",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args, &[]);
         assert!(o.status.success(), "network up failed: {}", text(&o));
         let config = dir.path().join("config");
         Self { dir, config }
@@ -90,6 +95,30 @@ impl Net {
             .env("CAIRN_PEER", &self.nodes()[0].peer)
             .env("CAIRN_CONFIG_DIR", &self.config);
         c.output().expect("cairn runs")
+    }
+
+    /// `cairn dataset push SRC --name NAME` with k=4, m=2 and 64 KiB blocks.
+    pub(crate) fn push(&self, src: &Path, name: &str) -> Output {
+        self.cmd(&[
+            "dataset",
+            "push",
+            src.to_str().expect("utf-8"),
+            "--name",
+            name,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--block-size",
+            "64KiB",
+            "--license",
+            "CC0-1.0",
+        ])
+    }
+
+    /// `cairn dataset pull NAME DEST`.
+    pub(crate) fn pull(&self, name: &str, dest: &Path) -> Output {
+        self.cmd(&["dataset", "pull", name, dest.to_str().expect("utf-8")])
     }
 
     /// Starts `cairn args...` against the network in the background, output captured.
@@ -224,4 +253,53 @@ pub(crate) fn count_before(out: &str, label: &str) -> u64 {
         .and_then(|x| x.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count before {label:?} in: {out}"))
+}
+
+/// Waits up to `secs` for `ok()`, polling; panics with `what()` when time runs out.
+pub(crate) fn wait_for(secs: u64, mut ok: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let t0 = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(secs),
+            "gave up after {secs} s: {}",
+            what()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// A running node's status from its HTTP API.
+pub(crate) fn status(http: &str) -> Option<storage_node::net::NodeStatus> {
+    ureq::get(format!("{http}/v1/node"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_json()
+        .ok()
+}
+
+/// Every piece file under a node's data dir, by piece id (hex).
+pub(crate) fn piece_files(data_dir: &Path) -> Vec<(String, PathBuf)> {
+    let root = data_dir.join("pieces");
+    let mut out: Vec<(String, PathBuf)> = files_under(&root)
+        .into_iter()
+        .map(|rel| {
+            let p = root.join(&rel);
+            let id = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (id, p)
+        })
+        .filter(|(id, _)| id.len() == 64)
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether some file under `data_dir` holds piece `id` intact.
+pub(crate) fn holds_intact(data_dir: &Path, id: &str) -> bool {
+    piece_files(data_dir).iter().any(|(i, p)| {
+        i == id && std::fs::read(p).is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == id)
+    })
 }
