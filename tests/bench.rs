@@ -1,0 +1,102 @@
+//! `cairn bench` end to end, at a size a test can afford: every measure the benchmark
+//! promises comes out of a real run against node processes, each with a baseline from the
+//! same run, in the table and in the JSON.
+
+mod common;
+
+use common::{run, text};
+
+#[test]
+fn the_benchmark_measures_everything_beside_a_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let work = dir.path().join("work");
+    let o = run(
+        &[
+            "bench",
+            "--quick",
+            "--mib",
+            "8",
+            "--train-mib",
+            "2",
+            "--json",
+            json.to_str().expect("utf-8"),
+            "--dir",
+            work.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON is written")).expect("json");
+    let figures = v["figures"].as_array().expect("figures");
+    // The figure for `prefix` measured against `baseline`.
+    let find = |prefix: &str, baseline: &str| {
+        figures
+            .iter()
+            .find(|f| {
+                f["measure"]
+                    .as_str()
+                    .is_some_and(|m| m.trim_start().starts_with(prefix))
+                    && f["baseline"].as_str().is_some_and(|b| b.contains(baseline))
+            })
+            .unwrap_or_else(|| panic!("no figure for {prefix:?} against {baseline:?} in {v}"))
+    };
+    for (prefix, baseline) in [
+        ("pull 8 MiB", "local copy"),
+        ("pull 8 MiB", "static server"),
+        ("HTTP GET of", "static server"),
+        ("push 8 MiB", "1.50x the bytes"),
+        ("training streamed", "local files"),
+        ("audit round: node CPU", "re-hashing"),
+        ("audit round: bytes on the wire", "held bytes"),
+        ("audit round: piece bytes read", "held bytes"),
+        ("repair after a node is lost", "pull"),
+        ("idle node memory", "before they held anything"),
+        ("Reed-Solomon encode 10+4", "memcpy"),
+        ("BLAKE3", "memcpy"),
+    ] {
+        let f = find(prefix, baseline);
+        let (value, base, ratio) = (
+            f["value"].as_f64().expect("value"),
+            f["baseline_value"].as_f64().expect("baseline"),
+            f["ratio"].as_f64().expect("ratio"),
+        );
+        assert!(
+            value > 0.0 && base > 0.0 && (ratio - value / base).abs() <= 1e-9 * ratio.abs(),
+            "{f}"
+        );
+        // And in the printed table.
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(f["measure"].as_str().unwrap_or("?")),
+            "{}",
+            text(&o)
+        );
+    }
+    // Streamed and local training learn the same model from the same samples.
+    let acc: Vec<&serde_json::Value> = figures
+        .iter()
+        .filter(|f| {
+            f["measure"]
+                .as_str()
+                .is_some_and(|m| m.trim() == "test accuracy")
+        })
+        .collect();
+    assert!(!acc.is_empty(), "{v}");
+    for f in acc {
+        assert_eq!(f["ratio"].as_f64(), Some(1.0), "{f}");
+    }
+    // Nothing is left running: the bench stops its nodes.
+    let net = work.join("net").join("network.json");
+    if let Ok(b) = std::fs::read(&net) {
+        let n: serde_json::Value = serde_json::from_slice(&b).expect("network.json");
+        for node in n["nodes"].as_array().into_iter().flatten() {
+            let pid = node["pid"].as_u64().expect("pid");
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(work.to_str().expect("utf-8")),
+                "node pid {pid} still running"
+            );
+        }
+    }
+}
