@@ -324,6 +324,10 @@ impl Ledger {
         if r.auditor == r.holder {
             return false;
         }
+        // A node caught forging has no say about others: its records could only smear.
+        if self.flagged(&r.auditor) {
+            return false;
+        }
         let digest = signed.digest();
         if self.seen.contains(&digest) {
             return false;
@@ -618,6 +622,23 @@ mod tests {
         assert!(r.flagged);
         assert_eq!(r.score, 0.0);
         assert!(!l.trusted(&h, &PieceId([1; 32])));
+    }
+
+    #[test]
+    fn a_flagged_node_has_no_say_about_others() {
+        let (forger, honest) = (key(9), key(8));
+        let mut l = Ledger::new();
+        l.apply(&record(&key(1), id(&forger), Outcome::BadProof, 1));
+        l.apply(&record(&key(2), id(&forger), Outcome::WrongBytes, 2));
+        assert!(l.flagged(&id(&forger)));
+        for t in 0..10 {
+            assert!(
+                !l.apply(&record(&forger, id(&honest), Outcome::BadProof, t)),
+                "a flagged auditor's record was taken"
+            );
+        }
+        let r = l.reputation(&id(&honest));
+        assert!(!r.flagged && !r.failing && r.fails == 0);
     }
 
     #[test]

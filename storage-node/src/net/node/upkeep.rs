@@ -39,6 +39,8 @@ pub(super) const AUDIT_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_REPAIRS: usize = 8;
 /// How long a claimant waits for competing claims before it starts.
 const CLAIM_SETTLE: Duration = Duration::from_secs(2);
+/// How far ahead of this node's clock an audit record may be dated.
+const MAX_CLOCK_SKEW_SECS: u64 = 600;
 /// How long a `Hold` of a rebuilt piece may take.
 const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -259,9 +261,15 @@ impl State {
 
     /// Takes verified records into the ledger and stores the new ones.
     pub(super) async fn take_records(&self, records: Vec<SignedRecord>) {
+        // A record dated ahead of this node's clock (beyond the skew clocks may have)
+        // would credit byte-hours that have not passed yet: it is refused.
+        let latest = now_unix().saturating_add(MAX_CLOCK_SKEW_SECS);
         let fresh: Vec<SignedRecord> = {
             let mut ledger = lock(&self.ledger);
-            records.into_iter().filter(|r| ledger.apply(r)).collect()
+            records
+                .into_iter()
+                .filter(|r| r.record.time_unix <= latest && ledger.apply(r))
+                .collect()
         };
         if fresh.is_empty() {
             return;
