@@ -252,6 +252,72 @@ fn killed_nodes_pieces_are_rebuilt_on_distinct_nodes_and_m_more_losses_are_then_
     assert_same(&dest, &files);
 }
 
+#[test]
+fn a_repairer_killed_mid_repair_leaves_its_stripes_to_the_others() {
+    let net = Net::up_with(8, FAST);
+    let src = net.dir.path().join("src");
+    let files = mixed_files(&src, 4, 2 << 20);
+    let o = net.push(&src, "lee/resilient");
+    assert!(o.status.success(), "{}", text(&o));
+    let nodes = net.nodes();
+    let victim = 2;
+    let mut lost: Vec<String> = piece_files(&nodes[victim].data_dir)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!lost.is_empty(), "the victim held nothing");
+    net.kill(victim);
+    // The first node to place a rebuilt piece is in the middle of its repairs (up to 8
+    // stripes at once, each a claim, a fetch and placements): kill it there. Not node 0,
+    // which the commands reach the network through.
+    let mut repairer = None;
+    wait_for(
+        90,
+        || {
+            repairer = nodes
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != 0 && i != victim)
+                .find(|(_, n)| status(&n.http).is_some_and(|s| s.upkeep.pieces_rebuilt > 0))
+                .map(|(i, _)| i);
+            repairer.is_some()
+        },
+        || "no node has rebuilt a piece".into(),
+    );
+    let repairer = repairer.expect("found above");
+    lost.extend(
+        piece_files(&nodes[repairer].data_dir)
+            .into_iter()
+            .map(|(id, _)| id),
+    );
+    net.kill(repairer);
+    // Its claims lapse and the others finish: every piece of both dead nodes is whole on
+    // the six left, and every stripe again survives two more losses.
+    let live: Vec<&Path> = nodes
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != victim && i != repairer)
+        .map(|(_, n)| n.data_dir.as_path())
+        .collect();
+    wait_for(
+        150,
+        || lost.iter().all(|id| intact_on(&live, id) >= 1),
+        || {
+            let left = lost.iter().filter(|id| intact_on(&live, id) == 0).count();
+            format!("{left} of {} pieces not yet rebuilt", lost.len())
+        },
+    );
+    wait_for(
+        30,
+        || tolerance(&net, "lee/resilient").is_some_and(|(_, t)| t == 2),
+        || format!("placement: {:?}", tolerance(&net, "lee/resilient")),
+    );
+    let dest = net.dir.path().join("out");
+    let o = net.pull("lee/resilient", &dest);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same(&dest, &files);
+}
+
 /// Starts an extra node that joins through node 0 and misbehaves as `fault` says.
 fn faulty_node(net: &Net, name: &str, fault: &str) -> (KillOnDrop, String, String) {
     let dir = net.dir.path().join(name);
