@@ -379,38 +379,11 @@ fn data_that_is_gone_stops_training_with_a_clear_error_and_keeps_the_checkpoint(
     assert!(saved.starts_with(b"CAIRNCK1"));
 }
 
-/// IDX files of 8x8 images in 4 classes: class `c` is a bright 3x3 square in quadrant
-/// `c` (placed at random within it), on noise. Generated with a known structure that a
-/// CNN must find; `gz` writes the images gzipped, as MNIST ships them.
-fn write_idx(dir: &Path, prefix: &str, n: usize, seed: u64, gz: bool) {
-    let mut x = seed | 1;
-    let mut rnd = move |m: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % m
-    };
-    let mut img = vec![0, 0, 8, 3];
-    for d in [n as u32, 8, 8] {
-        img.extend_from_slice(&d.to_be_bytes());
-    }
-    let mut lbl = vec![0, 0, 8, 1];
-    lbl.extend_from_slice(&(n as u32).to_be_bytes());
-    for _ in 0..n {
-        let c = rnd(4) as usize;
-        let mut px = [0u8; 64];
-        for p in &mut px {
-            *p = rnd(80) as u8;
-        }
-        let (r0, c0) = ((c / 2) * 4 + rnd(2) as usize, (c % 2) * 4 + rnd(2) as usize);
-        for r in r0..r0 + 3 {
-            for cc in c0..c0 + 3 {
-                px[r * 8 + cc] = 200 + rnd(56) as u8;
-            }
-        }
-        img.extend_from_slice(&px);
-        lbl.push(c as u8);
-    }
+/// `trainer::synthetic::square_images` as IDX files: 8x8 images in 4 classes with a
+/// known structure that a CNN must find. `gz` writes the images gzipped, as MNIST ships
+/// them.
+fn write_idx(dir: &Path, prefix: &str, n: u32, seed: u64, gz: bool) {
+    let (img, lbl) = trainer::synthetic::square_images(n, seed);
     std::fs::create_dir_all(dir).expect("mkdir");
     let images = dir.join(format!("{prefix}-images-idx3-ubyte"));
     if gz {

@@ -169,6 +169,18 @@ fn tolerance(net: &Net, name: &str) -> Option<(u64, i64)> {
     Some((v["stripes"].as_u64()?, v["tolerates"].as_i64()?))
 }
 
+/// Waits until every piece in `lost` is whole on one of the `live` data dirs.
+fn wait_rebuilt(secs: u64, live: &[&Path], lost: &[String]) {
+    wait_for(
+        secs,
+        || lost.iter().all(|id| intact_on(live, id) >= 1),
+        || {
+            let left = lost.iter().filter(|id| intact_on(live, id) == 0).count();
+            format!("{left} of {} pieces not yet rebuilt", lost.len())
+        },
+    );
+}
+
 #[test]
 fn killed_nodes_pieces_are_rebuilt_on_distinct_nodes_and_m_more_losses_are_then_tolerated() {
     let net = Net::up_with(8, FAST);
@@ -197,14 +209,7 @@ fn killed_nodes_pieces_are_rebuilt_on_distinct_nodes_and_m_more_losses_are_then_
         .map(|(_, n)| n.data_dir.as_path())
         .collect();
     // Audit rounds come about every second: all is rebuilt within 90 of them.
-    wait_for(
-        90,
-        || lost.iter().all(|id| intact_on(&live, id) >= 1),
-        || {
-            let left = lost.iter().filter(|id| intact_on(&live, id) == 0).count();
-            format!("{left} of {} pieces not yet rebuilt", lost.len())
-        },
-    );
+    wait_rebuilt(90, &live, &lost);
     // Full redundancy again, as the network reports it: every stripe has its 6 pieces on
     // 6 distinct live nodes.
     wait_for(
@@ -299,14 +304,7 @@ fn a_repairer_killed_mid_repair_leaves_its_stripes_to_the_others() {
         .filter(|&(i, _)| i != victim && i != repairer)
         .map(|(_, n)| n.data_dir.as_path())
         .collect();
-    wait_for(
-        150,
-        || lost.iter().all(|id| intact_on(&live, id) >= 1),
-        || {
-            let left = lost.iter().filter(|id| intact_on(&live, id) == 0).count();
-            format!("{left} of {} pieces not yet rebuilt", lost.len())
-        },
-    );
+    wait_rebuilt(150, &live, &lost);
     wait_for(
         30,
         || tolerance(&net, "lee/resilient").is_some_and(|(_, t)| t == 2),

@@ -11,6 +11,7 @@ pub mod model;
 pub mod order;
 pub mod samples;
 pub mod source;
+pub mod synthetic;
 #[cfg(test)]
 mod tests;
 pub mod train;

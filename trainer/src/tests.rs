@@ -243,38 +243,10 @@ mod images {
         train::{Data, Format, Task, TestSplit, train},
     };
 
-    /// IDX files of 8x8 images in 4 classes: class `c` is a bright 3x3 square in quadrant
-    /// `c`, on noise. A known structure a CNN must find (the square moves within its
-    /// quadrant, so no single pixel gives the class away).
-    fn write_idx(dir: &std::path::Path, prefix: &str, n: usize, seed: u64, gz: bool) {
-        let mut x = seed | 1;
-        let mut rnd = move |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
-        let mut img = vec![0, 0, 8, 3];
-        for d in [n as u32, 8, 8] {
-            img.extend_from_slice(&d.to_be_bytes());
-        }
-        let mut lbl = vec![0, 0, 8, 1];
-        lbl.extend_from_slice(&(n as u32).to_be_bytes());
-        for _ in 0..n {
-            let c = rnd(4) as usize;
-            let mut px = [0u8; 64];
-            for p in &mut px {
-                *p = rnd(80) as u8;
-            }
-            let (r0, c0) = ((c / 2) * 4 + rnd(2) as usize, (c % 2) * 4 + rnd(2) as usize);
-            for r in r0..r0 + 3 {
-                for cc in c0..c0 + 3 {
-                    px[r * 8 + cc] = 200 + rnd(56) as u8;
-                }
-            }
-            img.extend_from_slice(&px);
-            lbl.push(c as u8);
-        }
+    /// [`crate::synthetic::square_images`] as `PREFIX-{images,labels}-idx*-ubyte`, the
+    /// images gzipped when `gz`.
+    fn write_idx(dir: &std::path::Path, prefix: &str, n: u32, seed: u64, gz: bool) {
+        let (img, lbl) = crate::synthetic::square_images(n, seed);
         let write = |name: String, bytes: &[u8]| {
             if gz {
                 let f = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
