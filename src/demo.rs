@@ -416,11 +416,14 @@ pub(crate) fn run(a: DemoArgs) -> Result<()> {
             return Ok(None);
         }
         let holders: Vec<_> = rows.iter().filter(|r| r.pieces > 0).collect();
-        if holders.iter().any(|r| r.fails > 0) {
-            bail!("an honest node failed an audit: {rows:?}");
-        }
-        Ok(holders.iter().all(|r| r.passes > 0).then_some(rows))
+        // Done once every holder passed, or as soon as any failed (checked below: an
+        // error inside the wait would only be retried).
+        let failed = holders.iter().any(|r| r.fails > 0);
+        Ok((failed || holders.iter().all(|r| r.passes > 0)).then_some(rows))
     })?;
+    if audited.iter().any(|r| r.pieces > 0 && r.fails > 0) {
+        bail!("an honest node failed an audit: {audited:?}");
+    }
     step(
         4,
         "audit",

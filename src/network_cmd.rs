@@ -261,6 +261,9 @@ pub(crate) fn start(a: &UpArgs) -> Result<Network> {
     }
     for i in 0..entries.len() {
         let (p, h) = ports[i];
+        // A marker left by a killed earlier run would make `wait_bound` think this node
+        // had bound its ports already.
+        std::fs::remove_file(entries[i].data_dir.join(crate::node_cmd::RUNNING_FILE)).ok();
         let mut args: Vec<String> = vec![
             "node".into(),
             "run".into(),
