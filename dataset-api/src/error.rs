@@ -8,7 +8,7 @@ use axum::{
 use serde::Serialize;
 use storage_node::{
     engine::EngineError,
-    net::{ClientError, NetError},
+    net::{ClientError, NetError, wire::ErrorCode},
 };
 
 /// Seconds a client is told to wait when too few pieces are reachable.
@@ -178,9 +178,14 @@ impl From<ClientError> for ApiError {
             ClientError::Unrecoverable(_) => Self::unavailable(format!(
                 "{e}; retry in {RETRY_AFTER_SECS} s or when more nodes are up"
             )),
-            ClientError::Net(NetError::Unreachable { .. } | NetError::Stopped) => {
-                Self::unavailable(e.to_string())
-            }
+            ClientError::Net(
+                NetError::Unreachable { .. }
+                | NetError::Stopped
+                | NetError::Refused {
+                    code: ErrorCode::Busy,
+                    ..
+                },
+            ) => Self::unavailable(e.to_string()),
             ClientError::Placement(_) => Self::unavailable(e.to_string()),
             ClientError::Publish(m) => Self::forbidden(format!("publishing was refused: {m}")),
             ClientError::NotOwner { .. } => Self::forbidden(e.to_string()),
@@ -194,7 +199,9 @@ impl From<ClientError> for ApiError {
                 "payload_too_large",
                 e.to_string(),
             ),
-            ClientError::Manifest { .. } | ClientError::Hold { .. } => {
+            ClientError::Manifest { .. }
+            | ClientError::Hold { .. }
+            | ClientError::SpotCheck { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", e.to_string())
             }
             other => Self::internal(other.to_string()),
@@ -222,5 +229,22 @@ impl IntoResponse for ApiError {
             );
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_peer_is_a_503_with_retry_after() {
+        let busy = ClientError::Net(NetError::Refused {
+            peer: "p".into(),
+            code: ErrorCode::Busy,
+            message: "too many requests in progress; retry shortly".into(),
+        });
+        let r = ApiError::from(busy).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key(header::RETRY_AFTER));
     }
 }

@@ -33,7 +33,6 @@ use storage_node::{
     net::{Client, Node, NodeStatus, Reader, identity::load_or_create_secret},
 };
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::{cors::CorsLayer, limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
@@ -45,10 +44,12 @@ mod openapi;
 mod page;
 pub mod push;
 pub mod range;
+pub mod server;
 pub mod tokens;
 
 pub use error::ApiError;
 pub use openapi::ApiDoc;
+pub use server::serve;
 
 /// The publisher key a node signs HTTP pushes with, in its data dir.
 pub const NODE_PUBLISHER_KEY: &str = "publisher.key";
@@ -122,6 +123,7 @@ impl Api {
         let client = Client::connect(node.peer_addr())
             .await
             .map_err(|e| ServeError(format!("the HTTP API cannot reach its own node: {e}")))?;
+        push::clean_uploads(&cfg.data_dir);
         let key_path = cfg.data_dir.join(NODE_PUBLISHER_KEY);
         let secret = load_or_create_secret(&key_path).map_err(|e| {
             ServeError(format!(
@@ -367,14 +369,4 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
         .local_addr()
         .map_err(|e| ServeError(e.to_string()))?;
     Ok((listener, local))
-}
-
-/// Serves `router` on `listener` until `cancel` fires, then finishes open requests.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, cancel: CancellationToken) {
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-    {
-        tracing::warn!("HTTP server stopped: {e}");
-    }
 }

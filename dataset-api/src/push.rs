@@ -184,6 +184,19 @@ pub(crate) async fn push(
     ))
 }
 
+/// Removes what uploads a stopped node left behind (each upload removes its own dir when
+/// it ends; a node killed meanwhile cannot).
+pub(crate) fn clean_uploads(data_dir: &FsPath) {
+    let uploads = data_dir.join(UPLOADS);
+    if let Ok(dir) = std::fs::read_dir(&uploads) {
+        for e in dir.flatten() {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!(path = %e.path().display(), "cannot remove a stale upload: {err}");
+            }
+        }
+    }
+}
+
 /// Bytes of a refused upload read before answering; beyond that the connection closes.
 const DRAIN_LIMIT: u64 = 8 << 20;
 
@@ -267,14 +280,22 @@ fn unpack(tar: &FsPath, root: &FsPath) -> Result<(), ApiError> {
         {
             return Err(bad(format!("{} leaves the dataset", path.display())));
         }
-        // unpack_in checks again that nothing lands outside `root`.
-        let inside = entry.unpack_in(root).map_err(|e| bad(e.to_string()))?;
-        if !inside {
-            return Err(bad(format!("{} leaves the dataset", path.display())));
+        // The entry's mode, owner and times are not used: directories are made 0755 and
+        // files 0644 (less the umask), so nothing in the upload dir is left unremovable
+        // (a directory the tar set to 0555 would keep its files from being deleted).
+        let to = root.join(&path);
+        // What fails here is the archive's shape (a file where a directory should be).
+        let clash = |e: std::io::Error| bad(format!("{}: {e}", path.display()));
+        if kind.is_dir() {
+            std::fs::create_dir_all(&to).map_err(clash)?;
+            continue;
         }
-        if kind.is_file() {
-            files += 1;
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(clash)?;
         }
+        let mut out = std::fs::File::create(&to).map_err(clash)?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| bad(e.to_string()))?;
+        files += 1;
     }
     if files == 0 {
         return Err(bad("it holds no files".into()));
@@ -346,5 +367,30 @@ mod tests {
         let e = unpack(&t, &dir.path().join("out")).unwrap_err();
         assert!(e.message.contains("leaves the dataset"), "{}", e.message);
         assert!(!dir.path().join("escape.txt").exists());
+    }
+
+    #[test]
+    fn modes_in_the_tar_are_ignored() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o555);
+        h.set_size(0);
+        b.append_data(&mut h, "ro", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o4777);
+        h.set_size(2);
+        b.append_data(&mut h, "ro/f.txt", &b"hi"[..]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("a.tar");
+        std::fs::write(&t, b.into_inner().unwrap()).unwrap();
+        let out = dir.path().join("out");
+        unpack(&t, &out).unwrap();
+        let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().permissions().mode();
+        assert_ne!(mode("ro") & 0o200, 0, "the directory stays writable");
+        assert_eq!(mode("ro/f.txt") & 0o7111, 0, "no setuid or execute bits");
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

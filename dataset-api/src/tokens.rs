@@ -4,7 +4,9 @@
 //! BLAKE3 hashes, one per line in `DATA_DIR/api-tokens` (`<name> <hash hex> <created>`),
 //! written atomically, readable by the node's user only. A token is shown once, when it is
 //! created. The node reads the file on each write request, so tokens created or revoked
-//! while it runs take effect at once.
+//! while it runs take effect at once. Changes are read-modify-write under an exclusive
+//! lock on `api-tokens.lock`, so concurrent `token create` and `revoke` runs never lose
+//! one another's change.
 
 use std::{
     io::Write,
@@ -119,6 +121,23 @@ impl Tokens {
         Ok(out)
     }
 
+    /// Holds the exclusive lock that every change of the file takes, until dropped.
+    fn lock(&self) -> Result<std::fs::File, TokenError> {
+        let path = self.path.with_extension("lock");
+        let io = |source| TokenError::Io {
+            path: path.clone(),
+            source,
+        };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        f.lock().map_err(io)?;
+        Ok(f)
+    }
+
     /// Creates a token named `name`; returns the token, which is not stored anywhere.
     pub fn create(&self, name: &str, now_unix: u64) -> Result<String, TokenError> {
         if name.is_empty()
@@ -129,6 +148,7 @@ impl Tokens {
         {
             return Err(TokenError::BadName(name.to_string()));
         }
+        let _lock = self.lock()?;
         let mut all = self.list()?;
         if all.iter().any(|t| t.name == name) {
             return Err(TokenError::Exists(name.to_string()));
@@ -147,6 +167,7 @@ impl Tokens {
 
     /// Removes the token named `name`.
     pub fn revoke(&self, name: &str) -> Result<(), TokenError> {
+        let _lock = self.lock()?;
         let mut all = self.list()?;
         let before = all.len();
         all.retain(|t| t.name != name);
@@ -236,5 +257,38 @@ mod tests {
             t.check("x"),
             Err(TokenError::Corrupt { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn concurrent_creates_and_revokes_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tokens::in_dir(dir.path());
+        let made: Vec<(String, String)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..20)
+                .map(|i| {
+                    let t = t.clone();
+                    s.spawn(move || {
+                        let name = format!("t{i}");
+                        let tok = t.create(&name, i).unwrap();
+                        (name, tok)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(t.list().unwrap().len(), 20);
+        for (name, tok) in &made {
+            assert_eq!(t.check(tok).unwrap().as_deref(), Some(name.as_str()));
+        }
+        std::thread::scope(|s| {
+            for (name, _) in &made {
+                let t = t.clone();
+                s.spawn(move || t.revoke(name).unwrap());
+            }
+        });
+        assert!(t.list().unwrap().is_empty());
+        for (_, tok) in &made {
+            assert_eq!(t.check(tok).unwrap(), None, "a revoked token still works");
+        }
     }
 }
