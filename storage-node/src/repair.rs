@@ -123,16 +123,39 @@ impl Claim {
 const MAX_CLAIMS: usize = 1 << 16;
 /// Most live claims one node may hold at once. An honest node runs a few repairs at a
 /// time; the cap keeps one node from filling the board and so stopping everyone's repair.
-pub const MAX_CLAIMS_PER_NODE: usize = 256;
+pub const MAX_CLAIMS_PER_NODE: usize = 64;
 /// The longest lease a claim may ask for; anything longer is cut to this.
 pub const MAX_LEASE_SECS: u64 = 3600;
+/// How long a claim may be held, renewals included. An honest repair of one stripe takes
+/// seconds to minutes; a claim still held this long after it was made is making no
+/// progress, so it lapses and its claimer may not claim that stripe again for as long.
+pub const MAX_CLAIM_RUN_SECS: u64 = 15 * 60;
+
+/// A live claim.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    who: NodeId,
+    until: u64,
+    since: u64,
+}
+
+impl Live {
+    fn live(&self, now: u64) -> bool {
+        self.until > now && self.since.saturating_add(MAX_CLAIM_RUN_SECS) > now
+    }
+}
 
 /// The claims a node has seen: which stripe is being repaired by whom.
+///
+/// The board takes claims as they come; who may claim at all (a proven holder of a piece
+/// of the stripe) is for the caller to check before [`ClaimBoard::observe`].
 #[derive(Debug, Default)]
 pub struct ClaimBoard {
-    claims: HashMap<StripeId, (NodeId, u64)>,
+    claims: HashMap<StripeId, Live>,
     /// Live claims per claimer (recounted when the board is pruned).
     per_node: HashMap<NodeId, usize>,
+    /// A claimer whose claim on a stripe lapsed, and until when it may not claim it again.
+    barred: HashMap<StripeId, (NodeId, u64)>,
 }
 
 impl ClaimBoard {
@@ -144,21 +167,39 @@ impl ClaimBoard {
     /// Takes in a claim seen at time `now`.
     pub fn observe(&mut self, c: Claim, now: u64) {
         let expires = c.expires_unix.min(now.saturating_add(MAX_LEASE_SECS));
+        if self
+            .barred
+            .get(&c.stripe)
+            .is_some_and(|(who, until)| *who == c.claimer && *until > now)
+        {
+            return;
+        }
         match self.claims.get(&c.stripe).copied() {
-            Some((who, _)) if c.done => {
-                if who == c.claimer {
+            Some(l) if c.done => {
+                if l.who == c.claimer {
                     self.remove(&c.stripe);
                 }
             }
             _ if c.done => {}
-            Some((who, until))
-                if who != c.claimer
-                    && until > now
-                    && claim_rank(&c.stripe, &who) < claim_rank(&c.stripe, &c.claimer) => {}
-            Some((who, _)) if who == c.claimer => {
+            Some(l) if l.who == c.claimer && l.since.saturating_add(MAX_CLAIM_RUN_SECS) <= now => {
+                // Renewed and renewed, but never done: it lapses.
+                self.remove(&c.stripe);
+                self.bar(c.stripe, c.claimer, now);
+            }
+            Some(l)
+                if l.who != c.claimer
+                    && l.live(now)
+                    && claim_rank(&c.stripe, &l.who) < claim_rank(&c.stripe, &c.claimer) => {}
+            Some(l) if l.who == c.claimer => {
                 // A renewal.
                 if expires > now {
-                    self.claims.insert(c.stripe, (c.claimer, expires));
+                    self.claims.insert(
+                        c.stripe,
+                        Live {
+                            until: expires,
+                            ..l
+                        },
+                    );
                 } else {
                     self.remove(&c.stripe);
                 }
@@ -177,44 +218,81 @@ impl ClaimBoard {
                         return;
                     }
                 }
+                if let Some(old) = self.claims.get(&c.stripe).copied()
+                    && old.since.saturating_add(MAX_CLAIM_RUN_SECS) <= now
+                {
+                    self.bar(c.stripe, old.who, now);
+                }
                 self.remove(&c.stripe);
-                self.claims.insert(c.stripe, (c.claimer, expires));
+                self.claims.insert(
+                    c.stripe,
+                    Live {
+                        who: c.claimer,
+                        until: expires,
+                        since: now,
+                    },
+                );
                 *self.per_node.entry(c.claimer).or_default() += 1;
             }
         }
     }
 
+    fn bar(&mut self, stripe: StripeId, who: NodeId, now: u64) {
+        if self.barred.len() >= MAX_CLAIMS {
+            self.barred.retain(|_, (_, until)| *until > now);
+        }
+        if self.barred.len() < MAX_CLAIMS {
+            self.barred
+                .insert(stripe, (who, now.saturating_add(MAX_CLAIM_RUN_SECS)));
+        }
+    }
+
     fn remove(&mut self, stripe: &StripeId) {
-        if let Some((who, _)) = self.claims.remove(stripe)
-            && let Some(n) = self.per_node.get_mut(&who)
+        if let Some(l) = self.claims.remove(stripe)
+            && let Some(n) = self.per_node.get_mut(&l.who)
         {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_node.remove(&who);
+                self.per_node.remove(&l.who);
             }
         }
     }
 
-    /// Forgets expired claims.
+    /// Forgets claims that are no longer live.
     fn prune(&mut self, now: u64) {
-        self.claims.retain(|_, (_, until)| *until > now);
-        self.per_node.clear();
-        for (who, _) in self.claims.values() {
-            *self.per_node.entry(*who).or_default() += 1;
+        let lapsed: Vec<(StripeId, NodeId)> = self
+            .claims
+            .iter()
+            .filter(|(_, l)| l.until > now && !l.live(now))
+            .map(|(s, l)| (*s, l.who))
+            .collect();
+        for (s, who) in lapsed {
+            self.bar(s, who, now);
         }
+        self.claims.retain(|_, l| l.live(now));
+        self.per_node.clear();
+        for l in self.claims.values() {
+            *self.per_node.entry(l.who).or_default() += 1;
+        }
+        self.barred.retain(|_, (_, until)| *until > now);
     }
 
     /// Who holds a live claim on `stripe` at `now`.
     pub fn holder(&self, stripe: &StripeId, now: u64) -> Option<NodeId> {
         self.claims
             .get(stripe)
-            .filter(|(_, until)| *until > now)
-            .map(|(who, _)| *who)
+            .filter(|l| l.live(now))
+            .map(|l| l.who)
     }
 
-    /// Whether `me` may claim `stripe` at `now`: nobody else holds a live claim.
+    /// Whether `me` may claim `stripe` at `now`: nobody else holds a live claim, and `me`
+    /// is not barred from it after a claim of its own lapsed.
     pub fn may_claim(&self, stripe: &StripeId, me: &NodeId, now: u64) -> bool {
-        self.holder(stripe, now).is_none_or(|who| who == *me)
+        let barred = self
+            .barred
+            .get(stripe)
+            .is_some_and(|(who, until)| who == me && *until > now);
+        !barred && self.holder(stripe, now).is_none_or(|who| who == *me)
     }
 }
 
@@ -399,6 +477,31 @@ mod tests {
         // Leases are capped.
         board.observe(claim(3, 1, u64::MAX, false), 0);
         assert_eq!(board.holder(&StripeId([3; 32]), MAX_LEASE_SECS), None);
+    }
+
+    #[test]
+    fn a_claim_that_makes_no_progress_lapses() {
+        let s = StripeId([1; 32]);
+        let (squatter, honest) = (NodeId([1; 32]), NodeId([2; 32]));
+        let mut board = ClaimBoard::new();
+        // Renewed every minute, never done.
+        let mut t = 10;
+        while t < 10 + MAX_CLAIM_RUN_SECS {
+            board.observe(claim(1, 1, t + 300, false), t);
+            assert_eq!(board.holder(&s, t), Some(squatter));
+            t += 60;
+        }
+        board.observe(claim(1, 1, t + 300, false), t);
+        assert_eq!(board.holder(&s, t), None, "lapsed");
+        assert!(board.may_claim(&s, &honest, t));
+        assert!(!board.may_claim(&s, &squatter, t), "barred after a lapse");
+        // Its claims are ignored for a while, whatever their rank, and another's go in.
+        board.observe(claim(1, 1, t + 300, false), t + 1);
+        assert_eq!(board.holder(&s, t + 1), None);
+        board.observe(claim(1, 2, t + 300, false), t + 2);
+        assert_eq!(board.holder(&s, t + 2), Some(honest));
+        board.observe(claim(1, 1, t + 300, false), t + 3);
+        assert_eq!(board.holder(&s, t + 3), Some(honest));
     }
 
     #[test]

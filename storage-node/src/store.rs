@@ -7,8 +7,10 @@
 //! ```text
 //! DATA_DIR/
 //!   db/                      rocksdb: column families `pieces`, `manifests`, `names`,
-//!                            `versions`, `audits` (signed audit records, by time) and
-//!                            `repairs` (the repair jobs this node has claimed)
+//!                            `versions`, `audits` (signed audit records, by time),
+//!                            `repairs` (the repair jobs this node has claimed) and
+//!                            `publishers` (versions and manifest bytes per publisher,
+//!                            held to a quota)
 //!   pieces/ab/cd/abcd…(64)   one file per piece, named by its BLAKE3 hash, sharded two levels
 //!   tmp/                     pieces being written; emptied on open
 //! ```
@@ -54,6 +56,11 @@ const CF_NAMES: &str = "names";
 const CF_VERSIONS: &str = "versions";
 const CF_AUDITS: &str = "audits";
 const CF_REPAIRS: &str = "repairs";
+const CF_PUBLISHERS: &str = "publishers";
+/// Most versions one publisher may have stored on a node.
+pub const MAX_VERSIONS_PER_PUBLISHER: u64 = 4096;
+/// Most manifest bytes one publisher may have stored on a node.
+pub const MAX_MANIFEST_BYTES_PER_PUBLISHER: u64 = 256 << 20;
 /// Most audit records kept; older ones are pruned first.
 pub const MAX_STORED_RECORDS: usize = 200_000;
 const META_VERSION: u8 = 1;
@@ -124,6 +131,18 @@ pub enum StoreError {
         name: DatasetName,
         /// Its owner.
         owner: PublisherId,
+    },
+    /// The publisher has used up its quota on this node.
+    #[error(
+        "publisher {publisher} has {versions} versions and {bytes} manifest bytes stored on this node, as many as a publisher may; it was refused another"
+    )]
+    Quota {
+        /// The publisher.
+        publisher: PublisherId,
+        /// Its versions stored.
+        versions: u64,
+        /// Its manifest bytes stored.
+        bytes: u64,
     },
     /// No such dataset or version.
     #[error("{0} not found")]
@@ -272,6 +291,8 @@ pub struct PieceStore {
     durable_dirs: Mutex<HashSet<PathBuf>>,
     /// Serialises manifest writes so an ownership check and its write are atomic.
     names_lock: Mutex<()>,
+    /// Most versions and manifest bytes per publisher.
+    quota: (u64, u64),
 }
 
 impl std::fmt::Debug for PieceStore {
@@ -318,6 +339,7 @@ impl PieceStore {
             CF_VERSIONS,
             CF_AUDITS,
             CF_REPAIRS,
+            CF_PUBLISHERS,
         ]
         .map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = DB::open_cf_descriptors(&db_opts, dir.join("db"), cfs)?;
@@ -328,6 +350,7 @@ impl PieceStore {
             acct: Mutex::new(Accounting::default()),
             durable_dirs: Mutex::new(HashSet::new()),
             names_lock: Mutex::new(()),
+            quota: (MAX_VERSIONS_PER_PUBLISHER, MAX_MANIFEST_BYTES_PER_PUBLISHER),
         };
         let report = store.recover()?;
         info!(
@@ -717,7 +740,27 @@ impl PieceStore {
                 latest_created_unix: created,
             },
         };
+        // Every publisher is held to a quota of versions and manifest bytes.
+        let publisher = manifest.publisher();
+        let (versions, bytes) = self.publisher_usage(&publisher)?;
+        let size = manifest.as_bytes().len() as u64;
+        if versions >= self.quota.0 || bytes.saturating_add(size) > self.quota.1 {
+            return Err(StoreError::Quota {
+                publisher,
+                versions,
+                bytes,
+            });
+        }
         let mut batch = WriteBatch::default();
+        let mut usage = Writer::with_capacity(17);
+        usage.u8(META_VERSION);
+        usage.u64(versions + 1);
+        usage.u64(bytes + size);
+        batch.put_cf(
+            self.cf(CF_PUBLISHERS)?,
+            publisher.as_bytes(),
+            usage.into_bytes(),
+        );
         batch.put_cf(cf_m, version.as_bytes(), manifest.as_bytes());
         batch.put_cf(
             self.cf(CF_VERSIONS)?,
@@ -733,6 +776,34 @@ impl PieceStore {
         self.write(batch)?;
         info!(dataset = %name, %version, "manifest stored");
         Ok(true)
+    }
+
+    /// Lowers the per-publisher quota, so tests need not store thousands of versions.
+    #[cfg(test)]
+    pub(crate) fn set_quota(&mut self, versions: u64, bytes: u64) {
+        self.quota = (versions, bytes);
+    }
+
+    /// How many versions, and how many manifest bytes, `publisher` has stored here.
+    pub fn publisher_usage(&self, publisher: &PublisherId) -> Result<(u64, u64), StoreError> {
+        let Some(v) = self
+            .db
+            .get_pinned_cf(self.cf(CF_PUBLISHERS)?, publisher.as_bytes())?
+        else {
+            return Ok((0, 0));
+        };
+        let bad = |e: proofs::DecodeError| StoreError::CorruptRecord {
+            key: publisher.to_string(),
+            reason: e.to_string(),
+        };
+        let mut r = Reader::new(&v);
+        r.version("publisher usage", META_VERSION).map_err(bad)?;
+        let usage = (
+            r.u64("versions").map_err(bad)?,
+            r.u64("bytes").map_err(bad)?,
+        );
+        r.finish().map_err(bad)?;
+        Ok(usage)
     }
 
     /// The record of a dataset name, if any version is stored.

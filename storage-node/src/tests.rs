@@ -431,6 +431,50 @@ fn reopen_keeps_pieces_and_drops_what_a_crash_left() {
 }
 
 #[test]
+fn each_publisher_is_held_to_a_quota_of_versions_and_manifest_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path(), None);
+    store.set_quota(3, 1 << 20);
+    let params = ErasureParams::new(2, 1, 64).unwrap();
+    let version = |name: &str, created: u64, k: &PublisherKey| {
+        let src = dir.path().join(format!("{name}-{created}"));
+        fs::write(&src, data(10, created)).unwrap();
+        let files = vec![SourceFile {
+            path: "a".parse().unwrap(),
+            disk: src,
+            size: 10,
+        }];
+        let mut o = opts(name, params);
+        o.created_unix = created;
+        engine::encode_files(&files, &o, k, |_: PieceSlot, _, _| Ok(()), |_| {}).unwrap()
+    };
+    let (alice, bob) = (key(), PublisherKey::from_secret_bytes(&[77; 32]));
+    // Versions under any of its names count: the quota is the publisher's.
+    for (i, name) in ["alice/a", "alice/b", "alice/a"].iter().enumerate() {
+        assert!(
+            store
+                .put_manifest(&version(name, 100 + i as u64, &alice))
+                .unwrap()
+        );
+    }
+    let over = store.put_manifest(&version("alice/c", 200, &alice));
+    assert!(
+        matches!(over, Err(StoreError::Quota { versions: 3, .. })),
+        "{over:?}"
+    );
+    assert!(
+        store.resolve(&"alice/c".parse().unwrap(), None).is_err(),
+        "nothing visible"
+    );
+    // Another publisher has a quota of its own; the count survives a reopen.
+    assert!(store.put_manifest(&version("bob/x", 300, &bob)).unwrap());
+    drop(store);
+    let store = open(dir.path(), None);
+    assert_eq!(store.publisher_usage(&alice.id()).unwrap().0, 3);
+    assert_eq!(store.publisher_usage(&bob.id()).unwrap().0, 1);
+}
+
+#[test]
 fn manifests_are_owned_by_their_first_publisher() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), None);

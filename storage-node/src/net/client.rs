@@ -40,6 +40,7 @@ use super::{
     fetch::{HolderIx, Step, StripeFetch},
     identity::NodeKey,
     placement::{PlacementError, Placer},
+    spot_check::{self, Vetting},
     swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending},
     wire::{self, DatasetSummary, ErrorCode, NodeInfo, NodeRef, Request, Response},
 };
@@ -57,6 +58,12 @@ const PULL_AHEAD: u64 = 64 << 20;
 const HOLD_ATTEMPTS: u32 = 4;
 /// `Hold` requests in flight to one node: what it fetches at once, so none wait there.
 const HOLDS_PER_NODE: usize = 16;
+/// How long a read waits for pieces pushed a moment ago to become locatable before it
+/// calls them unreachable.
+pub const LOCATE_PATIENCE: Duration = Duration::from_secs(3);
+/// How long a push waits, before it publishes, for its bootstrap node to locate every
+/// piece it placed, so that reads through that node work the moment the push returns.
+const PUSH_LOCATE_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Errors of push, pull and listing.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,19 @@ pub enum ClientError {
         /// The piece.
         piece: PieceId,
         /// Why.
+        reason: String,
+    },
+    /// A node acknowledged a piece it then could not prove it holds, and no other node
+    /// could take the piece.
+    #[error(
+        "node {node} could not prove it holds piece {piece}, which it acknowledged, and no other node can take the piece ({reason}); nothing was published. Push again when more nodes are up"
+    )]
+    SpotCheck {
+        /// The node.
+        node: String,
+        /// The piece.
+        piece: PieceId,
+        /// What it answered.
         reason: String,
     },
     /// Publishing the manifest was refused.
@@ -415,6 +435,29 @@ impl Client {
         Ok((nodes, out))
     }
 
+    /// [`locate`](Self::locate), asked again for up to `patience` while `short` finds the
+    /// answer short. Holders announce pieces just after they store them, so a piece
+    /// pushed a moment ago may not be known yet to the node asked. Returns the last
+    /// answer, short or not.
+    pub(crate) async fn locate_patiently(
+        &self,
+        pieces: &[PieceId],
+        patience: Duration,
+        short: impl Fn(&[Vec<HolderIx>]) -> bool,
+    ) -> Result<(Vec<NodeRef>, Vec<Vec<HolderIx>>), ClientError> {
+        let t0 = Instant::now();
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let (nodes, holders) = self.locate(pieces).await?;
+            if !short(&holders) || t0.elapsed() + wait > patience {
+                return Ok((nodes, holders));
+            }
+            debug!("some pieces not located yet; asking again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(400));
+        }
+    }
+
     /// Where every piece of `m` is held right now, stripe by stripe, as the network
     /// reports it (`Locate`).
     pub async fn placement(&self, m: &Manifest) -> Result<Vec<StripePlacement>, ClientError> {
@@ -520,7 +563,9 @@ impl Client {
         let per_node: Vec<Arc<Semaphore>> = (0..nodes.len())
             .map(|_| Arc::new(Semaphore::new(HOLDS_PER_NODE)))
             .collect();
-        let mut tasks: JoinSet<Result<(bool, u64), ClientError>> = JoinSet::new();
+        let mut tasks: JoinSet<Result<Acked, ClientError>> = JoinSet::new();
+        let vetting = Arc::new(Vetting::new(nodes.len()));
+        let shared_nodes = Arc::new(nodes.clone());
         let mut last = (usize::MAX, usize::MAX);
         let mut targets: Vec<usize> = Vec::new();
         let (mut pieces, mut sent, mut bytes_sent) = (0u64, 0u64, 0u64);
@@ -528,6 +573,10 @@ impl Client {
         while let Some((slot, id, bytes)) = rx.recv().await {
             if (slot.file, slot.stripe) != last {
                 last = (slot.file, slot.stripe);
+                // A node caught acknowledging what it cannot prove gets no more pieces.
+                for i in vetting.all_caught() {
+                    placer.exclude(i);
+                }
                 match placer.place(n, bytes.len() as u64) {
                     Ok(t) => targets = t,
                     Err(e) => {
@@ -536,7 +585,6 @@ impl Client {
                     }
                 }
             }
-            let node = &nodes[targets[slot.index]];
             let kib = (bytes.len().div_ceil(1024) as u32).clamp(1, (PUSH_BUDGET >> 10) as u32);
             let permit = tokio::select! {
                 p = budget.clone().acquire_many_owned(kib) => p.map_err(|e| ClientError::Internal(e.to_string()))?,
@@ -548,21 +596,23 @@ impl Client {
             pieces += 1;
             let len = bytes.len() as u32;
             self.outbox.0.insert(id, bytes);
-            let (control, outbox, from) = (
-                self.control.clone(),
-                self.outbox.0.clone(),
-                self.data.addr(),
-            );
-            let node = node.clone();
-            let per_node = per_node[targets[slot.index]].clone();
+            let piece = Placing {
+                control: self.control.clone(),
+                nodes: shared_nodes.clone(),
+                per_node: per_node.clone(),
+                vetting: vetting.clone(),
+                from: self.data.addr(),
+                stripe: targets.clone(),
+            };
+            let first = targets[slot.index];
+            let outbox = self.outbox.0.clone();
             tasks.spawn(async move {
-                let r = match per_node.acquire_owned().await {
-                    Ok(_turn) => hold(&control, &node, id, len, from).await,
-                    Err(e) => Err(ClientError::Internal(e.to_string())),
-                };
+                // The bytes stay in the outbox until the piece is placed and, when due,
+                // proven: a piece a node cannot prove goes to another node.
+                let r = piece.place(id, len, first).await;
                 outbox.release(&id);
                 drop(permit);
-                r.map(|already| (!already, u64::from(len)))
+                r
             });
             while let Some(done) = tasks.try_join_next() {
                 if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) {
@@ -607,7 +657,32 @@ impl Client {
                 unchanged: true,
             });
         }
-        // Every piece is held: only now does the version become visible.
+        let caught = vetting.all_caught();
+        if !caught.is_empty() {
+            let names: Vec<&str> = caught.iter().map(|&i| nodes[i].peer.as_str()).collect();
+            warn!(
+                nodes = ?names,
+                "nodes acknowledged pieces they could not prove; their pieces were placed elsewhere"
+            );
+        }
+        // Before the version becomes visible, wait until the node
+        // that answers this client's reads can locate every piece, so that every read
+        // path works the moment the push returns.
+        {
+            let ids: Vec<PieceId> = manifest.pieces().map(|r| r.id).collect();
+            let (_, holders) = self
+                .locate_patiently(&ids, PUSH_LOCATE_PATIENCE, |h| h.iter().any(Vec::is_empty))
+                .await?;
+            let unknown = holders.iter().filter(|h| h.is_empty()).count();
+            if unknown > 0 {
+                warn!(
+                    unknown,
+                    "{} does not know the holders of every piece yet; reads through it may wait",
+                    self.bootstrap
+                );
+            }
+        }
+        // Only now does the version become visible.
         let r = self
             .ask(Request::Publish {
                 manifest: manifest.as_bytes().to_vec(),
@@ -633,15 +708,15 @@ impl Client {
 
     fn tally(
         &self,
-        done: Result<Result<(bool, u64), ClientError>, tokio::task::JoinError>,
+        done: Result<Result<Acked, ClientError>, tokio::task::JoinError>,
         sent: &mut u64,
         bytes: &mut u64,
     ) -> Option<ClientError> {
         match done {
-            Ok(Ok((transferred, len))) => {
-                if transferred {
+            Ok(Ok(a)) => {
+                if !a.already {
                     *sent += 1;
-                    *bytes += len;
+                    *bytes += u64::from(a.len);
                 }
                 None
             }
@@ -709,25 +784,15 @@ impl Client {
             .iter()
             .flat_map(|&(fi, si)| manifest.files()[fi].stripes[si].pieces.iter().map(|p| p.id))
             .collect();
-        // Holders announce what they hold just after storing it; give a fresh push's
-        // announcements a moment to arrive before calling a stripe lost.
-        let mut attempt = 0;
-        let (nodes, holders) = loop {
-            let (nodes, holders) = self.locate(&ids).await?;
-            let short = short_stripes(manifest, &stripes, &holders, k);
-            if short.is_empty() {
-                break (nodes, holders);
-            }
-            attempt += 1;
-            if attempt >= 6 {
-                return Err(ClientError::Unrecoverable(short));
-            }
-            debug!(
-                short = short.len(),
-                "some stripes short of holders; asking again"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let (nodes, holders) = self
+            .locate_patiently(&ids, LOCATE_PATIENCE, |h| {
+                !short_stripes(manifest, &stripes, h, k).is_empty()
+            })
+            .await?;
+        let short = short_stripes(manifest, &stripes, &holders, k);
+        if !short.is_empty() {
+            return Err(ClientError::Unrecoverable(short));
+        }
         let mut by_piece: HashMap<PieceId, Vec<HolderIx>> = HashMap::with_capacity(ids.len());
         for (id, h) in ids.iter().zip(holders) {
             by_piece.insert(*id, h);
@@ -894,6 +959,107 @@ fn short_stripes(
         }
     }
     out
+}
+
+/// One acknowledged piece.
+#[derive(Debug, Clone, Copy)]
+struct Acked {
+    len: u32,
+    /// It said it held the piece already, so nothing was transferred.
+    already: bool,
+}
+
+/// What a push's task needs to place one piece: the nodes, their turns, what the push
+/// has learned of them, and the stripe's other nodes (a replacement must be none of them).
+struct Placing {
+    control: Control,
+    nodes: Arc<Vec<NodeInfo>>,
+    per_node: Vec<Arc<Semaphore>>,
+    vetting: Arc<Vetting>,
+    from: wire::DataAddr,
+    stripe: Vec<usize>,
+}
+
+impl Placing {
+    /// Has `first` (or, when it is caught, another node) hold the piece, and proves the
+    /// acknowledgement when a check is due ([`spot_check`]).
+    async fn place(&self, id: PieceId, len: u32, first: usize) -> Result<Acked, ClientError> {
+        let mut node = first;
+        loop {
+            if self.vetting.is_caught(node) {
+                node = self.replacement(node, id)?;
+                continue;
+            }
+            let already = {
+                let _turn = self.per_node[node]
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| ClientError::Internal(e.to_string()))?;
+                hold(&self.control, &self.nodes[node], id, len, self.from.clone()).await?
+            };
+            if self.vetting.is_caught(node) {
+                continue;
+            }
+            if !self.vetting.is_vetted(node) {
+                // Until the node has passed a check, its acknowledgements are checked one
+                // at a time, and the others wait for the verdict.
+                let _turn = self.vetting.turn(node).await;
+                if self.vetting.is_caught(node) {
+                    continue;
+                }
+                if !self.vetting.is_vetted(node) {
+                    if self.proven(node, id, len).await {
+                        self.vetting.passed(node);
+                        return Ok(Acked { len, already });
+                    }
+                    continue;
+                }
+            }
+            if !self.vetting.sampled(node, &id) || self.proven(node, id, len).await {
+                return Ok(Acked { len, already });
+            }
+        }
+    }
+
+    /// Whether `node` proves it holds `id`; if not, it is caught.
+    async fn proven(&self, node: usize, id: PieceId, len: u32) -> bool {
+        let info = &self.nodes[node];
+        let checked = match info.peer.parse() {
+            Ok(peer) => {
+                let addrs: Vec<Multiaddr> =
+                    info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                spot_check::prove(&self.control, peer, &addrs, id, len).await
+            }
+            Err(_) => Err("a bad peer id".into()),
+        };
+        match checked {
+            Ok(()) => true,
+            Err(reason) => {
+                warn!(
+                    node = %self.nodes[node].peer,
+                    piece = %id,
+                    "a node acknowledged a piece it cannot prove ({reason}); it gets no more pieces of this push"
+                );
+                self.vetting.caught(node);
+                false
+            }
+        }
+    }
+
+    /// The next node after `after` that holds no other piece of the stripe and was not
+    /// caught.
+    fn replacement(&self, after: usize, id: PieceId) -> Result<usize, ClientError> {
+        let n = self.nodes.len();
+        (1..n)
+            .map(|d| (after + d) % n)
+            .find(|&i| !self.stripe.contains(&i) && !self.vetting.is_caught(i))
+            .ok_or_else(|| ClientError::SpotCheck {
+                node: self.nodes[after].peer.clone(),
+                piece: id,
+                reason: "no other node is left to take the piece".into(),
+            })
+    }
 }
 
 async fn hold(
@@ -1082,7 +1248,7 @@ async fn run(
                 None => break,
                 Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
-                Some(Command::Gossip { .. } | Command::Provide(_)) => {}
+                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::Provide(_)) => {}
                 Some(Command::Providers { reply, .. }) => { reply.send(Vec::new()).ok(); }
             },
             Some(event) = swarm.next() => {

@@ -6,6 +6,7 @@
 //! - [`node`]: a storage node: the swarm loop, request handlers, holdings, catch-up.
 //! - [`client`]: push and pull for researchers, and the network view.
 //! - [`placement`] and [`fetch`]: sans-IO decisions (where pieces go, which to fetch).
+//! - [`spot_check`]: a push's acknowledgements, challenged before it publishes.
 
 pub mod client;
 pub mod data;
@@ -14,6 +15,7 @@ pub mod identity;
 pub mod node;
 pub mod placement;
 pub mod reader;
+pub mod spot_check;
 mod swarm;
 pub mod wire;
 

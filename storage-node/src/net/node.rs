@@ -51,7 +51,14 @@ use crate::{
     store::{PieceStore, Put, StoreError, StoreOptions},
 };
 
+mod challenges;
+mod claims;
+mod holders;
+mod manifests;
 mod upkeep;
+
+use challenges::ChallengeGate;
+use holders::Holders;
 
 /// Most inbound requests handled at once, `Hold` aside.
 pub const MAX_HANDLERS: usize = 64;
@@ -64,18 +71,15 @@ const MAX_HOLD_FETCHES: usize = 16;
 const MAX_RECORD_BATCHES: usize = 16;
 /// Most manifests fetched at once while catching up.
 const MAX_CATCH_UP: usize = 4;
-/// Most (piece, holder) entries remembered about other nodes.
-const MAX_HOLDER_ENTRIES: usize = 8 << 20;
-/// Most pieces one peer may claim to hold (a 1 PiB node at the default block size).
-const MAX_PIECES_PER_PEER: usize = 1 << 20;
-/// Most peers in the holder table.
-const MAX_HOLDER_PEERS: usize = 4096;
 /// Most providers taken from one Kademlia lookup.
 const MAX_PROVIDERS: usize = 32;
 /// Most pieces looked up in Kademlia for one `Locate` (those no announcement covered).
 const MAX_PROVIDER_LOOKUPS: usize = 64;
 /// How long a Kademlia provider lookup may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a started node waits before it repairs anything: its peers announce all they
+/// hold to each new subscriber within a second or so.
+const REPAIR_WARMUP: Duration = Duration::from_secs(5);
 /// How long to answer `Info` when gathering `Peers`.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -96,15 +100,26 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// How often every held piece is announced again.
     pub announce_interval: Duration,
-    /// Fault injection for tests: serve pieces with a flipped byte, as a dishonest node.
-    pub serve_corrupt: bool,
     /// How long a piece may stay unreferenced by any manifest (a push that never
     /// published) before it is deleted.
     pub orphan_grace: Duration,
-    /// Fault injection for tests: answer challenges with forged proofs.
-    pub forge_proofs: bool,
+    /// Misbehaviour on purpose, for tests; only builds with the `fault-injection`
+    /// feature (never a release) can set it.
+    #[cfg(feature = "fault-injection")]
+    pub faults: Faults,
     /// Audits, scrub and repair.
     pub upkeep: UpkeepConfig,
+}
+
+/// Fault injection: a node that misbehaves on purpose, so tests can show that the
+/// network catches it. Set through [`NodeConfig`] in builds with the `fault-injection`
+/// feature only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Serve pieces with a flipped byte, as a dishonest node.
+    pub serve_corrupt: bool,
+    /// Answer other nodes' challenges with forged proofs.
+    pub forge_proofs: bool,
 }
 
 /// How a node audits, scrubs and repairs.
@@ -149,9 +164,9 @@ impl NodeConfig {
             capacity: None,
             mdns: true,
             announce_interval: Duration::from_secs(60),
-            serve_corrupt: false,
             orphan_grace: Duration::from_secs(24 * 3600),
-            forge_proofs: false,
+            #[cfg(feature = "fault-injection")]
+            faults: Faults::default(),
             upkeep: UpkeepConfig::default(),
         }
     }
@@ -208,6 +223,9 @@ pub struct UpkeepStats {
     /// placement, summed over jobs (milliseconds).
     #[serde(default)]
     pub repair_busy_ms: u64,
+    /// Versions refused because another publisher owns their name here.
+    #[serde(default)]
+    pub name_conflicts: u64,
 }
 
 /// The live counters behind [`UpkeepStats`].
@@ -225,6 +243,7 @@ struct UpkeepCounters {
     repair_fetched_bytes: AtomicU64,
     repair_written_bytes: AtomicU64,
     repair_busy_ms: AtomicU64,
+    name_conflicts: AtomicU64,
 }
 
 impl UpkeepCounters {
@@ -243,75 +262,8 @@ impl UpkeepCounters {
             repair_fetched_bytes: g(&self.repair_fetched_bytes),
             repair_written_bytes: g(&self.repair_written_bytes),
             repair_busy_ms: g(&self.repair_busy_ms),
+            name_conflicts: g(&self.name_conflicts),
         }
-    }
-}
-
-/// Who holds which piece, as the holders announced it. Bounded: each peer may claim at
-/// most [`MAX_PIECES_PER_PEER`] pieces and the table at most [`MAX_HOLDER_ENTRIES`]; a
-/// peer's claims are dropped when its last connection closes (it announces them again
-/// when it comes back), so a peer cannot crowd others out for longer than it stays.
-#[derive(Default)]
-struct Holders {
-    by_piece: HashMap<PieceId, Vec<PeerId>>,
-    by_peer: HashMap<PeerId, (DataAddr, HashSet<PieceId>)>,
-    entries: usize,
-}
-
-impl Holders {
-    fn add(&mut self, peer: PeerId, data: DataAddr, pieces: &[[u8; 32]], dropped: &[[u8; 32]]) {
-        if !self.by_peer.contains_key(&peer) && self.by_peer.len() >= MAX_HOLDER_PEERS {
-            warn!(%peer, "holder table has too many peers; ignoring this one's announcement");
-            return;
-        }
-        let (addr, mine) = self
-            .by_peer
-            .entry(peer)
-            .or_insert_with(|| (data.clone(), HashSet::new()));
-        *addr = data;
-        for p in pieces.iter().map(|p| PieceId(*p)) {
-            if self.entries >= MAX_HOLDER_ENTRIES || mine.len() >= MAX_PIECES_PER_PEER {
-                warn!(%peer, "holder table limit reached; ignoring the rest of this announcement");
-                break;
-            }
-            if mine.insert(p) {
-                self.by_piece.entry(p).or_default().push(peer);
-                self.entries += 1;
-            }
-        }
-        for p in dropped.iter().map(|p| PieceId(*p)) {
-            if mine.remove(&p) {
-                Self::unlink(&mut self.by_piece, &p, &peer);
-                self.entries -= 1;
-            }
-        }
-    }
-
-    /// Forgets everything `peer` claimed.
-    fn forget(&mut self, peer: &PeerId) {
-        if let Some((_, mine)) = self.by_peer.remove(peer) {
-            self.entries -= mine.len();
-            for p in &mine {
-                Self::unlink(&mut self.by_piece, p, peer);
-            }
-        }
-    }
-
-    fn unlink(by_piece: &mut HashMap<PieceId, Vec<PeerId>>, piece: &PieceId, peer: &PeerId) {
-        if let Some(v) = by_piece.get_mut(piece) {
-            v.retain(|x| x != peer);
-            if v.is_empty() {
-                by_piece.remove(piece);
-            }
-        }
-    }
-
-    fn holders(&self, piece: &PieceId) -> impl Iterator<Item = (&PeerId, &DataAddr)> {
-        self.by_piece
-            .get(piece)
-            .into_iter()
-            .flatten()
-            .filter_map(|p| self.by_peer.get(p).map(|(d, _)| (p, d)))
     }
 }
 
@@ -337,6 +289,11 @@ struct State {
     ledger: Mutex<Ledger>,
     auditor: Mutex<Auditor>,
     claims: Mutex<ClaimBoard>,
+    challenges: ChallengeGate,
+    /// Claimers challenged recently to vet their claims.
+    vetted: Mutex<claims::Vetted>,
+    /// Pieces referenced by manifests refused for a name conflict: never orphans.
+    refused_refs: Mutex<HashSet<PieceId>>,
     /// Rebuilt pieces being handed to their new holders, served from memory meanwhile.
     staged: Arc<Mutex<HashMap<PieceId, bytes::Bytes>>>,
     /// Repair jobs claimed and recorded in the store.
@@ -344,6 +301,9 @@ struct State {
     /// Stripes being repaired by this node right now.
     repairing: Mutex<HashSet<StripeId>>,
     stats: UpkeepCounters,
+    /// When repairs may start: a node that has just started has not heard every holder
+    /// announce what it holds yet.
+    repair_from: tokio::time::Instant,
     upkeep: UpkeepConfig,
     forge_proofs: bool,
 }
@@ -485,6 +445,10 @@ impl Node {
         let port = tcp_port_of(&listen).unwrap_or(0);
         let served = Arc::new(AtomicU64::new(0));
         let staged: Arc<Mutex<HashMap<PieceId, bytes::Bytes>>> = Arc::default();
+        #[cfg(feature = "fault-injection")]
+        let faults = config.faults;
+        #[cfg(not(feature = "fault-injection"))]
+        let faults = Faults::default();
         let data = DataPlane::bind(
             key.secret(),
             SocketAddr::new(ip_of(&config.listen), port),
@@ -493,28 +457,33 @@ impl Node {
                 served: served.clone(),
                 staged: staged.clone(),
             }),
-            config.serve_corrupt,
+            faults.serve_corrupt,
         )
         .await?;
-        if config.serve_corrupt {
+        if faults.serve_corrupt {
             warn!("fault injection: this node serves corrupted pieces");
         }
-        if config.forge_proofs {
+        if faults.forge_proofs {
             warn!("fault injection: this node answers challenges with forged proofs");
         }
-        // The ledger starts from the records kept from earlier runs.
+        // The ledger starts from the records kept from earlier runs, over the stripes
+        // held now; this node's own records first, since they are what lets others' count.
+        let signing = ed25519_dalek::SigningKey::from_bytes(&key.secret());
+        let me = NodeId(signing.verifying_key().to_bytes());
         let ledger = {
             let store = store.clone();
-            let mut ledger = Ledger::new();
-            let kept = tokio::task::spawn_blocking(move || {
+            let (stripes, mut kept) = tokio::task::spawn_blocking(move || {
                 store.prune_audit_records(crate::store::MAX_STORED_RECORDS)?;
-                store.audit_records()
+                Ok::<_, StoreError>((upkeep::held_stripes(&store)?, store.audit_records()?))
             })
             .await
             .map_err(|e| NetError::Setup(e.to_string()))??;
-            for r in &kept {
-                ledger.apply(r);
-            }
+            let mut ledger = Ledger::new(me);
+            ledger.set_scope(stripes.iter().map(upkeep::HeldStripe::scope));
+            kept.sort_by_key(|r| (r.record.auditor != me, r.record.time_unix));
+            let now = upkeep::now_unix();
+            let restored = kept.iter().filter(|r| ledger.restore(r, now)).count();
+            debug!(restored, kept = kept.len(), "audit records restored");
             ledger
         };
         for topic in [
@@ -554,20 +523,21 @@ impl Node {
             record_permits: Arc::new(Semaphore::new(MAX_RECORD_BATCHES)),
             served,
             received: AtomicU64::new(0),
-            me: NodeId(
-                data_id_of(&peer)
-                    .ok_or_else(|| NetError::Setup("node key is not ed25519".into()))?,
-            ),
-            signing: ed25519_dalek::SigningKey::from_bytes(&key.secret()),
+            me,
+            signing,
             ledger: Mutex::new(ledger),
             auditor: Mutex::new(Auditor::new(&key.secret())),
             claims: Mutex::default(),
+            challenges: ChallengeGate::default(),
+            vetted: Mutex::default(),
+            refused_refs: Mutex::default(),
             staged,
             journal: Mutex::default(),
             repairing: Mutex::default(),
             stats: UpkeepCounters::default(),
+            repair_from: tokio::time::Instant::now() + REPAIR_WARMUP,
             upkeep: config.upkeep.clone(),
-            forge_proofs: config.forge_proofs,
+            forge_proofs: faults.forge_proofs,
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -853,14 +823,18 @@ impl State {
                             if mine {
                                 v.extend(self.node_ref(&self.peer));
                             }
-                            for (p, d) in holders.holders(id).take(wire::MAX_HOLDERS_LISTED) {
-                                if connected.contains_key(p) {
-                                    v.push(NodeRef {
+                            // Filter first, then cut: announcers that are gone or
+                            // flagged must not crowd the real holders out.
+                            v.extend(
+                                holders
+                                    .holders(id)
+                                    .filter(|(p, _)| connected.contains_key(*p))
+                                    .take(wire::MAX_HOLDERS_LISTED)
+                                    .map(|(p, d)| NodeRef {
                                         peer: p.to_string(),
                                         data: d.clone(),
-                                    });
-                                }
-                            }
+                                    }),
+                            );
                             v
                         })
                         .collect()
@@ -889,7 +863,7 @@ impl State {
                 }
                 Ok(Response::Located(out))
             }
-            Request::Challenge { challenge } => self.answer_challenge(&challenge).await,
+            Request::Challenge { challenge } => self.answer_challenge(from, &challenge).await,
             Request::Ledger => Ok(Response::Ledger(self.ledger_entries())),
         }
     }
@@ -1000,149 +974,6 @@ impl State {
             )),
             Err(StoreError::Busy(_)) => Err((ErrorCode::Busy, "piece is being written".into())),
             Err(e) => Err((ErrorCode::Internal, e.to_string())),
-        }
-    }
-
-    /// Stores a verified manifest; announces it if it was new.
-    async fn store_manifest(self: &Arc<Self>, m: Manifest) -> Result<bool, (ErrorCode, String)> {
-        let store = self.store.clone();
-        let version = m.version();
-        let res = blocking(move || store.put_manifest(&m)).await;
-        match res {
-            Ok(true) => {
-                self.control
-                    .send(Command::Gossip {
-                        topic: wire::MANIFEST_TOPIC,
-                        data: version.0.to_vec(),
-                    })
-                    .await
-                    .ok();
-                Ok(true)
-            }
-            Ok(false) => Ok(false),
-            Err(e @ StoreError::NotOwner { .. }) => Err((ErrorCode::NotOwner, e.to_string())),
-            Err(e) => Err((ErrorCode::Internal, e.to_string())),
-        }
-    }
-
-    /// Fetches `version` from `peer` unless held, verifies and stores it.
-    async fn fetch_manifest(
-        self: Arc<Self>,
-        peer: PeerId,
-        version: [u8; 32],
-        _permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        if matches!(self.store.manifest(&VersionId(version)), Ok(Some(_))) {
-            return;
-        }
-        let req = Request::Manifest {
-            name: None,
-            version: Some(version),
-        };
-        match self.control.request(peer, vec![], req).await {
-            Ok(Response::Manifest(bytes)) if bytes.len() <= wire::MAX_NETWORK_MANIFEST => {
-                match Manifest::decode(&bytes) {
-                    Ok(m) if m.version().0 == version => {
-                        if let Err((_, e)) = self.store_manifest(m).await {
-                            warn!(%peer, "manifest from peer not stored: {e}");
-                        }
-                    }
-                    Ok(_) => warn!(%peer, "peer sent a manifest with another version id"),
-                    Err(e) => warn!(%peer, "peer sent an invalid manifest: {e}"),
-                }
-            }
-            Ok(_) => debug!(%peer, "peer did not send the manifest"),
-            Err(e) => debug!(%peer, "manifest fetch failed: {e}"),
-        }
-    }
-
-    /// Asks a newly met peer which versions it has and fetches the missing ones.
-    async fn catch_up(self: Arc<Self>, peer: PeerId) {
-        let Ok(Response::Versions(vs)) =
-            self.control.request(peer, vec![], Request::Versions).await
-        else {
-            return;
-        };
-        for v in vs.into_iter().take(wire::MAX_LIST) {
-            if !matches!(self.store.manifest(&VersionId(v)), Ok(Some(_))) {
-                let Ok(permit) = self.catch_up_permits.clone().acquire_owned().await else {
-                    return;
-                };
-                self.clone().fetch_manifest(peer, v, permit).await;
-            }
-        }
-    }
-
-    /// Deletes pieces that no manifest has referenced for `grace`: what a push that never
-    /// published left behind. Pieces of every manifest the node knows are kept.
-    async fn collect_orphans(
-        self: Arc<Self>,
-        seen: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>>,
-        grace: Duration,
-    ) {
-        let store = self.store.clone();
-        let now = tokio::time::Instant::now();
-        let scan = tokio::task::spawn_blocking(move || -> Result<Vec<PieceId>, StoreError> {
-            let mut referenced = HashSet::new();
-            for (name, _) in store.datasets()? {
-                for v in store.versions(&name)? {
-                    if let Some(m) = store.manifest(&v)? {
-                        referenced.extend(m.pieces().map(|r| r.id));
-                    }
-                }
-            }
-            Ok(store
-                .piece_ids()?
-                .into_iter()
-                .filter(|p| !referenced.contains(p))
-                .collect())
-        })
-        .await;
-        let Ok(Ok(unreferenced)) = scan else {
-            return;
-        };
-        let expired: Vec<PieceId> = {
-            let mut seen = lock(&seen);
-            let now_set: HashSet<PieceId> = unreferenced.iter().copied().collect();
-            seen.retain(|p, _| now_set.contains(p));
-            unreferenced
-                .into_iter()
-                .filter(|p| now.duration_since(*seen.entry(*p).or_insert(now)) >= grace)
-                .collect()
-        };
-        if expired.is_empty() {
-            return;
-        }
-        let store = self.store.clone();
-        let removed = tokio::task::spawn_blocking(move || {
-            expired
-                .into_iter()
-                .filter(|p| matches!(store.remove_piece(p), Ok(true)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        if removed.is_empty() {
-            return;
-        }
-        info!(
-            pieces = removed.len(),
-            "deleted pieces no manifest references"
-        );
-        lock(&seen).retain(|p, _| !removed.contains(p));
-        for chunk in removed.chunks(wire::HOLDINGS_BATCH) {
-            let h = Holdings {
-                data: self.data.addr(),
-                pieces: vec![],
-                dropped: chunk.iter().map(|p| p.0).collect(),
-            };
-            let gossip = Command::Gossip {
-                topic: wire::HOLDINGS_TOPIC,
-                data: h.encode(),
-            };
-            if self.control.send(gossip).await.is_err() {
-                return;
-            }
         }
     }
 
@@ -1267,6 +1098,10 @@ async fn run(
             }
             _ = full.tick() => {
                 reannounce = Some(tokio::time::Instant::now());
+                // Holders announce everything every interval: three missed, and what they
+                // said is stale.
+                let stale = upkeep::now_unix().saturating_sub(3 * announce_interval.as_secs().max(1));
+                lock(&state.holders).expire(stale);
                 if collecting.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
                     let s = state.clone();
                     let orphans = orphans.clone();
@@ -1316,9 +1151,13 @@ async fn run(
                 }
             }
             () = tokio::time::sleep_until(due), if reannounce.is_some() => {
-                reannounce = None;
-                // One full announcement at a time; the first of a run also provides.
-                if announcing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                // One full announcement at a time; the first of a run also provides. One
+                // asked for while another runs waits for it rather than being dropped: a
+                // peer that subscribed meanwhile may have missed the running one, and
+                // nodes take holdings only from the holder itself.
+                let running = announcing.as_ref().is_some_and(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                reannounce = running.then(|| tokio::time::Instant::now() + Duration::from_millis(500));
+                if !running {
                     let s = state.clone();
                     // Provider records need someone to store them at: wait for a peer.
                     let provide = !provided_all && !lock(&state.connected).is_empty();
@@ -1355,8 +1194,11 @@ async fn run(
                         }
                     }
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message, .. })) => {
-                    on_gossip(&state, propagation_source, message);
+                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                    let connected = message.source.is_some_and(|p| swarm.is_connected(&p));
+                    if let Some(verdict) = on_gossip(&state, propagation_source, &message_id, message, connected) {
+                        swarm.behaviour_mut().gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
+                    }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed { topic, .. }))
                     if topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() && reannounce.is_none() =>
@@ -1483,6 +1325,12 @@ fn on_command(
             let id = swarm.behaviour_mut().kad.get_providers(key);
             queries.insert(id, (reply, Vec::new()));
         }
+        Command::Validate { id, from, verdict } => {
+            swarm
+                .behaviour_mut()
+                .gossip
+                .report_message_validation_result(&id, &from, verdict);
+        }
         Command::Provide(keys) => {
             for k in keys {
                 swarm.behaviour_mut().kad.start_providing(k).ok();
@@ -1523,17 +1371,26 @@ fn on_request(
     });
 }
 
-fn on_gossip(state: &Arc<State>, via: PeerId, message: gossipsub::Message) {
+/// Judges a gossip message and acts on it. Returns the verdict at once where it is cheap
+/// to reach; for audit records, whose signatures are checked off this task, the verdict
+/// comes later as a [`Command::Validate`] and this returns `None`. `connected`: whether
+/// the message's author is connected to this node right now.
+fn on_gossip(
+    state: &Arc<State>,
+    via: PeerId,
+    id: &gossipsub::MessageId,
+    message: gossipsub::Message,
+    connected: bool,
+) -> Option<gossipsub::MessageAcceptance> {
+    use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
     let Some(source) = message.source else {
-        return;
+        return Some(Reject);
     };
     if message.topic == gossipsub::IdentTopic::new(wire::MANIFEST_TOPIC).hash() {
         let Ok(version) = <[u8; 32]>::try_from(message.data.as_slice()) else {
             debug!(%source, "malformed manifest announcement");
-            return;
+            return Some(Reject);
         };
-        // The announcer stored it before announcing; a forwarder may not have yet.
-        let _ = via;
         // Bounded: when busy, the periodic catch-up with peers fetches it instead.
         match state.catch_up_permits.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -1541,96 +1398,104 @@ fn on_gossip(state: &Arc<State>, via: PeerId, message: gossipsub::Message) {
             }
             Err(_) => debug!(%source, "busy; the announced manifest will come with catch-up"),
         }
+        Some(Accept)
     } else if message.topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() {
         let Some(h) = Holdings::decode(&message.data) else {
             debug!(%source, "malformed holdings announcement");
-            return;
+            return Some(Reject);
         };
         if data_id_of(&source) != Some(h.data.id) {
             warn!(%source, "holdings announced for another node's data address; ignored");
-            return;
+            return Some(Reject);
         }
-        lock(&state.holders).add(source, h.data, &h.pieces, &h.dropped);
+        // Announcements count only from a node connected here: each costs its sender a
+        // connection, so one connection cannot stand in for thousands of identities.
+        if !connected {
+            debug!(%source, "holdings from a node not connected here; ignored");
+            return Some(Ignore);
+        }
+        lock(&state.holders).add(source, h.data, &h.pieces, &h.dropped, upkeep::now_unix());
+        Some(Accept)
     } else if message.topic == gossipsub::IdentTopic::new(wire::AUDITS_TOPIC).hash() {
         let Some(records) = wire::decode_records(&message.data) else {
             debug!(%source, "malformed audit records");
-            return;
+            return Some(Reject);
         };
         // A node gossips only the records it signed itself.
-        let own: Vec<_> = records
-            .into_iter()
-            .filter(|r| data_id_of(&source) == Some(r.record.auditor.0))
-            .collect();
-        if !own.is_empty() {
-            // Bounded: when the node is behind, records are dropped (their auditors keep
-            // them, and later rounds make more).
-            match state.record_permits.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let s = state.clone();
-                    tokio::spawn(async move {
-                        s.take_records(own).await;
-                        drop(permit);
-                    });
-                }
-                Err(_) => debug!(%source, "busy; audit records dropped"),
-            }
+        if records
+            .iter()
+            .any(|r| data_id_of(&source) != Some(r.record.auditor.0))
+        {
+            debug!(%source, "audit records signed by another node; rejected");
+            return Some(Reject);
         }
+        // Cheap filters first (scope, who may speak, age, the auditor's quota); only what
+        // passes them costs a signature check, and that runs off this task.
+        let now = upkeep::now_unix();
+        let admitted: Vec<_> = {
+            let mut ledger = lock(&state.ledger);
+            records
+                .into_iter()
+                .filter(|r| ledger.admit(r, now).is_ok())
+                .collect()
+        };
+        if admitted.is_empty() {
+            return Some(Ignore);
+        }
+        // Bounded: when the node is behind, records are dropped (their auditors keep
+        // them, and later rounds make more).
+        let Ok(permit) = state.record_permits.clone().try_acquire_owned() else {
+            debug!(%source, "busy; audit records dropped");
+            return Some(Ignore);
+        };
+        let (s, id) = (state.clone(), id.clone());
+        tokio::spawn(async move {
+            let checked = tokio::task::spawn_blocking(move || {
+                admitted
+                    .iter()
+                    .all(|r| r.verify().is_ok())
+                    .then_some(admitted)
+            })
+            .await
+            .ok()
+            .flatten();
+            let verdict = match checked {
+                None => {
+                    warn!(%source, "audit records whose signatures do not verify; rejected");
+                    Reject
+                }
+                Some(records) => {
+                    if s.take_records(records).await > 0 {
+                        Accept
+                    } else {
+                        Ignore
+                    }
+                }
+            };
+            s.control
+                .send(Command::Validate {
+                    id,
+                    from: via,
+                    verdict,
+                })
+                .await
+                .ok();
+            drop(permit);
+        });
+        None
     } else if message.topic == gossipsub::IdentTopic::new(wire::REPAIRS_TOPIC).hash() {
         let Some(claimer) = data_id_of(&source).map(NodeId) else {
-            return;
+            return Some(Reject);
         };
         let Some(c) = Claim::decode(&message.data, claimer) else {
             debug!(%source, "malformed repair claim");
-            return;
+            return Some(Reject);
         };
-        // A node the ledger distrusts does not get to hold repairs back.
-        let r = lock(&state.ledger).reputation(&claimer);
-        if r.flagged || r.failing {
-            debug!(%source, "repair claim from a distrusted node ignored");
-            return;
-        }
-        lock(&state.claims).observe(c, upkeep::now_unix());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(b: u8) -> DataAddr {
-        DataAddr {
-            id: [b; 32],
-            addrs: vec![],
-        }
-    }
-
-    #[test]
-    fn holder_table_is_bounded_per_peer_and_forgets_on_disconnect() {
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let mut h = Holders::default();
-        h.add(a, addr(1), &[[1; 32], [2; 32]], &[]);
-        h.add(b, addr(2), &[[1; 32]], &[]);
-        assert_eq!(h.holders(&PieceId([1; 32])).count(), 2);
-        h.add(a, addr(1), &[], &[[1; 32]]);
-        assert_eq!(h.holders(&PieceId([1; 32])).count(), 1);
-        h.forget(&b);
-        assert!(
-            !h.by_piece.contains_key(&PieceId([1; 32])),
-            "empty keys are pruned"
-        );
-        assert_eq!(h.entries, 1);
-        let flood: Vec<[u8; 32]> = (0..(MAX_PIECES_PER_PEER as u32 + 10))
-            .map(|i| {
-                let mut k = [0u8; 32];
-                k[..4].copy_from_slice(&i.to_le_bytes());
-                k[31] = 9;
-                k
-            })
-            .collect();
-        h.add(b, addr(2), &flood, &[]);
-        assert_eq!(h.by_peer[&b].1.len(), MAX_PIECES_PER_PEER);
-        h.forget(&b);
-        assert_eq!(h.entries, 1);
-        assert_eq!(h.by_piece.len(), 1);
+        // Only a node that proved to this one that it holds a piece of the stripe may
+        // claim its repair (a flagged or failing one may not); anyone else's claim holds
+        // nothing back.
+        Some(state.take_claim(source, c))
+    } else {
+        Some(Reject)
     }
 }

@@ -47,6 +47,13 @@ impl Placer {
         Self { free, stripe: 0 }
     }
 
+    /// Gives node `i` no more pieces.
+    pub fn exclude(&mut self, i: usize) {
+        if let Some(f) = self.free.get_mut(i) {
+            *f = 0;
+        }
+    }
+
     /// Picks `n` distinct nodes for the next stripe, whose pieces are `piece_len` bytes,
     /// and reserves the room. Returns node indices in piece order.
     pub fn place(&mut self, n: usize, piece_len: u64) -> Result<Vec<usize>, PlacementError> {

@@ -6,7 +6,9 @@
 //!
 //! - **Locate in windows.** Holders are asked for [`LOCATE_WINDOW`] stripes of a file at a
 //!   time, on first need, and remembered; a stripe that cannot be fetched from the
-//!   remembered holders is located afresh once (repair may have moved its pieces).
+//!   remembered holders is located afresh once (repair may have moved its pieces). A
+//!   window in which some stripe has fewer than `k` located pieces is asked again for up
+//!   to [`LOCATE_PATIENCE`]: a version pushed a moment ago may not be known everywhere.
 //! - **One fetch per stripe.** Concurrent readers of the same stripe wait on one fetch
 //!   (the cache's single-flight insert), so 200 readers of one file cost one download.
 //! - **Small reads cost one piece.** The code is systematic: data piece `i` of a stripe
@@ -30,7 +32,7 @@ use bytes::Bytes;
 use quick_cache::{Weighter, sync::Cache};
 
 use super::{
-    client::{Client, ClientError, fetch_stripe},
+    client::{Client, ClientError, LOCATE_PATIENCE, fetch_stripe},
     fetch::HolderIx,
     wire::NodeRef,
 };
@@ -176,14 +178,14 @@ impl Reader {
         version: Option<VersionId>,
     ) -> Result<Arc<Manifest>, ClientError> {
         let Some(v) = version else {
-            let m = Arc::new(self.client.manifest(name, None).await?);
+            let m = Arc::new(self.fetch_manifest(name, None).await?);
             self.manifests.insert(m.version(), m.clone());
             return Ok(m);
         };
         let m = self
             .manifests
             .get_or_insert_async(&v, async {
-                self.client.manifest(name, Some(v)).await.map(Arc::new)
+                self.fetch_manifest(name, Some(v)).await.map(Arc::new)
             })
             .await?;
         // The cache is keyed by version alone: a version of another dataset is not this one.
@@ -191,6 +193,27 @@ impl Reader {
             return Err(ClientError::NotFound(format!("{name}@{v}")));
         }
         Ok(m)
+    }
+
+    /// The manifest from the node, asked again for up to [`LOCATE_PATIENCE`] while it is
+    /// not found: a version published through another node a moment ago may still be on
+    /// its way here.
+    async fn fetch_manifest(
+        &self,
+        name: &DatasetName,
+        version: Option<VersionId>,
+    ) -> Result<Manifest, ClientError> {
+        let t0 = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            match self.client.manifest(name, version).await {
+                Err(ClientError::NotFound(_)) if t0.elapsed() + wait < LOCATE_PATIENCE => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(400));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Whether stripe `stripe` of file `file` of `manifest` is in the cache now.
@@ -394,7 +417,22 @@ impl Reader {
             .iter()
             .flat_map(|s| s.pieces.iter().map(|p| p.id))
             .collect();
-        let (nodes, mut flat) = self.client.locate(&ids).await?;
+        // A version pushed a moment ago may not be locatable everywhere yet: wait a
+        // little for every stripe to have `k` located pieces before calling any lost.
+        let k = usize::from(manifest.body().params.k());
+        let short = |h: &[Vec<HolderIx>]| {
+            let mut at = 0;
+            stripes.iter().any(|s| {
+                let n = s.pieces.len();
+                let found = h[at..at + n].iter().filter(|x| !x.is_empty()).count();
+                at += n;
+                found < k
+            })
+        };
+        let (nodes, mut flat) = self
+            .client
+            .locate_patiently(&ids, LOCATE_PATIENCE, short)
+            .await?;
         let mut holders = Vec::with_capacity(stripes.len());
         let mut rest = flat.drain(..);
         for s in stripes {

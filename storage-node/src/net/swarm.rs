@@ -94,6 +94,9 @@ pub(crate) fn build(keypair: Keypair, role: Role) -> Result<Swarm<Behaviour>, Ne
                 .max_transmit_size(wire::MAX_GOSSIP)
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
+                // Nothing is forwarded until the node has judged it (`Command::Validate`):
+                // what a node would not take itself, it does not pass on.
+                .validate_messages()
                 .build()
                 .map_err(|e| Box::new(std::io::Error::other(e.to_string())))?;
             let gossip = gossipsub::Behaviour::new(
@@ -207,6 +210,13 @@ pub(crate) enum Command {
     Gossip {
         topic: &'static str,
         data: Vec<u8>,
+    },
+    /// The node's verdict on a gossip message it was handed: accepted messages are
+    /// forwarded, ignored ones dropped, rejected ones dropped and held against the peer.
+    Validate {
+        id: gossipsub::MessageId,
+        from: PeerId,
+        verdict: gossipsub::MessageAcceptance,
     },
     Provide(Vec<kad::RecordKey>),
     Providers {

@@ -199,6 +199,10 @@ pub enum ErrorCode {
     NotFound,
     /// The name belongs to another publisher.
     NotOwner,
+    /// The publisher has used up its quota on the node.
+    Quota,
+    /// A version whose pieces are not where the network can prove them.
+    NotPlaced,
     /// The node is shedding load; try again later.
     Busy,
     /// The piece could not be fetched or did not match its hash.
@@ -268,19 +272,19 @@ pub fn encode_records(records: &[crate::audit::SignedRecord]) -> Vec<u8> {
     out
 }
 
-/// Decodes an audit gossip message: the records that verify (any that do not are
-/// dropped), or `None` if the message is not a whole number of records or too many.
+/// Decodes an audit gossip message into records whose signatures are still unchecked
+/// (checking them is the expensive part, done off the swarm task for records that pass
+/// the ledger's cheap filters), or `None` if the message is not a whole number of well
+/// formed records, or too many.
 pub fn decode_records(bytes: &[u8]) -> Option<Vec<crate::audit::SignedRecord>> {
     let len = crate::audit::RECORD_LEN;
     if !bytes.len().is_multiple_of(len) || bytes.len() / len > AUDIT_BATCH {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(len)
-            .filter_map(|c| crate::audit::SignedRecord::decode_verified(c).ok())
-            .collect(),
-    )
+    bytes
+        .chunks_exact(len)
+        .map(|c| crate::audit::SignedRecord::decode(c).ok())
+        .collect()
 }
 
 /// A node as named in a [`Response::Located`]: enough to reach both of its planes.

@@ -25,7 +25,7 @@ use crate::{
         client::fetch_pieces,
         placement,
         swarm::Command,
-        wire::{self, DataAddr, ErrorCode, Holdings, NodeRef, Request, Response},
+        wire::{self, DataAddr, ErrorCode, NodeRef, Request, Response},
     },
     repair::{self, Claim, Decision},
     store::{PieceStore, RepairJob, StoreError},
@@ -39,8 +39,6 @@ pub(super) const AUDIT_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_REPAIRS: usize = 8;
 /// How long a claimant waits for competing claims before it starts.
 const CLAIM_SETTLE: Duration = Duration::from_secs(2);
-/// How far ahead of this node's clock an audit record may be dated.
-const MAX_CLOCK_SKEW_SECS: u64 = 600;
 /// How long a `Hold` of a rebuilt piece may take.
 const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -68,8 +66,15 @@ pub(super) struct HeldStripe {
     index: u32,
 }
 
+impl HeldStripe {
+    /// The stripe and its pieces, as the ledger's scope takes them.
+    pub(super) fn scope(&self) -> (StripeId, Vec<PieceId>) {
+        (self.id, self.stripe.pieces.iter().map(|p| p.id).collect())
+    }
+}
+
 /// Every distinct stripe of every known manifest that contains a piece held here.
-fn held_stripes(store: &PieceStore) -> Result<Vec<HeldStripe>, StoreError> {
+pub(super) fn held_stripes(store: &PieceStore) -> Result<Vec<HeldStripe>, StoreError> {
     let mine: HashSet<PieceId> = store.piece_ids()?.into_iter().collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -123,6 +128,12 @@ impl State {
         let Ok(stripes) = blocking(move || held_stripes(&store)).await else {
             return;
         };
+        {
+            // Only co-holders of these stripes may speak about them, and only about them.
+            let mut ledger = lock(&self.ledger);
+            ledger.set_scope(stripes.iter().map(HeldStripe::scope));
+            ledger.decay(now_unix());
+        }
         let candidates: Vec<(NodeId, PieceId, u32)> = {
             let holders = lock(&self.holders);
             let mut c = Vec::new();
@@ -178,11 +189,19 @@ impl State {
                 }
             }
         }
-        self.repair_check(stripes).await;
+        // A node that has just started has not heard every holder's announcement yet:
+        // what it has not heard of is not lost.
+        if tokio::time::Instant::now() >= self.repair_from {
+            self.repair_check(stripes).await;
+        }
     }
 
     /// Challenges one holder and signs the outcome.
-    async fn audit_one(self: Arc<Self>, round: u64, t: AuditTarget) -> Option<SignedRecord> {
+    pub(super) async fn audit_one(
+        self: Arc<Self>,
+        round: u64,
+        t: AuditTarget,
+    ) -> Option<SignedRecord> {
         let (peer, data) = self.data_of(&t.holder)?;
         let outcome = if t.retrieve {
             match self.data.fetch(&data, t.piece, t.len).await {
@@ -206,9 +225,34 @@ impl State {
             self.stats
                 .audit_wire_bytes
                 .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-            let asked =
-                self.control
-                    .request(peer, vec![], Request::Challenge { challenge: encoded });
+            // A holder busy with other proofs is asked again within the deadline: only
+            // one that stays busy until the deadline has not answered.
+            let asked = async {
+                let mut wait = Duration::from_millis(250);
+                loop {
+                    let r = self
+                        .control
+                        .request(
+                            peer,
+                            vec![],
+                            Request::Challenge {
+                                challenge: encoded.clone(),
+                            },
+                        )
+                        .await;
+                    if !matches!(
+                        r,
+                        Ok(Response::Error {
+                            code: ErrorCode::Busy,
+                            ..
+                        })
+                    ) {
+                        return r;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            };
             match tokio::time::timeout(AUDIT_DEADLINE, asked).await {
                 Ok(Ok(Response::Proof(bytes))) => {
                     self.stats
@@ -259,93 +303,31 @@ impl State {
         Some(record.sign(&self.signing))
     }
 
-    /// Takes verified records into the ledger and stores the new ones.
-    pub(super) async fn take_records(&self, records: Vec<SignedRecord>) {
-        // A record dated ahead of this node's clock (beyond the skew clocks may have)
-        // would credit byte-hours that have not passed yet: it is refused.
-        let latest = now_unix().saturating_add(MAX_CLOCK_SKEW_SECS);
+    /// Takes records whose signatures verified (or this node's own) into the ledger, and
+    /// stores those it took. Returns how many it took.
+    pub(super) async fn take_records(&self, records: Vec<SignedRecord>) -> usize {
+        let now = now_unix();
         let fresh: Vec<SignedRecord> = {
             let mut ledger = lock(&self.ledger);
             records
                 .into_iter()
-                .filter(|r| r.record.time_unix <= latest && ledger.apply(r))
+                .filter(|r| match ledger.apply(r, now) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        debug!(auditor = %r.record.auditor.short(), "audit record not taken: {why}");
+                        false
+                    }
+                })
                 .collect()
         };
-        if fresh.is_empty() {
-            return;
-        }
-        let store = self.store.clone();
-        if let Err(e) = blocking(move || store.put_audit_records(&fresh)).await {
-            warn!("audit records not stored: {e}");
-        }
-    }
-
-    /// Answers a challenge from the store (or, with the fault switch, with a forgery).
-    pub(super) async fn answer_challenge(
-        self: &Arc<Self>,
-        bytes: &[u8],
-    ) -> Result<Response, (ErrorCode, String)> {
-        let challenge = proofs::Challenge::decode(bytes)
-            .map_err(|e| (ErrorCode::BadRequest, format!("invalid challenge: {e}")))?;
-        let id = PieceId(challenge.piece.0);
-        if self.forge_proofs {
-            // Fault injection: answer without reading the piece, as a node that dropped it
-            // and hopes not to be noticed.
-            let fake = vec![
-                0u8;
-                challenge
-                    .piece_len
-                    .min(u64::from(crate::erasure::MAX_BLOCK_SIZE))
-                    as usize
-            ];
-            return proofs::Proof::create(&fake, &challenge)
-                .map(|p| Response::Proof(p.encode()))
-                .map_err(|e| (ErrorCode::BadRequest, e.to_string()));
-        }
-        let store = self.store.clone();
-        let proved = blocking(move || store.prove(&challenge)).await;
-        match proved {
-            Ok(p) => {
-                self.stats
-                    .proof_disk_bytes
-                    .fetch_add(challenge.piece_len, Ordering::Relaxed);
-                Ok(Response::Proof(p.encode()))
+        let taken = fresh.len();
+        if taken > 0 {
+            let store = self.store.clone();
+            if let Err(e) = blocking(move || store.put_audit_records(&fresh)).await {
+                warn!("audit records not stored: {e}");
             }
-            Err(StoreError::PieceNotFound(_)) => {
-                Err((ErrorCode::NotFound, format!("piece {id} not held")))
-            }
-            Err(StoreError::Corrupt { reason, .. }) => {
-                self.drop_corrupt(id, &reason).await;
-                Err((
-                    ErrorCode::Corrupt,
-                    format!("piece {id} is corrupt here: {reason}"),
-                ))
-            }
-            Err(StoreError::BadChallenge { reason, .. }) => Err((ErrorCode::BadRequest, reason)),
-            Err(e) => Err((ErrorCode::Internal, e.to_string())),
         }
-    }
-
-    /// Deletes a piece found corrupt and tells the network it is no longer held here.
-    async fn drop_corrupt(&self, id: PieceId, reason: &str) {
-        let store = self.store.clone();
-        if !matches!(blocking(move || store.remove_piece(&id)).await, Ok(true)) {
-            return;
-        }
-        self.stats.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
-        warn!(piece = %id, %reason, "corrupt piece deleted; repair will rebuild it elsewhere");
-        let h = Holdings {
-            data: self.data.addr(),
-            pieces: vec![],
-            dropped: vec![id.0],
-        };
-        self.control
-            .send(Command::Gossip {
-                topic: wire::HOLDINGS_TOPIC,
-                data: h.encode(),
-            })
-            .await
-            .ok();
+        taken
     }
 
     /// One scrub pass over every held piece, reading at most `rate` bytes per second.
@@ -471,7 +453,10 @@ impl State {
                         tokio::spawn(async move {
                             let id = s.id;
                             if let Err(e) = me.clone().repair(s).await {
-                                warn!(stripe = %id, "repair stopped: {e}");
+                                // Release the claim: a repairer that cannot finish must
+                                // not hold the stripe back from those that might.
+                                warn!(stripe = %id, "repair stopped: {e}; claim released");
+                                me.finish_repair(id).await;
                             }
                             lock(&me.repairing).remove(&id);
                         });
@@ -703,6 +688,8 @@ impl State {
         }
     }
 
+    /// Ends this node's repair of `stripe`, done or given up: the job leaves the journal
+    /// and the claim is released.
     async fn finish_repair(&self, stripe: StripeId) {
         lock(&self.journal).remove(&stripe);
         let store = self.store.clone();
@@ -743,7 +730,7 @@ impl State {
             Ok(Ok(Response::Held { .. })) => {
                 let mut holders = lock(&self.holders);
                 if let Some(d) = holders.by_peer.get(&peer).map(|(d, _)| d.clone()) {
-                    holders.add(peer, d, &[piece.0], &[]);
+                    holders.add(peer, d, &[piece.0], &[], now_unix());
                 }
                 true
             }

@@ -1,0 +1,273 @@
+//! Manifests on a node: taking a version in (placed, within its publisher's quota, and
+//! owned), fetching versions announced or missed, and collecting the pieces no version
+//! references.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::Duration,
+};
+
+use libp2p::PeerId;
+use tracing::{debug, info, warn};
+
+use super::{State, blocking, lock};
+use crate::{
+    ids::{PieceId, VersionId},
+    manifest::Manifest,
+    net::{
+        swarm::Command,
+        wire::{self, ErrorCode, Holdings, Request, Response},
+    },
+    store::StoreError,
+};
+
+/// Pieces of a new version checked for placement before it is kept.
+const PLACED_SAMPLE: usize = 4;
+/// Attempts at keeping an announced version that is not placed yet.
+const PLACED_ATTEMPTS: u32 = 6;
+/// Most piece ids of refused manifests kept from orphan collection.
+pub(super) const MAX_REFUSED_REFS: usize = 1 << 20;
+
+impl State {
+    /// Stores a verified manifest whose pieces are placed; announces it if it was new.
+    /// A manifest that names a dataset another publisher owns here is refused, but its
+    /// pieces are kept from orphan collection, and the conflict is reported.
+    pub(super) async fn store_manifest(
+        self: &Arc<Self>,
+        m: Manifest,
+    ) -> Result<bool, (ErrorCode, String)> {
+        let store = self.store.clone();
+        let version = m.version();
+        if matches!(store.manifest(&version), Ok(Some(_))) {
+            return Ok(false);
+        }
+        if let Err(why) = self.placed(&m).await {
+            return Err((
+                ErrorCode::NotPlaced,
+                format!("version {version} is not placed: {why}"),
+            ));
+        }
+        let refs: Vec<PieceId> = m.pieces().map(|r| r.id).collect();
+        let name = m.name().clone();
+        let res = blocking(move || store.put_manifest(&m)).await;
+        match res {
+            Ok(true) => {
+                self.control
+                    .send(Command::Gossip {
+                        topic: wire::MANIFEST_TOPIC,
+                        data: version.0.to_vec(),
+                    })
+                    .await
+                    .ok();
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e @ StoreError::NotOwner { .. }) => {
+                // Two publishers claim one name: this node keeps the first, but pieces
+                // the other's version references (repair may place them here) are not
+                // orphans, and the split is not silent.
+                warn!(dataset = %name, %version, "name conflict: {e}");
+                self.stats.name_conflicts.fetch_add(1, Ordering::Relaxed);
+                let mut pinned = lock(&self.refused_refs);
+                for r in refs {
+                    if pinned.len() >= MAX_REFUSED_REFS {
+                        break;
+                    }
+                    pinned.insert(r);
+                }
+                Err((ErrorCode::NotOwner, e.to_string()))
+            }
+            Err(e @ StoreError::Quota { .. }) => Err((ErrorCode::Quota, e.to_string())),
+            Err(e) => Err((ErrorCode::Internal, e.to_string())),
+        }
+    }
+
+    /// Whether `m`'s pieces are placed: of a random sample of [`PLACED_SAMPLE`] pieces,
+    /// each is held here or proven by a holder that announced it. A push publishes only
+    /// once every piece is acknowledged, so a manifest whose pieces nobody can prove is
+    /// one no push placed.
+    async fn placed(self: &Arc<Self>, m: &Manifest) -> Result<(), String> {
+        let all: Vec<(PieceId, u32)> = m.pieces().map(|r| (r.id, r.len)).collect();
+        if all.is_empty() {
+            return Ok(());
+        }
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).ok();
+        let start = u64::from_le_bytes(seed) as usize;
+        let step = (all.len() / PLACED_SAMPLE).max(1);
+        let sample: Vec<(PieceId, u32)> = (0..PLACED_SAMPLE.min(all.len()))
+            .map(|i| all[(start.wrapping_add(i * step)) % all.len()])
+            .collect();
+        for (piece, len) in sample {
+            let store = self.store.clone();
+            if blocking(move || store.has_piece(&piece))
+                .await
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            let holders: Vec<PeerId> = {
+                let connected = lock(&self.connected);
+                lock(&self.holders)
+                    .holders(&piece)
+                    .map(|(p, _)| *p)
+                    .filter(|p| connected.contains_key(p))
+                    .take(3)
+                    .collect()
+            };
+            let mut proven = false;
+            for peer in holders {
+                if crate::net::spot_check::prove(&self.control, peer, &[], piece, len)
+                    .await
+                    .is_ok()
+                {
+                    proven = true;
+                    break;
+                }
+            }
+            if !proven {
+                return Err(format!("no holder here proves piece {piece}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches `version` from `peer` unless held, verifies and stores it.
+    pub(super) async fn fetch_manifest(
+        self: Arc<Self>,
+        peer: PeerId,
+        version: [u8; 32],
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        if matches!(self.store.manifest(&VersionId(version)), Ok(Some(_))) {
+            return;
+        }
+        let req = Request::Manifest {
+            name: None,
+            version: Some(version),
+        };
+        match self.control.request(peer, vec![], req).await {
+            Ok(Response::Manifest(bytes)) if bytes.len() <= wire::MAX_NETWORK_MANIFEST => {
+                match Manifest::decode(&bytes) {
+                    Ok(m) if m.version().0 == version => {
+                        // Holders announce pieces just after they store them: a version
+                        // announced a moment ago may not be placed in this node's view
+                        // yet. Ask again a few times; catch-up tries later still.
+                        let mut wait = Duration::from_millis(250);
+                        for attempt in 1..=PLACED_ATTEMPTS {
+                            match self.store_manifest(m.clone()).await {
+                                Err((ErrorCode::NotPlaced, e)) if attempt < PLACED_ATTEMPTS => {
+                                    debug!(%peer, "manifest not kept yet: {e}");
+                                    tokio::time::sleep(wait).await;
+                                    wait = (wait * 2).min(Duration::from_secs(2));
+                                }
+                                Err((_, e)) => {
+                                    warn!(%peer, "manifest from peer not stored: {e}");
+                                    break;
+                                }
+                                Ok(_) => break,
+                            }
+                        }
+                    }
+                    Ok(_) => warn!(%peer, "peer sent a manifest with another version id"),
+                    Err(e) => warn!(%peer, "peer sent an invalid manifest: {e}"),
+                }
+            }
+            Ok(_) => debug!(%peer, "peer did not send the manifest"),
+            Err(e) => debug!(%peer, "manifest fetch failed: {e}"),
+        }
+    }
+
+    /// Asks a newly met peer which versions it has and fetches the missing ones.
+    pub(super) async fn catch_up(self: Arc<Self>, peer: PeerId) {
+        let Ok(Response::Versions(vs)) =
+            self.control.request(peer, vec![], Request::Versions).await
+        else {
+            return;
+        };
+        for v in vs.into_iter().take(wire::MAX_LIST) {
+            if !matches!(self.store.manifest(&VersionId(v)), Ok(Some(_))) {
+                let Ok(permit) = self.catch_up_permits.clone().acquire_owned().await else {
+                    return;
+                };
+                self.clone().fetch_manifest(peer, v, permit).await;
+            }
+        }
+    }
+
+    /// Deletes pieces that no manifest has referenced for `grace`: what a push that never
+    /// published left behind. Pieces of every manifest the node knows are kept, and those
+    /// of manifests it refused for a name conflict.
+    pub(super) async fn collect_orphans(
+        self: Arc<Self>,
+        seen: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>>,
+        grace: Duration,
+    ) {
+        let store = self.store.clone();
+        let now = tokio::time::Instant::now();
+        let pinned = lock(&self.refused_refs).clone();
+        let scan = tokio::task::spawn_blocking(move || -> Result<Vec<PieceId>, StoreError> {
+            let mut referenced = pinned;
+            for (name, _) in store.datasets()? {
+                for v in store.versions(&name)? {
+                    if let Some(m) = store.manifest(&v)? {
+                        referenced.extend(m.pieces().map(|r| r.id));
+                    }
+                }
+            }
+            Ok(store
+                .piece_ids()?
+                .into_iter()
+                .filter(|p| !referenced.contains(p))
+                .collect())
+        })
+        .await;
+        let Ok(Ok(unreferenced)) = scan else {
+            return;
+        };
+        let expired: Vec<PieceId> = {
+            let mut seen = lock(&seen);
+            let now_set: HashSet<PieceId> = unreferenced.iter().copied().collect();
+            seen.retain(|p, _| now_set.contains(p));
+            unreferenced
+                .into_iter()
+                .filter(|p| now.duration_since(*seen.entry(*p).or_insert(now)) >= grace)
+                .collect()
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            expired
+                .into_iter()
+                .filter(|p| matches!(store.remove_piece(p), Ok(true)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if removed.is_empty() {
+            return;
+        }
+        info!(
+            pieces = removed.len(),
+            "deleted pieces no manifest references"
+        );
+        lock(&seen).retain(|p, _| !removed.contains(p));
+        for chunk in removed.chunks(wire::HOLDINGS_BATCH) {
+            let h = Holdings {
+                data: self.data.addr(),
+                pieces: vec![],
+                dropped: chunk.iter().map(|p| p.0).collect(),
+            };
+            let gossip = Command::Gossip {
+                topic: wire::HOLDINGS_TOPIC,
+                data: h.encode(),
+            };
+            if self.control.send(gossip).await.is_err() {
+                return;
+            }
+        }
+    }
+}
