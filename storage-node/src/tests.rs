@@ -437,7 +437,9 @@ fn each_publisher_is_held_to_a_quota_of_versions_and_manifest_bytes() {
     store.set_quota(3, 1 << 20);
     let params = ErasureParams::new(2, 1, 64).unwrap();
     let version = |name: &str, created: u64, k: &PublisherKey| {
-        let src = dir.path().join(format!("{name}-{created}"));
+        let src = dir
+            .path()
+            .join(format!("{}-{created}", name.replace('/', "-")));
         fs::write(&src, data(10, created)).unwrap();
         let files = vec![SourceFile {
             path: "a".parse().unwrap(),
