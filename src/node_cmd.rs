@@ -73,9 +73,11 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     check: bool,
     /// Fault injection for tests: serve every piece with a flipped byte.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
     fault_serve_corrupt: bool,
-    /// Fault injection for tests: answer every challenge with a forged proof.
+    /// Fault injection for tests: answer other nodes' challenges with forged proofs.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
     fault_forge_proofs: bool,
 }
@@ -151,8 +153,13 @@ fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr, ApiConfig)> {
     cfg.peers = peers;
     cfg.capacity = capacity;
     cfg.mdns = !args.no_mdns && file.mdns.unwrap_or(true);
-    cfg.serve_corrupt = args.fault_serve_corrupt;
-    cfg.forge_proofs = args.fault_forge_proofs;
+    #[cfg(feature = "fault-injection")]
+    {
+        cfg.faults = storage_node::net::node::Faults {
+            serve_corrupt: args.fault_serve_corrupt,
+            forge_proofs: args.fault_forge_proofs,
+        };
+    }
     if let Some(s) = args.audit_secs.or(file.audit_secs) {
         cfg.upkeep.audit_interval = seconds("audit_secs", s)?;
         // A claim must outlive a few rounds, so a repairer that dies is replaced soon.

@@ -362,6 +362,10 @@ fn faulty_node(net: &Net, name: &str, fault: &str) -> (KillOnDrop, String, Strin
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "starts misbehaving nodes: needs --features fault-injection (scripts/test)"
+)]
 fn byzantine_nodes_are_flagged_below_every_honest_node_and_never_read_from() {
     let net = Net::up_with(6, FAST);
     let (_forger, forger, _) = faulty_node(&net, "forger", "--fault-forge-proofs");
