@@ -413,20 +413,7 @@ fn every_endpoint_answers_like_a_good_web_server() {
     assert!(g.header("www-authenticate").is_some());
     let g = post(Some("cairn_0000"), body.clone());
     assert_eq!((g.status, g.error_code().as_str()), (403, "forbidden"));
-    let o = common::run(
-        &[
-            "node",
-            "token",
-            "create",
-            "--data-dir",
-            nodes[1].data_dir.to_str().expect("utf-8"),
-            "--name",
-            "ci",
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let token = common::token(&nodes[1].data_dir, "ci");
     // Over the limit: refused from its Content-Length, before the body is read (curl,
     // because it reads an answer that comes while it is still sending).
     let too_big = net.dir.path().join("too-big.tar");

@@ -18,22 +18,7 @@ fn data(name: &str) -> PathBuf {
 /// Iris on 6 nodes, pushed with small pieces so it spans several stripes.
 fn iris_net() -> Net {
     let net = Net::up(6);
-    let o = net.cmd(&[
-        "dataset",
-        "push",
-        data("iris").to_str().expect("utf-8"),
-        "--name",
-        "uci/iris",
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--block-size",
-        "64",
-        "--license",
-        "CC-BY-4.0",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    net.push_iris();
     net
 }
 

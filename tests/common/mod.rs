@@ -116,6 +116,30 @@ impl Net {
         ])
     }
 
+    /// Pushes Fisher's iris (`data/iris`) as `uci/iris`, with small pieces so that it
+    /// spans several stripes.
+    pub(crate) fn push_iris(&self) {
+        let iris = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data")
+            .join("iris");
+        let o = self.cmd(&[
+            "dataset",
+            "push",
+            iris.to_str().expect("utf-8"),
+            "--name",
+            "uci/iris",
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--block-size",
+            "64",
+            "--license",
+            "CC-BY-4.0",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+
     /// `cairn dataset pull NAME DEST`.
     pub(crate) fn pull(&self, name: &str, dest: &Path) -> Output {
         self.cmd(&["dataset", "pull", name, dest.to_str().expect("utf-8")])
@@ -177,6 +201,24 @@ impl Drop for Net {
             }
         }
     }
+}
+
+/// Creates a push token named `name` on the node whose data dir is `data_dir`.
+pub(crate) fn token(data_dir: &Path, name: &str) -> String {
+    let o = run(
+        &[
+            "node",
+            "token",
+            "create",
+            "--data-dir",
+            data_dir.to_str().expect("utf-8"),
+            "--name",
+            name,
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// Writes a mix of files under `dir`: a card, a CSV, binary shards across several stripes,

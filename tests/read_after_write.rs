@@ -1,0 +1,101 @@
+//! End-to-end: when a push returns, every read path works at once. Each read below is
+//! made the moment its push returns, with no sleep and no retry, 20 times for each kind
+//! of push.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Net, text};
+
+const ROUNDS: usize = 20;
+
+/// GETs `url`, returning the status and the body.
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(url).call().expect("the node answers");
+    let status = r.status().as_u16();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_vec()
+        .expect("body");
+    (status, body)
+}
+
+/// A small dataset of its own for round `i`: two files spanning a few stripes.
+fn dataset(dir: &std::path::Path, i: usize) -> Vec<u8> {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let data = storage_node::local::synthetic(300_000 + i * 1000, 900 + i as u64);
+    std::fs::write(dir.join("data.bin"), &data).expect("write");
+    std::fs::write(dir.join("README.md"), format!("# round {i}\n")).expect("write");
+    data
+}
+
+#[test]
+fn cli_and_http_pushes_are_readable_the_moment_they_return() {
+    let net = Net::up(6);
+    let nodes = net.nodes();
+    // Reads through the node the CLI went through, and through one that had no part.
+    let (entry, other) = (&nodes[0].http, &nodes[4].http);
+    for i in 0..ROUNDS {
+        let src = net.dir.path().join(format!("cli-{i}"));
+        let data = dataset(&src, i);
+        let name = format!("raw/cli-{i}");
+        let o = net.push(&src, &name);
+        assert!(o.status.success(), "{}", text(&o));
+        for base in [entry, other] {
+            let (status, body) = get(&format!(
+                "{base}/v1/datasets/{name}/resolve/latest/data.bin"
+            ));
+            assert_eq!(
+                status,
+                200,
+                "round {i}, {base}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            assert!(body == data, "round {i}, {base}: other bytes");
+        }
+        let dest = net.dir.path().join(format!("cli-{i}-out"));
+        let o = net.pull(&name, &dest);
+        assert!(o.status.success(), "round {i}: {}", text(&o));
+        assert!(std::fs::read(dest.join("data.bin")).expect("pulled") == data);
+    }
+
+    let token = common::token(&nodes[1].data_dir, "raw");
+    let base = &nodes[1].http;
+    for i in 0..ROUNDS {
+        let src = net.dir.path().join(format!("http-{i}"));
+        let data = dataset(&src, ROUNDS + i);
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("tar runs");
+        assert!(tar.status.success());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = agent
+            .post(format!(
+                "{base}/v1/datasets/raw/http-{i}?k=4&m=2&block_size=65536"
+            ))
+            .header("Authorization", format!("Bearer {token}"))
+            .send(&tar.stdout[..])
+            .expect("the node answers");
+        let status = r.status().as_u16();
+        let answer = r.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(status, 201, "round {i}: {answer}");
+        let (status, body) = get(&format!(
+            "{base}/v1/datasets/raw/http-{i}/resolve/latest/data.bin"
+        ));
+        assert_eq!(status, 200, "round {i}: {}", String::from_utf8_lossy(&body));
+        assert!(body == data, "round {i}: other bytes");
+    }
+}
