@@ -735,3 +735,71 @@ fn a_version_whose_pieces_nobody_holds_is_not_kept() {
         assert_eq!(code, 404, "{url}");
     }
 }
+
+#[test]
+fn a_second_publisher_of_a_name_is_refused_and_the_conflict_reported() {
+    let net = Net::up(6);
+    let nodes = net.nodes();
+    let src = net.dir.path().join("src");
+    mixed_files(&src, 28, 1 << 20);
+    let o = net.push(&src, "alice/data");
+    assert!(o.status.success(), "{}", text(&o));
+    // Another key signs a version of the same name over the same files: its pieces are
+    // the ones just placed, so only the name is in dispute.
+    let files = storage_node::engine::scan(&src).expect("scan");
+    let mallory =
+        storage_node::PublisherKey::from_secret_bytes(blake3::hash(b"mallory").as_bytes());
+    let opts = storage_node::EncodeOptions {
+        name: "alice/data".parse().expect("a name"),
+        parent: None,
+        license: "CC0-1.0".into(),
+        params: storage_node::ErasureParams::new(4, 2, 64 << 10).expect("params"),
+        created_unix: 2_000_000_000,
+    };
+    let m = storage_node::engine::encode_files(&files, &opts, &mallory, |_, _, _| Ok(()), |_| {})
+        .expect("a manifest");
+    let eve = Adversary::fresh();
+    eve.join(std::slice::from_ref(&nodes[0].peer));
+    let peer = nodes[0].peer.rsplit('/').next().expect("peer").to_string();
+    let answer = eve.request(
+        &peer,
+        wire::Request::Publish {
+            manifest: m.as_bytes().to_vec(),
+        },
+    );
+    assert!(
+        matches!(
+            answer,
+            Ok(wire::Response::Error {
+                code: wire::ErrorCode::NotOwner,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    // The first publisher's version is still the one served, and the split is not
+    // silent: the node counts it, in its network view and its metrics.
+    let view: serde_json::Value = ureq::get(format!("{}/v1/network", nodes[0].http))
+        .call()
+        .expect("network view")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    assert_eq!(view["name_conflicts"], 1, "{view}");
+    let metrics = ureq::get(format!("{}/metrics", nodes[0].http))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_name_conflicts_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(counted, Some(1.0), "{metrics}");
+    let o = net.cmd(&["dataset", "info", "alice/data", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dest = net.dir.path().join("out");
+    let o = net.pull("alice/data", &dest);
+    assert!(o.status.success(), "{}", text(&o));
+}

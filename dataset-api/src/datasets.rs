@@ -184,6 +184,9 @@ pub struct Network {
     pub proven_byte_hours: f64,
     /// Datasets known.
     pub datasets: u64,
+    /// Versions this node refused because another publisher owns their name here: the
+    /// network is split over that name until one of them renames.
+    pub name_conflicts: u64,
 }
 
 pub(crate) fn parse_name(owner: &str, name: &str) -> Result<DatasetName, ApiError> {
@@ -377,6 +380,7 @@ pub(crate) async fn network_view(api: &Api) -> Result<Network, ApiError> {
             .filter_map(|n| n.standing.as_ref().map(|s| s.proven_byte_hours))
             .sum(),
         datasets: status.datasets,
+        name_conflicts: status.upkeep.name_conflicts,
         nodes,
     })
 }

@@ -324,6 +324,12 @@ async fn render_metrics(State(api): State<Arc<Api>>) -> Response {
             f(u.pieces_rebuilt),
         ),
         (
+            "cairn_name_conflicts_total",
+            "counter",
+            "Versions refused because another publisher owns their name here.",
+            f(u.name_conflicts),
+        ),
+        (
             "cairn_http_stripes_fetched_total",
             "counter",
             "Stripes fetched from peers to answer HTTP reads.",
