@@ -22,8 +22,10 @@ use crate::{
     store::StoreError,
 };
 
-/// Pieces of a new version checked for placement before it is kept.
+/// Pieces of a new version that must be proven placed before it is kept.
 const PLACED_SAMPLE: usize = 4;
+/// Most pieces drawn to find them.
+const PLACED_DRAWS: usize = 3 * PLACED_SAMPLE;
 /// Attempts at keeping an announced version that is not placed yet.
 const PLACED_ATTEMPTS: u32 = 6;
 /// Most piece ids of refused manifests kept from orphan collection.
@@ -83,54 +85,77 @@ impl State {
         }
     }
 
-    /// Whether `m`'s pieces are placed: of a random sample of [`PLACED_SAMPLE`] pieces,
-    /// each is held here or proven by a holder that announced it. A push publishes only
-    /// once every piece is acknowledged, so a manifest whose pieces nobody can prove is
-    /// one no push placed.
+    /// Whether `m`'s pieces are placed: [`PLACED_SAMPLE`] pieces drawn at random (or all,
+    /// for a smaller version) are each held here or proven by a holder that announced
+    /// it, out of at most [`PLACED_DRAWS`] draws. A push publishes only once every piece
+    /// is acknowledged, so a manifest whose pieces nobody can prove is one no push
+    /// placed; a few misbehaving holders among honest ones do not keep a version out.
     async fn placed(self: &Arc<Self>, m: &Manifest) -> Result<(), String> {
         let all: Vec<(PieceId, u32)> = m.pieces().map(|r| (r.id, r.len)).collect();
-        if all.is_empty() {
-            return Ok(());
-        }
-        let mut seed = [0u8; 8];
+        let need = PLACED_SAMPLE.min(all.len().div_ceil(2));
+        // Draws at random, without repeats.
+        let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).ok();
-        let start = u64::from_le_bytes(seed) as usize;
-        let step = (all.len() / PLACED_SAMPLE).max(1);
-        let sample: Vec<(PieceId, u32)> = (0..PLACED_SAMPLE.min(all.len()))
-            .map(|i| all[(start.wrapping_add(i * step)) % all.len()])
-            .collect();
-        for (piece, len) in sample {
-            let store = self.store.clone();
-            if blocking(move || store.has_piece(&piece))
-                .await
-                .unwrap_or(false)
-            {
-                continue;
+        let mut order: Vec<usize> = Vec::with_capacity(PLACED_DRAWS);
+        for j in 0..(4 * PLACED_DRAWS) as u64 {
+            if order.len() >= PLACED_DRAWS.min(all.len()) {
+                break;
             }
-            let holders: Vec<PeerId> = {
-                let connected = lock(&self.connected);
-                lock(&self.holders)
-                    .holders(&piece)
-                    .map(|(p, _)| *p)
-                    .filter(|p| connected.contains_key(p))
-                    .take(3)
-                    .collect()
-            };
-            let mut proven = false;
-            for peer in holders {
-                if crate::net::spot_check::prove(&self.control, peer, &[], piece, len)
-                    .await
-                    .is_ok()
-                {
-                    proven = true;
-                    break;
-                }
-            }
-            if !proven {
-                return Err(format!("no holder here proves piece {piece}"));
+            let h = blake3::keyed_hash(&seed, &j.to_le_bytes());
+            let mut head = [0u8; 8];
+            head.copy_from_slice(&h.as_bytes()[..8]);
+            let i = (u64::from_le_bytes(head) % all.len().max(1) as u64) as usize;
+            if !order.contains(&i) {
+                order.push(i);
             }
         }
-        Ok(())
+        let (mut proven, mut drawn) = (0usize, 0usize);
+        for &i in order.iter().take(PLACED_DRAWS) {
+            if proven >= need {
+                break;
+            }
+            drawn += 1;
+            let (piece, len) = all[i];
+            if self.proven_piece(piece, len).await {
+                proven += 1;
+            }
+        }
+        if proven >= need {
+            Ok(())
+        } else {
+            Err(format!(
+                "{proven} of the {drawn} pieces drawn are held here or proven by a holder; {need} must be"
+            ))
+        }
+    }
+
+    /// Whether `piece` is held here, or a connected holder that announced it proves it.
+    async fn proven_piece(self: &Arc<Self>, piece: PieceId, len: u32) -> bool {
+        let store = self.store.clone();
+        if blocking(move || store.has_piece(&piece))
+            .await
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        let holders: Vec<PeerId> = {
+            let connected = lock(&self.connected);
+            lock(&self.holders)
+                .holders(&piece)
+                .map(|(p, _)| *p)
+                .filter(|p| connected.contains_key(p))
+                .take(3)
+                .collect()
+        };
+        for peer in holders {
+            if crate::net::spot_check::prove(&self.control, peer, &[], piece, len)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Fetches `version` from `peer` unless held, verifies and stores it.
