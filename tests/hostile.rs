@@ -511,27 +511,6 @@ fn a_node_that_acknowledges_pieces_it_never_stored_gets_none() {
     assert_reads_work(&net, "eve/unstored", &files, "after-liar");
 }
 
-/// Resident memory of process `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib << 10)
-}
-
-/// Bytes of every file under `dir`.
-fn du(dir: &std::path::Path) -> u64 {
-    common::files_under(dir)
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
-        .map(|m| m.len())
-        .sum()
-}
-
 /// Every attack at once, for `CAIRN_SOAK_SECS` (300 by default) against 8 nodes, while a
 /// client pulls, reads over HTTP and trains: the bytes stay identical, no honest node is
 /// flagged or failing, and the nodes' memory and metadata stay within bounds.
@@ -680,7 +659,7 @@ fn soak_every_attack_at_once_while_a_client_pulls_and_trains() {
     );
     assert_no_honest_node_harmed(&net, &[]);
     for n in &nodes {
-        let (mem, db) = (rss(n.pid), du(&n.data_dir.join("db")));
+        let (mem, db) = (common::rss(n.pid), common::du(&n.data_dir.join("db")));
         assert!(mem < 512 << 20, "node {} uses {} MiB", n.peer, mem >> 20);
         assert!(
             db < 256 << 20,
@@ -691,6 +670,37 @@ fn soak_every_attack_at_once_while_a_client_pulls_and_trains() {
     }
 }
 
+/// Publishes, through `node`'s control protocol and from a fresh identity, a version of
+/// `name` over the files under `src` signed by the key of `secret`, placing nothing
+/// itself. Returns the node's answer.
+fn publish_signed_by(
+    node: &common::NodeEntry,
+    src: &std::path::Path,
+    name: &str,
+    secret: &[u8],
+) -> Result<wire::Response, String> {
+    let files = storage_node::engine::scan(src).expect("scan");
+    let key = storage_node::PublisherKey::from_secret_bytes(blake3::hash(secret).as_bytes());
+    let opts = storage_node::EncodeOptions {
+        name: name.parse().expect("a name"),
+        parent: None,
+        license: "CC0-1.0".into(),
+        params: storage_node::ErasureParams::new(4, 2, 64 << 10).expect("params"),
+        created_unix: 1_900_000_000,
+    };
+    let m = storage_node::engine::encode_files(&files, &opts, &key, |_, _, _| Ok(()), |_| {})
+        .expect("a manifest");
+    let eve = Adversary::fresh();
+    eve.join(std::slice::from_ref(&node.peer));
+    let peer = node.peer.rsplit('/').next().expect("peer").to_string();
+    eve.request(
+        &peer,
+        wire::Request::Publish {
+            manifest: m.as_bytes().to_vec(),
+        },
+    )
+}
+
 #[test]
 fn a_version_whose_pieces_nobody_holds_is_not_kept() {
     let net = Net::up(6);
@@ -698,27 +708,7 @@ fn a_version_whose_pieces_nobody_holds_is_not_kept() {
     // A signed manifest from a fresh publisher key for files whose pieces went nowhere.
     let src = net.dir.path().join("ghost");
     mixed_files(&src, 27, 1 << 20);
-    let files = storage_node::engine::scan(&src).expect("scan");
-    let key =
-        storage_node::PublisherKey::from_secret_bytes(blake3::hash(b"ghost publisher").as_bytes());
-    let opts = storage_node::EncodeOptions {
-        name: "eve/ghost".parse().expect("a name"),
-        parent: None,
-        license: "CC0-1.0".into(),
-        params: storage_node::ErasureParams::new(4, 2, 64 << 10).expect("params"),
-        created_unix: 1,
-    };
-    let m = storage_node::engine::encode_files(&files, &opts, &key, |_, _, _| Ok(()), |_| {})
-        .expect("a manifest");
-    let eve = Adversary::fresh();
-    eve.join(std::slice::from_ref(&nodes[0].peer));
-    let peer = nodes[0].peer.rsplit('/').next().expect("peer").to_string();
-    let answer = eve.request(
-        &peer,
-        wire::Request::Publish {
-            manifest: m.as_bytes().to_vec(),
-        },
-    );
+    let answer = publish_signed_by(&nodes[0], &src, "eve/ghost", b"ghost publisher");
     assert!(
         matches!(
             answer,
@@ -751,27 +741,7 @@ fn a_second_publisher_of_a_name_is_refused_and_the_conflict_reported() {
     assert!(o.status.success(), "{}", text(&o));
     // Another key signs a version of the same name over the same files: its pieces are
     // the ones just placed, so only the name is in dispute.
-    let files = storage_node::engine::scan(&src).expect("scan");
-    let mallory =
-        storage_node::PublisherKey::from_secret_bytes(blake3::hash(b"mallory").as_bytes());
-    let opts = storage_node::EncodeOptions {
-        name: "alice/data".parse().expect("a name"),
-        parent: None,
-        license: "CC0-1.0".into(),
-        params: storage_node::ErasureParams::new(4, 2, 64 << 10).expect("params"),
-        created_unix: 2_000_000_000,
-    };
-    let m = storage_node::engine::encode_files(&files, &opts, &mallory, |_, _, _| Ok(()), |_| {})
-        .expect("a manifest");
-    let eve = Adversary::fresh();
-    eve.join(std::slice::from_ref(&nodes[0].peer));
-    let peer = nodes[0].peer.rsplit('/').next().expect("peer").to_string();
-    let answer = eve.request(
-        &peer,
-        wire::Request::Publish {
-            manifest: m.as_bytes().to_vec(),
-        },
-    );
+    let answer = publish_signed_by(&nodes[0], &src, "alice/data", b"mallory");
     assert!(
         matches!(
             answer,

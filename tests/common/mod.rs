@@ -345,3 +345,24 @@ pub(crate) fn holds_intact(data_dir: &Path, id: &str) -> bool {
         i == id && std::fs::read(p).is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == id)
     })
 }
+
+/// Resident memory of process `pid`, in bytes.
+pub(crate) fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib << 10)
+}
+
+/// Bytes of every file under `dir`.
+pub(crate) fn du(dir: &std::path::Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
