@@ -11,6 +11,8 @@ use crate::{ids::PieceId, net::wire::DataAddr};
 const MAX_HOLDER_ENTRIES: usize = 8 << 20;
 /// Most pieces one peer may claim to hold (a 1 PiB node at the default block size).
 pub(super) const MAX_PIECES_PER_PEER: usize = 1 << 20;
+/// Most (peer, piece) drops remembered.
+const MAX_DROPPED: usize = 1 << 16;
 /// Most peers in the holder table.
 const MAX_HOLDER_PEERS: usize = 4096;
 
@@ -26,6 +28,9 @@ pub(super) struct Holders {
     pub(super) by_peer: HashMap<PeerId, (DataAddr, HashSet<PieceId>)>,
     /// When each peer last announced, seconds since the epoch.
     heard: HashMap<PeerId, u64>,
+    /// Pieces peers said they dropped (found corrupt, or no longer referenced), and when:
+    /// a rebuilt piece does not go back to a node whose copy just went bad.
+    dropped: HashMap<(PeerId, PieceId), u64>,
     entries: usize,
 }
 
@@ -59,6 +64,13 @@ impl Holders {
             }
         }
         for p in dropped.iter().map(|p| PieceId(*p)) {
+            if self.dropped.len() >= MAX_DROPPED {
+                let oldest = self.dropped.values().copied().min().unwrap_or(now);
+                self.dropped.retain(|_, t| *t > oldest);
+            }
+            if self.dropped.len() < MAX_DROPPED {
+                self.dropped.insert((peer, p), now);
+            }
             if mine.remove(&p) {
                 Self::unlink(&mut self.by_piece, &p, &peer);
                 self.entries -= 1;
@@ -79,6 +91,7 @@ impl Holders {
         for p in stale {
             self.forget(&p);
         }
+        self.dropped.retain(|_, t| *t >= since);
     }
 
     /// Forgets everything `peer` claimed.
@@ -99,6 +112,11 @@ impl Holders {
                 by_piece.remove(piece);
             }
         }
+    }
+
+    /// Whether `peer` said lately that it dropped `piece`.
+    pub(super) fn dropped(&self, peer: &PeerId, piece: &PieceId) -> bool {
+        self.dropped.contains_key(&(*peer, *piece))
     }
 
     /// Whether `peer` announced any of `pieces`.
@@ -169,5 +187,18 @@ mod tests {
         let left: Vec<PeerId> = h.holders(&PieceId([1; 32])).map(|(p, _)| *p).collect();
         assert_eq!(left, vec![a]);
         assert_eq!(h.entries, 1);
+    }
+
+    #[test]
+    fn a_dropped_piece_is_remembered_until_it_expires() {
+        let a = PeerId::random();
+        let mut h = Holders::default();
+        h.add(a, addr(1), &[[1; 32]], &[], 100);
+        h.add(a, addr(1), &[], &[[1; 32]], 110);
+        assert!(h.dropped(&a, &PieceId([1; 32])));
+        assert!(!h.dropped(&a, &PieceId([2; 32])));
+        h.add(a, addr(1), &[], &[], 200);
+        h.expire(150);
+        assert!(!h.dropped(&a, &PieceId([1; 32])));
     }
 }

@@ -139,8 +139,10 @@ impl State {
             return true;
         }
         let holders: Vec<PeerId> = {
+            // Holders before connected, the order the rest of the node takes them in.
+            let holders = lock(&self.holders);
             let connected = lock(&self.connected);
-            lock(&self.holders)
+            holders
                 .holders(&piece)
                 .map(|(p, _)| *p)
                 .filter(|p| connected.contains_key(p))

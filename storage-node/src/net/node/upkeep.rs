@@ -524,6 +524,8 @@ impl State {
         // not strand another; the others allowed follow as fallbacks.
         let (missing, plans): (Vec<usize>, Vec<Vec<NodeId>>) = {
             let targets = self.free_targets(&s, &holding);
+            // Locks in the order the rest of the node takes them: holders, then ledger.
+            let holders = lock(&self.holders);
             let ledger = lock(&self.ledger);
             let lost: Vec<usize> = (0..healthy.len()).filter(|&i| !healthy[i]).collect();
             let allowed: Vec<Vec<NodeId>> = lost
@@ -534,6 +536,7 @@ impl State {
                         .iter()
                         .copied()
                         .filter(|n| ledger.trusted(n, &id))
+                        .filter(|n| peer_of_node(n).is_none_or(|p| !holders.dropped(&p, &id)))
                         .collect()
                 })
                 .collect();
