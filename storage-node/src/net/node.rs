@@ -766,22 +766,16 @@ impl State {
                 let store = self.store.clone();
                 let shown = name.to_string();
                 let list = blocking(move || -> Result<Vec<wire::VersionSummary>, StoreError> {
-                    let mut out = Vec::new();
-                    for v in store
-                        .versions(&name)?
+                    Ok(store
+                        .version_records(&name, wire::MAX_DATASETS_LISTED)?
                         .into_iter()
-                        .take(wire::MAX_DATASETS_LISTED)
-                    {
-                        if let Some(m) = store.manifest(&v)? {
-                            out.push(wire::VersionSummary {
-                                version: v.0,
-                                created_unix: m.body().created_unix,
-                                size: m.total_size(),
-                                files: m.files().len() as u32,
-                            });
-                        }
-                    }
-                    Ok(out)
+                        .map(|v| wire::VersionSummary {
+                            version: v.version.0,
+                            created_unix: v.created_unix,
+                            size: v.size,
+                            files: u32::try_from(v.files).unwrap_or(u32::MAX),
+                        })
+                        .collect())
                 })
                 .await
                 .map_err(|e| internal(&e))?;
@@ -1014,32 +1008,25 @@ where
     }
 }
 
-/// Summaries of every dataset in `store`, for listings.
+/// Summaries of the datasets in `store`, for listings: from the datasets' records alone,
+/// so a listing costs the same however large the manifests are.
 pub fn dataset_summaries(store: &PieceStore) -> Result<Vec<DatasetSummary>, StoreError> {
-    let mut out = Vec::new();
-    for (name, rec) in store
-        .datasets()?
+    Ok(store
+        .datasets_up_to(wire::MAX_DATASETS_LISTED)?
         .into_iter()
-        .take(wire::MAX_DATASETS_LISTED)
-    {
-        let Some(m) = store.manifest(&rec.latest)? else {
-            continue;
-        };
-        out.push(DatasetSummary {
+        .map(|(name, rec)| DatasetSummary {
             name: name.to_string(),
             latest: rec.latest.to_string(),
-            versions: store.versions(&name)?.len() as u32,
-            size: m.total_size(),
-            files: m.files().len() as u32,
-            license: m
-                .body()
+            versions: u32::try_from(rec.versions).unwrap_or(u32::MAX),
+            size: rec.size,
+            files: u32::try_from(rec.files).unwrap_or(u32::MAX),
+            license: rec
                 .license
                 .chars()
                 .take(wire::MAX_SUMMARY_LICENSE)
                 .collect(),
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 async fn run(

@@ -31,7 +31,7 @@ pub const MAX_DATASETS_LISTED: usize = 10_000;
 /// Most nodes in one `Peers` answer.
 pub const MAX_PEERS_LISTED: usize = 1024;
 /// Longest license text in a dataset summary (the manifest has the whole text).
-pub const MAX_SUMMARY_LICENSE: usize = 200;
+pub const MAX_SUMMARY_LICENSE: usize = crate::store::MAX_RECORD_LICENSE;
 /// The gossipsub topic new manifest versions are announced on (32-byte version ids; the
 /// manifest itself is then fetched from the announcer with [`Request::Manifest`]).
 pub const MANIFEST_TOPIC: &str = "cairn/manifests/1";

@@ -234,20 +234,15 @@ impl State {
         let store = self.store.clone();
         let now = tokio::time::Instant::now();
         let pinned = lock(&self.refused_refs).clone();
+        // One index seek per piece held: no manifest is decoded.
         let scan = tokio::task::spawn_blocking(move || -> Result<Vec<PieceId>, StoreError> {
-            let mut referenced = pinned;
-            for (name, _) in store.datasets()? {
-                for v in store.versions(&name)? {
-                    if let Some(m) = store.manifest(&v)? {
-                        referenced.extend(m.pieces().map(|r| r.id));
-                    }
+            let mut out = Vec::new();
+            for p in store.piece_ids()? {
+                if !pinned.contains(&p) && !store.is_referenced(&p)? {
+                    out.push(p);
                 }
             }
-            Ok(store
-                .piece_ids()?
-                .into_iter()
-                .filter(|p| !referenced.contains(p))
-                .collect())
+            Ok(out)
         })
         .await;
         let Ok(Ok(unreferenced)) = scan else {

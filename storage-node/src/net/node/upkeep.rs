@@ -73,38 +73,22 @@ impl HeldStripe {
     }
 }
 
-/// Every distinct stripe of every known manifest that contains a piece held here.
+/// Every distinct stripe of a known manifest that contains a piece held here, found from
+/// the pieces through the store's index.
 pub(super) fn held_stripes(store: &PieceStore) -> Result<Vec<HeldStripe>, StoreError> {
-    let mine: HashSet<PieceId> = store.piece_ids()?.into_iter().collect();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (name, _) in store.datasets()? {
-        for v in store.versions(&name)? {
-            let Some(m) = store.manifest(&v)? else {
-                continue;
-            };
-            let params = m.body().params;
-            for (fi, f) in m.files().iter().enumerate() {
-                for (si, s) in f.stripes.iter().enumerate() {
-                    if !s.pieces.iter().any(|p| mine.contains(&p.id)) {
-                        continue;
-                    }
-                    let id = repair::stripe_id(s);
-                    if seen.insert(id) {
-                        out.push(HeldStripe {
-                            id,
-                            params,
-                            stripe: s.clone(),
-                            version: v,
-                            file: fi as u32,
-                            index: si as u32,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
+    let mine = store.piece_ids()?;
+    Ok(store
+        .stripes_containing(&mine)?
+        .into_iter()
+        .map(|(r, params, stripe)| HeldStripe {
+            id: r.stripe,
+            params,
+            stripe,
+            version: r.version,
+            file: r.file,
+            index: r.index,
+        })
+        .collect())
 }
 
 impl State {
