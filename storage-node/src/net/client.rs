@@ -36,6 +36,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     NetError,
+    budget::ByteBudget,
     data::{DataError, DataPlane, PieceSource},
     fetch::{HolderIx, Step, StripeFetch},
     identity::NodeKey,
@@ -51,7 +52,7 @@ use crate::{
 };
 
 /// Bytes of pieces a push keeps in memory waiting for their holders to fetch them.
-const PUSH_BUDGET: usize = 96 << 20;
+const PUSH_BUDGET: u64 = 96 << 20;
 /// Bytes of stripes a pull fetches ahead of the writer.
 const PULL_AHEAD: u64 = 64 << 20;
 /// Attempts at a `Hold` that failed for a reason worth retrying.
@@ -559,7 +560,7 @@ impl Client {
                 move |n| progress_enc(n),
             )
         });
-        let budget = Arc::new(Semaphore::new(PUSH_BUDGET >> 10));
+        let budget = ByteBudget::new(PUSH_BUDGET);
         let per_node: Vec<Arc<Semaphore>> = (0..nodes.len())
             .map(|_| Arc::new(Semaphore::new(HOLDS_PER_NODE)))
             .collect();
@@ -585,12 +586,12 @@ impl Client {
                     }
                 }
             }
-            let kib = (bytes.len().div_ceil(1024) as u32).clamp(1, (PUSH_BUDGET >> 10) as u32);
+            let want = bytes.len() as u64;
             let permit = tokio::select! {
-                p = budget.clone().acquire_many_owned(kib) => p.map_err(|e| ClientError::Internal(e.to_string()))?,
+                p = budget.spend(want) => p.map_err(|e| ClientError::Internal(e.to_string()))?,
                 Some(done) = tasks.join_next() => {
                     if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) { failure = Some(e); break; }
-                    budget.clone().acquire_many_owned(kib).await.map_err(|e| ClientError::Internal(e.to_string()))?
+                    budget.spend(want).await.map_err(|e| ClientError::Internal(e.to_string()))?
                 }
             };
             pieces += 1;

@@ -8,6 +8,7 @@
 //! - [`placement`] and [`fetch`]: sans-IO decisions (where pieces go, which to fetch).
 //! - [`spot_check`]: a push's acknowledgements, challenged before it publishes.
 
+pub mod budget;
 pub mod client;
 pub mod data;
 pub mod fetch;

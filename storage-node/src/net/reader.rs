@@ -16,8 +16,11 @@
 //!   fetches that piece alone (`1/k` of the stripe), from any of its holders; anything
 //!   larger, or a piece that cannot be had, fetches and decodes the stripe.
 //! - **Bounded.** Decoded stripes and single pieces live in caches bounded in bytes
-//!   (together the reader's budget); holder tables in one bounded in entries; nothing
-//!   grows with the number of readers.
+//!   (together the reader's budget); holder tables in one bounded in entries. Bytes being
+//!   fetched and decoded are bounded too, across every request at once: a fetch spends
+//!   what it will hold (`k` pieces and the decoded stripe) from one [`ByteBudget`]
+//!   ([`DEFAULT_IN_FLIGHT_BYTES`]) before it starts. Nothing grows with the number of
+//!   readers.
 //!
 //! Every piece is verified against its id by the data plane, and the decoder checks each
 //! again; a manifest is verified before a `Reader` is given it, so the bytes a `Reader`
@@ -32,6 +35,7 @@ use bytes::Bytes;
 use quick_cache::{Weighter, sync::Cache};
 
 use super::{
+    budget::ByteBudget,
     client::{Client, ClientError, LOCATE_PATIENCE, fetch_stripe},
     fetch::HolderIx,
     wire::NodeRef,
@@ -45,6 +49,8 @@ use crate::{
 pub const LOCATE_WINDOW: usize = 32;
 /// Default bytes of decoded stripes kept.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+/// Default bytes being fetched and decoded at once, across all reads.
+pub const DEFAULT_IN_FLIGHT_BYTES: u64 = 64 << 20;
 /// Holder tables (one per located window) kept.
 const LOCATED_WINDOWS: usize = 1024;
 /// Verified manifests kept.
@@ -112,6 +118,8 @@ pub struct ReaderStats {
     pub pieces: u64,
     /// Piece fetches that failed and were routed around.
     pub failed_fetches: u64,
+    /// The most bytes being fetched and decoded at once so far.
+    pub peak_in_flight: u64,
 }
 
 /// Reads stripes of published versions through a [`Client`]; see the module docs.
@@ -123,6 +131,7 @@ pub struct Reader {
     located: Cache<(VersionId, u32, u32), Arc<Located>>,
     manifests: Cache<VersionId, Arc<Manifest>>,
     counters: Arc<Mutex<(u64, u64)>>,
+    in_flight: ByteBudget,
     fetched: std::sync::atomic::AtomicU64,
     fetched_bytes: std::sync::atomic::AtomicU64,
     lookups: std::sync::atomic::AtomicU64,
@@ -159,10 +168,17 @@ impl Reader {
             located: Cache::new(LOCATED_WINDOWS),
             manifests: Cache::new(MANIFESTS),
             counters: Arc::new(Mutex::new((0, 0))),
+            in_flight: ByteBudget::new(DEFAULT_IN_FLIGHT_BYTES),
             fetched: 0.into(),
             fetched_bytes: 0.into(),
             lookups: 0.into(),
         }
+    }
+
+    /// The same reader with at most `bytes` being fetched and decoded at once.
+    pub fn with_in_flight(mut self, bytes: u64) -> Self {
+        self.in_flight = ByteBudget::new(bytes);
+        self
     }
 
     /// The client underneath, for listings.
@@ -351,6 +367,11 @@ impl Reader {
                 "stripe {stripe} piece {index}: its holders failed before"
             )]));
         }
+        let _spent = self
+            .in_flight
+            .spend(u64::from(s.pieces[index].len))
+            .await
+            .map_err(|e| ClientError::Internal(e.to_string()))?;
         let got = super::client::fetch_pieces(
             self.client.data(),
             &located.nodes,
@@ -389,6 +410,14 @@ impl Reader {
         let f = &manifest.files()[file];
         let s = f.stripes[stripe].clone();
         let holders = located.holders[stripe - window * LOCATE_WINDOW].clone();
+        // What the fetch holds at most: `k` pieces, then the decoded stripe.
+        let k = u64::from(manifest.body().params.k());
+        let piece = s.pieces.iter().map(|p| u64::from(p.len)).max().unwrap_or(0);
+        let _spent = self
+            .in_flight
+            .spend(k * piece + s.data_len)
+            .await
+            .map_err(|e| ClientError::Internal(e.to_string()))?;
         let data = fetch_stripe(
             self.client.data().clone(),
             located.nodes.clone(),
@@ -457,6 +486,7 @@ impl Reader {
             stripe_hits: self.lookups.load(Relaxed).saturating_sub(fetched),
             pieces,
             failed_fetches: failed,
+            peak_in_flight: self.in_flight.peak(),
         }
     }
 }

@@ -302,3 +302,51 @@ async fn audits_catch_a_corrupt_piece_and_repair_rebuilds_it_elsewhere() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readers_fetches_stay_within_its_in_flight_budget() {
+    let c = cluster(3, None).await;
+    let client = Client::connect(c.nodes[0].peer_addr()).await.unwrap();
+    let bytes = crate::local::synthetic(1 << 20, 9);
+    let src = source(1 << 20);
+    let key = PublisherKey::generate().unwrap();
+    client
+        .push(
+            src.path(),
+            opts(2, 1, "t/budget"),
+            &key,
+            std::sync::Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+    // A stripe here is 2 pieces of 16 KiB: a fetch holds 32 KiB of pieces and 32 KiB
+    // decoded. With 100 KiB in flight, one stripe fetch runs at a time.
+    let reader = std::sync::Arc::new(
+        reader::Reader::new(std::sync::Arc::new(client), 64 << 20).with_in_flight(100 << 10),
+    );
+    let m = reader
+        .manifest(&"t/budget".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let stripes = m.files()[0].stripes.len();
+    assert!(stripes >= 16, "{stripes} stripes");
+    let mut reads = tokio::task::JoinSet::new();
+    for si in 0..stripes {
+        let (r, m) = (reader.clone(), m.clone());
+        reads.spawn(async move { (si, r.stripe(&m, 0, si).await) });
+    }
+    let mut got = vec![Vec::new(); stripes];
+    while let Some(done) = reads.join_next().await {
+        let (si, b) = done.unwrap();
+        got[si] = b.unwrap().to_vec();
+    }
+    assert_eq!(got.concat(), bytes, "the stripes read back are the file");
+    let peak = reader.stats().peak_in_flight;
+    assert!(
+        (64 << 10..=100 << 10).contains(&peak),
+        "peak in flight {peak} bytes"
+    );
+    for n in c.nodes {
+        n.shutdown().await;
+    }
+}
