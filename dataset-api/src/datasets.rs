@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use storage_node::{
     ids::{DatasetName, VersionId},
     manifest::Manifest,
+    net::wire::Trust,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -169,6 +170,11 @@ pub struct NetworkNode {
     pub served_bytes: u64,
     /// Its standing here, if this node has records of it.
     pub standing: Option<Standing>,
+    /// How far this node trusts it with pieces: `new` (not seen proving anything yet:
+    /// pushes give it at most `m` pieces of a stripe), `established`, or `shunned`
+    /// (flagged or failing: pushes give it none).
+    #[serde(default)]
+    pub trust: String,
 }
 
 /// The network as this node sees it.
@@ -362,6 +368,12 @@ pub(crate) async fn network_view(api: &Api) -> Result<Network, ApiError> {
             capacity: p.capacity,
             connected: p.connected,
             served_bytes: p.served,
+            trust: match p.trust {
+                Trust::New => "new",
+                Trust::Established => "established",
+                Trust::Shunned => "shunned",
+            }
+            .into(),
             standing: ledger.get(p.peer.as_str()).map(|r| Standing {
                 score: r.score,
                 passes: r.passes,

@@ -300,6 +300,8 @@ fn fake_answer(swarm: &Swarm<Behaviour>, key: &[u8; 32], request: Request) -> Re
             capacity: None,
             connected: 1,
             served: 0,
+            // It says it is trusted; the node that lists it says otherwise.
+            trust: wire::Trust::Established,
         }),
         Request::Hold { .. } => Response::Held { already: true },
         _ => Response::Error {

@@ -115,6 +115,20 @@ impl Standing {
     }
 }
 
+/// How far a node trusts another with pieces, from its own ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Nothing known: a new identity, or one not seen proving anything yet.
+    #[default]
+    New,
+    /// Seen passing challenges: by the lister itself, or in records from co-holders the
+    /// lister has proven.
+    Established,
+    /// Caught forging or failing its audits: given no pieces.
+    Shunned,
+}
+
 /// A node's standing, as a ledger computes it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reputation {
@@ -285,6 +299,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether this node has itself seen `node` pass a challenge, for any stripe, within
+    /// [`PROOF_HORIZON`] of `now`: first-hand evidence that it stores what it holds.
+    pub fn proven(&self, node: &NodeId, now: u64) -> bool {
+        self.witnessed.values().any(|m| {
+            m.get(node)
+                .and_then(|s| s.passed)
+                .is_some_and(|t| t.saturating_add(PROOF_HORIZON) >= now)
+        })
+    }
+
     /// The cheap checks for a record from the network, before its signature is checked:
     /// scope, who may speak, age, and the auditor's quota, which this charges. A record
     /// that passes still has to verify and then be [`applied`](Self::apply).
@@ -451,6 +475,20 @@ impl Ledger {
         match self.nodes.get(node) {
             None => true,
             Some(s) => !s.flagged() && !s.failing(&self.me) && !s.bad_pieces.contains(piece),
+        }
+    }
+
+    /// How far this node trusts `node` with pieces at `now`: shunned if flagged or
+    /// failing; established if this node saw it pass a challenge, or admitted records of
+    /// it passing and its score is not below even; new otherwise.
+    pub fn trust(&self, node: &NodeId, now: u64) -> Trust {
+        let r = self.reputation(node);
+        if r.flagged || r.failing {
+            Trust::Shunned
+        } else if self.proven(node, now) || (r.passes > 0 && r.score >= 0.5) {
+            Trust::Established
+        } else {
+            Trust::New
         }
     }
 

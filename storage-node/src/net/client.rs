@@ -40,10 +40,10 @@ use super::{
     data::{DataError, DataPlane, PieceSource},
     fetch::{HolderIx, Step, StripeFetch},
     identity::NodeKey,
-    placement::{PlacementError, Placer},
+    placement::{Candidate, PlacementError, Placer},
     spot_check::{self, Vetting},
     swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending},
-    wire::{self, DatasetSummary, ErrorCode, NodeInfo, NodeRef, Request, Response},
+    wire::{self, DatasetSummary, ErrorCode, NodeInfo, NodeRef, Request, Response, Trust},
 };
 use crate::{
     engine::{self, EncodeOptions, EngineError, Offer, PieceSlot, StripeAssembler},
@@ -512,9 +512,25 @@ impl Client {
         progress: Progress,
     ) -> Result<PushReport, ClientError> {
         let t0 = Instant::now();
-        let nodes = self.peers().await?;
+        // Nodes the bootstrap node shuns (caught forging, or failing) get nothing.
+        let nodes: Vec<NodeInfo> = self
+            .peers()
+            .await?
+            .into_iter()
+            .filter(|i| i.trust != Trust::Shunned)
+            .collect();
         let n = opts.params.n();
-        let mut placer = Placer::new(nodes.iter().map(NodeInfo::free).collect());
+        let m = usize::from(opts.params.m());
+        let mut placer = Placer::new(
+            nodes
+                .iter()
+                .map(|i| Candidate {
+                    free: i.free(),
+                    established: i.trust == Trust::Established,
+                })
+                .collect(),
+            m,
+        );
         if nodes.len() < n {
             return Err(PlacementError::TooFewNodes {
                 needed: n,
@@ -524,8 +540,12 @@ impl Client {
         }
         info!(
             nodes = nodes.len(),
+            established = nodes
+                .iter()
+                .filter(|i| i.trust == Trust::Established)
+                .count(),
             k = opts.params.k(),
-            m = opts.params.m(),
+            m,
             "pushing"
         );
         let root = root.to_path_buf();
@@ -1049,12 +1069,17 @@ impl Placing {
     }
 
     /// The next node after `after` that holds no other piece of the stripe and was not
-    /// caught.
+    /// caught: an established one if any is left, so replacing a node never adds a new
+    /// identity to the stripe while an established node could take the piece.
     fn replacement(&self, after: usize, id: PieceId) -> Result<usize, ClientError> {
         let n = self.nodes.len();
-        (1..n)
-            .map(|d| (after + d) % n)
-            .find(|&i| !self.stripe.contains(&i) && !self.vetting.is_caught(i))
+        let free = |i: &usize| !self.stripe.contains(i) && !self.vetting.is_caught(*i);
+        let mut order = (1..n).map(|d| (after + d) % n);
+        order
+            .clone()
+            .filter(free)
+            .find(|&i| self.nodes[i].trust == Trust::Established)
+            .or_else(|| order.find(free))
             .ok_or_else(|| ClientError::SpotCheck {
                 node: self.nodes[after].peer.clone(),
                 piece: id,

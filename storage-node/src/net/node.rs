@@ -40,6 +40,7 @@ use super::{
     swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending},
     wire::{
         self, DataAddr, DatasetSummary, ErrorCode, Holdings, NodeInfo, NodeRef, Request, Response,
+        Trust,
     },
 };
 use crate::{
@@ -636,6 +637,7 @@ impl State {
             capacity: stats.capacity,
             connected: lock(&self.connected).len() as u32,
             served: self.served.load(Ordering::Relaxed),
+            trust: Trust::New,
         }
     }
 
@@ -696,6 +698,19 @@ impl State {
                         .flatten()
                         .collect();
                 all.push(self.info());
+                // Each is marked with how far this node trusts it; whatever it said of
+                // itself is overwritten.
+                let now = upkeep::now_unix();
+                let ledger = lock(&self.ledger);
+                for i in &mut all {
+                    i.trust = i
+                        .peer
+                        .parse::<PeerId>()
+                        .ok()
+                        .and_then(|p| data_id_of(&p))
+                        .map_or(Trust::New, |id| ledger.trust(&NodeId(id), now));
+                }
+                drop(ledger);
                 Ok(Response::Peers(all))
             }
             Request::Hold {

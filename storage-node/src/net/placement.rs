@@ -4,6 +4,10 @@
 //! so load spreads evenly, and a node without room for another piece is skipped. Nodes are
 //! taken in a fixed order (sorted by peer id by the caller), so pushing the same data to
 //! the same network places each piece on the same node again and finds it already held.
+//! Nodes without standing (new identities, which anyone can make by the thousand) hold at
+//! most a set number of pieces of a stripe, normally the `m` it can lose, whenever
+//! established nodes can take the rest; they still get pieces, or they could never earn
+//! standing.
 
 /// Why a stripe could not be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,52 +38,89 @@ pub enum PlacementError {
     },
 }
 
+/// A node a push may place pieces on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// The room it has left, in bytes.
+    pub free: u64,
+    /// Whether it has standing: it was seen proving what it holds. New identities cost
+    /// nothing to make, so they get a capped share of each stripe.
+    pub established: bool,
+}
+
 /// Assigns stripes to nodes.
 #[derive(Debug, Clone)]
 pub struct Placer {
-    free: Vec<u64>,
+    nodes: Vec<Candidate>,
+    max_new: usize,
     stripe: u64,
 }
 
 impl Placer {
-    /// `free[i]` is the room node `i` has left, in bytes.
-    pub fn new(free: Vec<u64>) -> Self {
-        Self { free, stripe: 0 }
+    /// Places on `nodes`, in their order. At most `max_new` pieces of a stripe go to nodes
+    /// without standing while established nodes with room can take the rest; give it the
+    /// pieces a stripe can lose (`m`), so that a stripe survives all its new holders
+    /// vanishing at once. A network with too few established nodes fills each stripe with
+    /// as few new ones as it can.
+    pub fn new(nodes: Vec<Candidate>, max_new: usize) -> Self {
+        Self {
+            nodes,
+            max_new,
+            stripe: 0,
+        }
     }
 
     /// Gives node `i` no more pieces.
     pub fn exclude(&mut self, i: usize) {
-        if let Some(f) = self.free.get_mut(i) {
-            *f = 0;
+        if let Some(c) = self.nodes.get_mut(i) {
+            c.free = 0;
         }
     }
 
     /// Picks `n` distinct nodes for the next stripe, whose pieces are `piece_len` bytes,
     /// and reserves the room. Returns node indices in piece order.
     pub fn place(&mut self, n: usize, piece_len: u64) -> Result<Vec<usize>, PlacementError> {
-        let nodes = self.free.len();
-        if nodes < n {
+        let count = self.nodes.len();
+        if count < n {
             return Err(PlacementError::TooFewNodes {
                 needed: n,
-                reachable: nodes,
+                reachable: count,
             });
         }
-        let start = (self.stripe % nodes as u64) as usize;
-        let chosen: Vec<usize> = (0..nodes)
-            .map(|i| (start + i) % nodes)
-            .filter(|&i| self.free[i] >= piece_len)
-            .take(n)
+        let start = (self.stripe % count as u64) as usize;
+        let with_room: Vec<usize> = (0..count)
+            .map(|i| (start + i) % count)
+            .filter(|&i| self.nodes[i].free >= piece_len)
             .collect();
+        let established = with_room
+            .iter()
+            .filter(|&&i| self.nodes[i].established)
+            .count();
+        let new_cap = self.max_new.max(n.saturating_sub(established));
+        let mut new_taken = 0;
+        let mut chosen = Vec::with_capacity(n);
+        for &i in &with_room {
+            if chosen.len() == n {
+                break;
+            }
+            if !self.nodes[i].established {
+                if new_taken == new_cap {
+                    continue;
+                }
+                new_taken += 1;
+            }
+            chosen.push(i);
+        }
         if chosen.len() < n {
             return Err(PlacementError::NoRoom {
                 stripe: self.stripe,
                 needed: n,
                 bytes: piece_len,
-                with_room: self.free.iter().filter(|&&f| f >= piece_len).count(),
+                with_room: with_room.len(),
             });
         }
         for &i in &chosen {
-            self.free[i] -= piece_len;
+            self.nodes[i].free -= piece_len;
         }
         self.stripe += 1;
         Ok(chosen)
@@ -156,6 +197,49 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Candidates with `free` room, all of them new: with no established node, the cap
+    /// does not bind.
+    fn open(free: &[u64]) -> Vec<Candidate> {
+        free.iter()
+            .map(|&free| Candidate {
+                free,
+                established: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_identities_get_at_most_max_new_pieces_of_a_stripe() {
+        // Nodes 0..4 are new, 4..10 established: six established nodes take 4 of each
+        // 6-piece stripe, new ones 2 at most, and still some.
+        let nodes: Vec<Candidate> = (0..10)
+            .map(|i| Candidate {
+                free: u64::MAX,
+                established: i >= 4,
+            })
+            .collect();
+        let mut p = Placer::new(nodes, 2);
+        let mut new_total = 0;
+        for _ in 0..20 {
+            let c = p.place(6, 1).expect("fits");
+            let new = c.iter().filter(|&&i| i < 4).count();
+            assert!(new <= 2, "{c:?}");
+            new_total += new;
+        }
+        assert!(new_total > 0, "new nodes must get pieces to earn standing");
+        // Too few established nodes with room: the new ones fill the rest.
+        let mut p = Placer::new(
+            (0..6)
+                .map(|i| Candidate {
+                    free: u64::MAX,
+                    established: i == 0,
+                })
+                .collect(),
+            2,
+        );
+        assert_eq!(p.place(6, 1).expect("fits").len(), 6);
+    }
+
     #[test]
     fn spread_counts_pieces_on_distinct_nodes() {
         assert_eq!(spread::<u8>(&[]), 0);
@@ -176,7 +260,7 @@ mod tests {
 
     #[test]
     fn too_few_nodes_is_refused() {
-        let mut p = Placer::new(vec![u64::MAX; 5]);
+        let mut p = Placer::new(open(&[u64::MAX; 5]), 0);
         assert_eq!(
             p.place(6, 1),
             Err(PlacementError::TooFewNodes {
@@ -188,7 +272,7 @@ mod tests {
 
     #[test]
     fn full_nodes_are_skipped_then_refused() {
-        let mut p = Placer::new(vec![10, 0, 10, 10]);
+        let mut p = Placer::new(open(&[10, 0, 10, 10]), 0);
         assert_eq!(p.place(3, 10).expect("fits"), vec![0, 2, 3]);
         assert!(matches!(p.place(3, 10), Err(PlacementError::NoRoom { .. })));
     }
@@ -196,7 +280,7 @@ mod tests {
     #[test]
     fn same_input_same_placement() {
         let run = || {
-            let mut p = Placer::new(vec![u64::MAX; 7]);
+            let mut p = Placer::new(open(&[u64::MAX; 7]), 0);
             (0..20)
                 .map(|_| p.place(6, 5).expect("fits"))
                 .collect::<Vec<_>>()
@@ -208,7 +292,7 @@ mod tests {
         #[test]
         fn pieces_of_a_stripe_are_distinct_and_load_is_even(nodes in 1usize..20, n in 1usize..20, stripes in 1u64..60) {
             prop_assume!(n <= nodes);
-            let mut p = Placer::new(vec![u64::MAX; nodes]);
+            let mut p = Placer::new(open(&vec![u64::MAX; nodes]), 0);
             let mut load = vec![0u64; nodes];
             for _ in 0..stripes {
                 let c = p.place(n, 1).expect("unlimited room");
@@ -220,6 +304,43 @@ mod tests {
             }
             let (lo, hi) = (load.iter().min().copied().unwrap_or(0), load.iter().max().copied().unwrap_or(0));
             prop_assert!(hi - lo <= 1 + (n as u64), "load {:?}", load);
+        }
+
+        /// Whatever the mix, a stripe's new holders are at most `max_new`, or as few as
+        /// the established nodes with room leave to fill; and the stripe's nodes are
+        /// distinct.
+        #[test]
+        fn the_cap_on_new_identities_holds_whatever_the_mix(
+            nodes in proptest::collection::vec((any::<bool>(), 0u64..4), 1..16),
+            n in 1usize..10,
+            max_new in 0usize..5,
+            stripes in 1usize..20,
+        ) {
+            let cands: Vec<Candidate> = nodes
+                .iter()
+                .map(|&(established, room)| Candidate { free: room, established })
+                .collect();
+            let mut p = Placer::new(cands, max_new);
+            for _ in 0..stripes {
+                let before = p.nodes.clone();
+                match p.place(n, 1) {
+                    Ok(c) => {
+                        let mut s = c.clone();
+                        s.sort_unstable();
+                        s.dedup();
+                        prop_assert_eq!(s.len(), n);
+                        let est = before.iter().filter(|c| c.established && c.free >= 1).count();
+                        let new = c.iter().filter(|&&i| !before[i].established).count();
+                        prop_assert!(new <= max_new.max(n.saturating_sub(est)), "{:?} -> {:?}", before, c);
+                    }
+                    Err(_) => {
+                        // Refused only when the nodes with room truly cannot fill it.
+                        let room = before.iter().filter(|c| c.free >= 1).count();
+                        prop_assert!(room < n || nodes.len() < n);
+                        break;
+                    }
+                }
+            }
         }
 
         /// The spread is a true guarantee: removing any `spread - k` nodes leaves at

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use proofs::codec::{Reader, Writer};
 use serde::{Deserialize, Serialize};
 
+pub use crate::audit::Trust;
+
 /// The request-response protocol of the control plane.
 pub const CONTROL_PROTOCOL: &str = "/cairn/control/1";
 /// Largest request accepted: a manifest being published, with room for framing.
@@ -85,6 +87,10 @@ pub struct NodeInfo {
     /// Bytes it has served to others over the data plane (its own count).
     #[serde(default)]
     pub served: u64,
+    /// How far the node that lists it trusts it, from that node's own ledger: set by the
+    /// lister in a `Peers` answer. What a node says of itself here means nothing.
+    #[serde(default)]
+    pub trust: Trust,
 }
 
 impl NodeInfo {

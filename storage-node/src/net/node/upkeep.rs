@@ -377,22 +377,32 @@ impl State {
         (healthy, holding)
     }
 
-    /// Nodes a rebuilt piece of a stripe could go to: connected, trusted, and holding no
-    /// piece of the stripe (`holding`), in the stripe's own order.
+    /// Nodes a rebuilt piece of a stripe could go to: connected, neither flagged nor
+    /// failing, and holding no piece of the stripe (`holding`); established nodes first,
+    /// each group in the stripe's own order.
     fn free_targets(&self, s: &HeldStripe, holding: &[NodeId]) -> Vec<NodeId> {
-        let candidates: Vec<NodeId> = {
+        let now = now_unix();
+        let (candidates, established): (Vec<NodeId>, HashSet<NodeId>) = {
             let connected = lock(&self.connected);
             let ledger = lock(&self.ledger);
-            connected
+            let trusted: Vec<(NodeId, wire::Trust)> = connected
                 .keys()
                 .filter_map(|p| super::data_id_of(p).map(NodeId))
-                .filter(|id| {
-                    let r = ledger.reputation(id);
-                    !r.flagged && !r.failing
-                })
-                .collect()
+                .map(|id| (id, ledger.trust(&id, now)))
+                .filter(|(_, t)| *t != wire::Trust::Shunned)
+                .collect();
+            (
+                trusted.iter().map(|(id, _)| *id).collect(),
+                trusted
+                    .iter()
+                    .filter(|(_, t)| *t == wire::Trust::Established)
+                    .map(|(id, _)| *id)
+                    .collect(),
+            )
         };
-        repair::targets(&s.id, &candidates, holding)
+        let mut out = repair::targets(&s.id, &candidates, holding);
+        out.sort_by_key(|id| !established.contains(id));
+        out
     }
 
     /// Looks at every held stripe and starts repairs where the threshold is crossed.
