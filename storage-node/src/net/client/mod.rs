@@ -1,0 +1,515 @@
+//! The researcher's side: push a directory as a dataset version, pull one back, list.
+//!
+//! A client is a light libp2p peer (request-response only, an ephemeral key) plus a data
+//! plane endpoint. It learns the network from one bootstrap node.
+//!
+//! **Push** encodes on a blocking thread, stripe by stripe, and hands pieces through a
+//! bounded channel. Each stripe's `k + m` pieces go to distinct nodes ([`Placer`]). For each
+//! piece the client asks its node to `Hold` it; the node fetches it from the client's data
+//! plane, verifies it and stores it. Only once every piece is acknowledged is the signed
+//! manifest published, so a failed or interrupted push leaves no visible version. Pieces a
+//! node already holds are acknowledged without a transfer.
+//!
+//! **Pull** resolves and verifies the manifest, skips files already complete at the
+//! destination, locates every needed piece, and refuses up front (writing nothing) if any
+//! stripe has fewer than `k` reachable pieces. Stripes are fetched several at a time,
+//! each by a [`StripeFetch`] that asks the fastest holders first and routes around
+//! failures, then decoded and written by [`engine::restore_resumable`]: appended to a
+//! partial file, verified whole, renamed into place. An interrupted pull continues from
+//! the last whole stripe it wrote.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId, Swarm, swarm::SwarmEvent};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+mod fetching;
+mod pull;
+mod push;
+
+pub(crate) use fetching::{fetch_pieces, fetch_stripe};
+pub use pull::PullReport;
+pub use push::PushReport;
+
+use super::{
+    NetError,
+    data::{DataPlane, PieceSource},
+    fetch::HolderIx,
+    identity::NodeKey,
+    placement::PlacementError,
+    swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending},
+    wire::{self, DatasetSummary, ErrorCode, NodeInfo, NodeRef, Request, Response},
+};
+use crate::{
+    engine::EngineError,
+    ids::{DatasetName, PieceId, VersionId},
+    manifest::{Manifest, ManifestError, PublisherKey},
+};
+
+/// How long a read waits for pieces pushed a moment ago to become locatable before it
+/// calls them unreachable.
+pub const LOCATE_PATIENCE: Duration = Duration::from_secs(3);
+/// Errors of push, pull and listing.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Pieces could not be placed.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// Encoding or writing failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A manifest did not verify.
+    #[error("the manifest from {peer} is invalid: {source}")]
+    Manifest {
+        /// Who sent it.
+        peer: String,
+        /// Why.
+        source: ManifestError,
+    },
+    /// The dataset or version does not exist.
+    #[error("{0} not found on the network")]
+    NotFound(String),
+    /// A node would not take a piece.
+    #[error("node {node} did not store piece {piece}: {reason}")]
+    Hold {
+        /// The node.
+        node: String,
+        /// The piece.
+        piece: PieceId,
+        /// Why.
+        reason: String,
+    },
+    /// A node acknowledged a piece it then could not prove it holds, and no other node
+    /// could take the piece.
+    #[error(
+        "node {node} could not prove it holds piece {piece}, which it acknowledged, and no other node can take the piece ({reason}); nothing was published. Push again when more nodes are up"
+    )]
+    SpotCheck {
+        /// The node.
+        node: String,
+        /// The piece.
+        piece: PieceId,
+        /// What it answered.
+        reason: String,
+    },
+    /// Publishing the manifest was refused.
+    #[error("publishing was refused: {0}")]
+    Publish(String),
+    /// The publish request got no answer: the version may or may not be visible.
+    #[error(
+        "every piece is stored, but the node did not answer the publish request ({0}); the version may or may not be published: check `cairn dataset ls`, or push again (nothing is sent twice)"
+    )]
+    PublishUnknown(String),
+    /// The dataset needs a manifest larger than the network carries.
+    #[error(
+        "this dataset needs a manifest of about {estimate} bytes, over the network's limit of {limit}; push it with a larger --block-size or in parts"
+    )]
+    TooLarge {
+        /// Estimated manifest size.
+        estimate: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Some stripes cannot be rebuilt from the nodes reachable now.
+    #[error(
+        "{} stripe(s) cannot be rebuilt: fewer than k pieces are reachable ({}). Nothing was written for them; retry when more nodes are up",
+        .0.len(), .0.iter().take(8).cloned().collect::<Vec<_>>().join("; ")
+    )]
+    Unrecoverable(Vec<String>),
+    /// The dataset belongs to another publisher.
+    #[error(
+        "{name} belongs to publisher {owner}, and this key ({key}) cannot publish new versions of it; choose another name, or push with the owner's key"
+    )]
+    NotOwner {
+        /// The dataset.
+        name: DatasetName,
+        /// Its publisher.
+        owner: crate::ids::PublisherId,
+        /// The key that tried.
+        key: crate::ids::PublisherId,
+    },
+    /// A worker task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Pieces waiting to be fetched by their holders during a push. Identical pieces (the
+/// zero padding of small files, say) can be on their way to several nodes at once, so
+/// each entry counts its pending holders.
+#[derive(Default)]
+struct Outbox(Mutex<Pieces>);
+
+/// Bytes and pending holders, by piece.
+type Pieces = HashMap<PieceId, (bytes::Bytes, usize)>;
+
+impl Outbox {
+    fn map(&self) -> std::sync::MutexGuard<'_, Pieces> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, id: PieceId, bytes: Vec<u8>) {
+        self.map().entry(id).or_insert_with(|| (bytes.into(), 0)).1 += 1;
+    }
+
+    fn release(&self, id: &PieceId) {
+        let mut m = self.map();
+        if let Some(e) = m.get_mut(id) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                m.remove(id);
+            }
+        }
+    }
+}
+
+impl PieceSource for Outbox {
+    fn piece(&self, id: &PieceId) -> Option<bytes::Bytes> {
+        self.map().get(id).map(|b| b.0.clone())
+    }
+}
+
+/// Progress callback: bytes done since the last call.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A connection to the network through one bootstrap node.
+#[derive(Debug)]
+pub struct Client {
+    control: Control,
+    data: DataPlane,
+    outbox: Arc<OutboxHandle>,
+    bootstrap: PeerId,
+    bootstrap_addr: Multiaddr,
+    cancel: CancellationToken,
+}
+
+struct OutboxHandle(Arc<Outbox>);
+
+impl std::fmt::Debug for OutboxHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Where the pieces of one stripe are held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripePlacement {
+    /// Index of the file in the manifest.
+    pub file: usize,
+    /// Index of the stripe in the file.
+    pub stripe: usize,
+    /// For each piece, the peer ids of the nodes holding it.
+    pub holders: Vec<Vec<String>>,
+    /// Pieces on distinct nodes ([`super::placement::spread`]): the stripe survives the
+    /// loss of any `spread - k` more nodes.
+    pub spread: usize,
+}
+
+fn parse_peer(s: &str) -> Option<PeerId> {
+    s.parse().ok()
+}
+
+impl Client {
+    /// Connects to the network through `bootstrap` (a multiaddr ending in `/p2p/<id>`).
+    pub async fn connect(bootstrap: Multiaddr) -> Result<Self, ClientError> {
+        let peer = swarm::peer_of(&bootstrap).ok_or_else(|| {
+            NetError::Setup(format!(
+                "peer address {bootstrap} does not end in /p2p/<peer id>; copy it from `cairn node status` or network.json"
+            ))
+        })?;
+        let key = NodeKey::generate()?;
+        let swarm = swarm::build(key.keypair(), swarm::Role::Client)?;
+        let ip = match bootstrap.iter().next() {
+            Some(libp2p::multiaddr::Protocol::Ip4(ip)) if ip.is_loopback() => {
+                std::net::IpAddr::V4(ip)
+            }
+            Some(libp2p::multiaddr::Protocol::Ip6(ip)) if ip.is_loopback() => {
+                std::net::IpAddr::V6(ip)
+            }
+            _ => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        let outbox = Arc::new(Outbox::default());
+        let data = DataPlane::bind(key.secret(), (ip, 0).into(), outbox.clone(), false)
+            .await
+            .map_err(NetError::from)?;
+        let (tx, rx) = mpsc::channel(swarm::COMMAND_QUEUE);
+        let cancel = CancellationToken::new();
+        tokio::spawn(run(swarm, rx, cancel.clone()));
+        let client = Self {
+            control: Control { tx },
+            data,
+            outbox: Arc::new(OutboxHandle(outbox)),
+            bootstrap: peer,
+            bootstrap_addr: bootstrap,
+            cancel,
+        };
+        // Fail early, with the node's own words, if the bootstrap is not there.
+        client.ask(Request::Info).await?;
+        Ok(client)
+    }
+
+    async fn ask(&self, request: Request) -> Result<Response, NetError> {
+        self.control
+            .request(self.bootstrap, vec![self.bootstrap_addr.clone()], request)
+            .await
+    }
+
+    /// Every node the bootstrap node is connected to, itself included.
+    pub async fn peers(&self) -> Result<Vec<NodeInfo>, ClientError> {
+        let r = self.ask(Request::Peers).await?;
+        let mut v = match r {
+            Response::Peers(p) => p,
+            other => return Err(refusal(&self.bootstrap, other).into()),
+        };
+        v.truncate(wire::MAX_PEERS_LISTED);
+        v.retain(NodeInfo::is_sane);
+        v.sort_by(|a, b| a.peer.cmp(&b.peer));
+        v.dedup_by(|a, b| a.peer == b.peer);
+        Ok(v)
+    }
+
+    /// Every dataset the bootstrap node knows.
+    pub async fn datasets(&self) -> Result<Vec<DatasetSummary>, ClientError> {
+        let r = self.ask(Request::Datasets).await?;
+        match r {
+            Response::Datasets(d) => Ok(d),
+            other => Err(refusal(&self.bootstrap, other).into()),
+        }
+    }
+
+    /// Every version of `name`, oldest first.
+    pub async fn history(
+        &self,
+        name: &DatasetName,
+    ) -> Result<Vec<wire::VersionSummary>, ClientError> {
+        match self
+            .ask(Request::History {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Response::History(h) => Ok(h),
+            Response::Error {
+                code: ErrorCode::NotFound,
+                ..
+            } => Err(ClientError::NotFound(name.to_string())),
+            other => Err(refusal(&self.bootstrap, other).into()),
+        }
+    }
+
+    /// The manifest of `name` at `version` (or its latest), verified.
+    pub async fn manifest(
+        &self,
+        name: &DatasetName,
+        version: Option<VersionId>,
+    ) -> Result<Manifest, ClientError> {
+        let what = match version {
+            Some(v) => format!("{name}@{v}"),
+            None => name.to_string(),
+        };
+        let r = self
+            .ask(Request::Manifest {
+                name: Some(name.to_string()),
+                version: version.map(|v| v.0),
+            })
+            .await?;
+        let bytes = match r {
+            Response::Manifest(b) => b,
+            Response::Error {
+                code: ErrorCode::NotFound,
+                ..
+            } => return Err(ClientError::NotFound(what)),
+            other => return Err(refusal(&self.bootstrap, other).into()),
+        };
+        let m = Manifest::decode(&bytes).map_err(|source| ClientError::Manifest {
+            peer: self.bootstrap.to_string(),
+            source,
+        })?;
+        if m.name() != name || version.is_some_and(|v| v != m.version()) {
+            return Err(ClientError::Manifest {
+                peer: self.bootstrap.to_string(),
+                source: ManifestError::Inconsistent(format!(
+                    "asked for {what}, got {}@{}",
+                    m.name(),
+                    m.version()
+                )),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Who holds each of `pieces`, as a table of nodes and, per piece, indices into it.
+    pub async fn locate(
+        &self,
+        pieces: &[PieceId],
+    ) -> Result<(Vec<NodeRef>, Vec<Vec<HolderIx>>), ClientError> {
+        let mut nodes: Vec<NodeRef> = Vec::new();
+        let mut index: HashMap<String, HolderIx> = HashMap::new();
+        let mut out = Vec::with_capacity(pieces.len());
+        for chunk in pieces.chunks(wire::MAX_LOCATE) {
+            let r = self
+                .ask(Request::Locate {
+                    pieces: chunk.iter().map(|p| p.0).collect(),
+                })
+                .await?;
+            let located = match r {
+                Response::Located(l) if l.len() == chunk.len() => l,
+                other => return Err(refusal(&self.bootstrap, other).into()),
+            };
+            for holders in located {
+                let mut ixs = Vec::new();
+                for h in holders.into_iter().take(wire::MAX_HOLDERS_LISTED) {
+                    let ix = *index.entry(h.peer.clone()).or_insert_with(|| {
+                        nodes.push(h.clone());
+                        nodes.len() - 1
+                    });
+                    if !ixs.contains(&ix) {
+                        ixs.push(ix);
+                    }
+                }
+                out.push(ixs);
+            }
+        }
+        Ok((nodes, out))
+    }
+
+    /// [`locate`](Self::locate), asked again for up to `patience` while `short` finds the
+    /// answer short. Holders announce pieces just after they store them, so a piece
+    /// pushed a moment ago may not be known yet to the node asked. Returns the last
+    /// answer, short or not.
+    pub(crate) async fn locate_patiently(
+        &self,
+        pieces: &[PieceId],
+        patience: Duration,
+        short: impl Fn(&[Vec<HolderIx>]) -> bool,
+    ) -> Result<(Vec<NodeRef>, Vec<Vec<HolderIx>>), ClientError> {
+        let t0 = Instant::now();
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let (nodes, holders) = self.locate(pieces).await?;
+            if !short(&holders) || t0.elapsed() + wait > patience {
+                return Ok((nodes, holders));
+            }
+            debug!("some pieces not located yet; asking again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(400));
+        }
+    }
+
+    /// Where every piece of `m` is held right now, stripe by stripe, as the network
+    /// reports it (`Locate`).
+    pub async fn placement(&self, m: &Manifest) -> Result<Vec<StripePlacement>, ClientError> {
+        let ids: Vec<PieceId> = m.pieces().map(|r| r.id).collect();
+        let (nodes, holders) = self.locate(&ids).await?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (fi, f) in m.files().iter().enumerate() {
+            for (si, s) in f.stripes.iter().enumerate() {
+                let hs: Vec<Vec<String>> = holders[at..at + s.pieces.len()]
+                    .iter()
+                    .map(|ixs| ixs.iter().map(|&i| nodes[i].peer.clone()).collect())
+                    .collect();
+                at += s.pieces.len();
+                out.push(StripePlacement {
+                    file: fi,
+                    stripe: si,
+                    spread: super::placement::spread(&hs),
+                    holders: hs,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The version a new push of `name` by `key` follows: its latest, `None` for a new
+    /// dataset, or [`ClientError::NotOwner`] when another publisher owns the name.
+    pub async fn parent_for(
+        &self,
+        name: &DatasetName,
+        key: &PublisherKey,
+    ) -> Result<Option<VersionId>, ClientError> {
+        match self.manifest(name, None).await {
+            Ok(m) if m.publisher() != key.id() => Err(ClientError::NotOwner {
+                name: name.clone(),
+                owner: m.publisher(),
+                key: key.id(),
+            }),
+            Ok(m) => Ok(Some(m.version())),
+            Err(ClientError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The client's data plane.
+    pub(crate) fn data(&self) -> &DataPlane {
+        &self.data
+    }
+
+    /// Closes the client's endpoints.
+    pub async fn shutdown(self) {
+        self.close().await;
+    }
+
+    /// Closes the client's endpoints, for a client shared behind an `Arc`; it is unusable
+    /// afterwards.
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        self.data.shutdown().await;
+    }
+}
+
+fn refusal(peer: &PeerId, r: Response) -> NetError {
+    match r {
+        Response::Error { code, message } => NetError::Refused {
+            peer: peer.to_string(),
+            code,
+            message,
+        },
+        _ => NetError::Unexpected {
+            peer: peer.to_string(),
+        },
+    }
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut rx: mpsc::Receiver<Command>,
+    cancel: CancellationToken,
+) {
+    let mut pending = Pending::default();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            cmd = rx.recv() => match cmd {
+                None => break,
+                Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
+                Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
+                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::Provide(_)) => {}
+                Some(Command::Providers { reply, .. }) => { reply.send(Vec::new()).ok(); }
+            },
+            Some(event) = swarm.next() => {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Control(e)) = event
+                    && let Some((_, _, channel)) = pending.on_event(e)
+                {
+                    let refuse = Response::Error { code: ErrorCode::BadRequest, message: "clients serve no requests".into() };
+                    swarm.behaviour_mut().control.send_response(channel, refuse).ok();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Push: encode a directory into pieces, place each stripe's pieces on distinct nodes
+//! (new identities capped, acknowledgements spot-checked), and publish the signed
+//! manifest only once every piece is held and locatable.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use libp2p::Multiaddr;
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
+use tracing::{info, warn};
+
+use super::{Client, ClientError, Progress, parse_peer, refusal};
+use crate::{
+    engine::{self, EncodeOptions, PieceSlot},
+    ids::{PieceId, VersionId},
+    manifest::{Manifest, PublisherKey},
+    net::{
+        budget::ByteBudget,
+        placement::{Candidate, PlacementError, Placer},
+        spot_check::{self, Vetting},
+        swarm::Control,
+        wire::{self, ErrorCode, NodeInfo, Request, Response, Trust},
+    },
+};
+
+/// Bytes of pieces a push keeps in memory waiting for their holders to fetch them.
+const PUSH_BUDGET: u64 = 96 << 20;
+/// Attempts at a `Hold` that failed for a reason worth retrying.
+const HOLD_ATTEMPTS: u32 = 4;
+/// `Hold` requests in flight to one node: what it fetches at once, so none wait there.
+const HOLDS_PER_NODE: usize = 16;
+/// How long a push waits, before it publishes, for its bootstrap node to locate every
+/// piece it placed, so that reads through that node work the moment the push returns.
+const PUSH_LOCATE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    /// The published version.
+    pub version: VersionId,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Pieces placed.
+    pub pieces: u64,
+    /// Pieces transferred (the rest were already held).
+    pub sent: u64,
+    /// Piece bytes transferred.
+    pub bytes_sent: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The content equals the latest version's: nothing new was published.
+    pub unchanged: bool,
+}
+
+impl Client {
+    /// Publishes the directory (or file) at `root` as a new version.
+    pub async fn push(
+        &self,
+        root: &Path,
+        opts: EncodeOptions,
+        key: &PublisherKey,
+        progress: Progress,
+    ) -> Result<PushReport, ClientError> {
+        let t0 = Instant::now();
+        // Nodes the bootstrap node shuns (caught forging, or failing) get nothing.
+        let nodes: Vec<NodeInfo> = self
+            .peers()
+            .await?
+            .into_iter()
+            .filter(|i| i.trust != Trust::Shunned)
+            .collect();
+        let n = opts.params.n();
+        let m = usize::from(opts.params.m());
+        let mut placer = Placer::new(
+            nodes
+                .iter()
+                .map(|i| Candidate {
+                    free: i.free(),
+                    established: i.trust == Trust::Established,
+                })
+                .collect(),
+            m,
+        );
+        if nodes.len() < n {
+            return Err(PlacementError::TooFewNodes {
+                needed: n,
+                reachable: nodes.len(),
+            }
+            .into());
+        }
+        info!(
+            nodes = nodes.len(),
+            established = nodes
+                .iter()
+                .filter(|i| i.trust == Trust::Established)
+                .count(),
+            k = opts.params.k(),
+            m,
+            "pushing"
+        );
+        let root = root.to_path_buf();
+        let files = tokio::task::spawn_blocking({
+            let root = root.clone();
+            move || engine::scan(&root)
+        })
+        .await
+        .map_err(|e| ClientError::Internal(e.to_string()))??;
+        // Refuse before sending a byte if the manifest could not travel.
+        let estimate = manifest_estimate(&files, &opts);
+        if estimate > wire::MAX_NETWORK_MANIFEST as u64 {
+            return Err(ClientError::TooLarge {
+                estimate,
+                limit: wire::MAX_NETWORK_MANIFEST as u64,
+            });
+        }
+
+        // Encoder thread -> bounded channel -> one Hold task per piece, bounded by bytes.
+        let (tx, mut rx) = mpsc::channel::<(PieceSlot, PieceId, Vec<u8>)>(2 * n);
+        let key = PublisherKey::from_secret_bytes(&key.secret_bytes());
+        let progress_enc = progress.clone();
+        let encoder = tokio::task::spawn_blocking(move || {
+            engine::encode_files(
+                &files,
+                &opts,
+                &key,
+                |slot, r, bytes| {
+                    tx.blocking_send((slot, r.id, bytes.to_vec()))
+                        .map_err(|_| "push stopped".into())
+                },
+                move |n| progress_enc(n),
+            )
+        });
+        let budget = ByteBudget::new(PUSH_BUDGET);
+        let per_node: Vec<Arc<Semaphore>> = (0..nodes.len())
+            .map(|_| Arc::new(Semaphore::new(HOLDS_PER_NODE)))
+            .collect();
+        let mut tasks: JoinSet<Result<Acked, ClientError>> = JoinSet::new();
+        let vetting = Arc::new(Vetting::new(nodes.len()));
+        let shared_nodes = Arc::new(nodes.clone());
+        let mut last = (usize::MAX, usize::MAX);
+        let mut targets: Vec<usize> = Vec::new();
+        let (mut pieces, mut sent, mut bytes_sent) = (0u64, 0u64, 0u64);
+        let mut failure: Option<ClientError> = None;
+        while let Some((slot, id, bytes)) = rx.recv().await {
+            if (slot.file, slot.stripe) != last {
+                last = (slot.file, slot.stripe);
+                // A node caught acknowledging what it cannot prove gets no more pieces.
+                for i in vetting.all_caught() {
+                    placer.exclude(i);
+                }
+                match placer.place(n, bytes.len() as u64) {
+                    Ok(t) => targets = t,
+                    Err(e) => {
+                        failure = Some(e.into());
+                        break;
+                    }
+                }
+            }
+            let want = bytes.len() as u64;
+            let permit = tokio::select! {
+                p = budget.spend(want) => p.map_err(|e| ClientError::Internal(e.to_string()))?,
+                Some(done) = tasks.join_next() => {
+                    if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) { failure = Some(e); break; }
+                    budget.spend(want).await.map_err(|e| ClientError::Internal(e.to_string()))?
+                }
+            };
+            pieces += 1;
+            let len = bytes.len() as u32;
+            self.outbox.0.insert(id, bytes);
+            let piece = Placing {
+                control: self.control.clone(),
+                nodes: shared_nodes.clone(),
+                per_node: per_node.clone(),
+                vetting: vetting.clone(),
+                from: self.data.addr(),
+                stripe: targets.clone(),
+            };
+            let first = targets[slot.index];
+            let outbox = self.outbox.0.clone();
+            tasks.spawn(async move {
+                // The bytes stay in the outbox until the piece is placed and, when due,
+                // proven: a piece a node cannot prove goes to another node.
+                let r = piece.place(id, len, first).await;
+                outbox.release(&id);
+                drop(permit);
+                r
+            });
+            while let Some(done) = tasks.try_join_next() {
+                if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        drop(rx);
+        if let Some(e) = failure {
+            tasks.abort_all();
+            self.outbox.0.map().clear();
+            encoder.await.ok();
+            return Err(e);
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) {
+                tasks.abort_all();
+                self.outbox.0.map().clear();
+                return Err(e);
+            }
+        }
+        let manifest = encoder
+            .await
+            .map_err(|e| ClientError::Internal(e.to_string()))??;
+        // The same content as the latest version: every piece is held, nothing to publish.
+        if let Some(parent) = manifest.body().parent
+            && let Ok(prev) = self.manifest(manifest.name(), Some(parent)).await
+            && same_content(prev.body(), manifest.body())
+        {
+            info!(version = %prev.version(), "content unchanged; not publishing a new version");
+            return Ok(PushReport {
+                version: prev.version(),
+                manifest: prev,
+                pieces,
+                sent,
+                bytes_sent,
+                elapsed: t0.elapsed(),
+                unchanged: true,
+            });
+        }
+        let caught = vetting.all_caught();
+        if !caught.is_empty() {
+            let names: Vec<&str> = caught.iter().map(|&i| nodes[i].peer.as_str()).collect();
+            warn!(
+                nodes = ?names,
+                "nodes acknowledged pieces they could not prove; their pieces were placed elsewhere"
+            );
+        }
+        // Before the version becomes visible, wait until the node
+        // that answers this client's reads can locate every piece, so that every read
+        // path works the moment the push returns.
+        {
+            let ids: Vec<PieceId> = manifest.pieces().map(|r| r.id).collect();
+            let (_, holders) = self
+                .locate_patiently(&ids, PUSH_LOCATE_PATIENCE, |h| h.iter().any(Vec::is_empty))
+                .await?;
+            let unknown = holders.iter().filter(|h| h.is_empty()).count();
+            if unknown > 0 {
+                warn!(
+                    unknown,
+                    "{} does not know the holders of every piece yet; reads through it may wait",
+                    self.bootstrap
+                );
+            }
+        }
+        // Only now does the version become visible.
+        let r = self
+            .ask(Request::Publish {
+                manifest: manifest.as_bytes().to_vec(),
+            })
+            .await
+            .map_err(|e| ClientError::PublishUnknown(e.to_string()))?;
+        match r {
+            Response::Published { .. } => {}
+            Response::Error { message, .. } => return Err(ClientError::Publish(message)),
+            other => return Err(refusal(&self.bootstrap, other).into()),
+        }
+        info!(version = %manifest.version(), pieces, sent, "published");
+        Ok(PushReport {
+            version: manifest.version(),
+            manifest,
+            pieces,
+            sent,
+            bytes_sent,
+            elapsed: t0.elapsed(),
+            unchanged: false,
+        })
+    }
+
+    fn tally(
+        &self,
+        done: Result<Result<Acked, ClientError>, tokio::task::JoinError>,
+        sent: &mut u64,
+        bytes: &mut u64,
+    ) -> Option<ClientError> {
+        match done {
+            Ok(Ok(a)) => {
+                if !a.already {
+                    *sent += 1;
+                    *bytes += u64::from(a.len);
+                }
+                None
+            }
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(ClientError::Internal(e.to_string())),
+        }
+    }
+}
+
+/// An upper estimate of the manifest's size: per file its path and hash, per stripe its
+/// lengths and one hash per piece, plus the card and license.
+fn manifest_estimate(files: &[engine::SourceFile], opts: &EncodeOptions) -> u64 {
+    let n = opts.params.n() as u64;
+    let per_file: u64 = files
+        .iter()
+        .map(|f| {
+            f.path.as_str().len() as u64 + 64 + opts.params.stripe_count(f.size) * (16 + 32 * n)
+        })
+        .sum();
+    per_file + crate::manifest::MAX_CARD_LEN as u64 + opts.license.len() as u64 + 1024
+}
+
+fn same_content(a: &crate::manifest::ManifestBody, b: &crate::manifest::ManifestBody) -> bool {
+    a.files == b.files && a.card == b.card && a.license == b.license && a.params == b.params
+}
+
+/// The error a response that does not answer the question amounts to.
+/// One acknowledged piece.
+#[derive(Debug, Clone, Copy)]
+struct Acked {
+    len: u32,
+    /// It said it held the piece already, so nothing was transferred.
+    already: bool,
+}
+
+/// What a push's task needs to place one piece: the nodes, their turns, what the push
+/// has learned of them, and the stripe's other nodes (a replacement must be none of them).
+struct Placing {
+    control: Control,
+    nodes: Arc<Vec<NodeInfo>>,
+    per_node: Vec<Arc<Semaphore>>,
+    vetting: Arc<Vetting>,
+    from: wire::DataAddr,
+    stripe: Vec<usize>,
+}
+
+impl Placing {
+    /// Has `first` (or, when it is caught, another node) hold the piece, and proves the
+    /// acknowledgement when a check is due ([`spot_check`]).
+    async fn place(&self, id: PieceId, len: u32, first: usize) -> Result<Acked, ClientError> {
+        let mut node = first;
+        loop {
+            if self.vetting.is_caught(node) {
+                node = self.replacement(node, id)?;
+                continue;
+            }
+            let already = {
+                let _turn = self.per_node[node]
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| ClientError::Internal(e.to_string()))?;
+                hold(&self.control, &self.nodes[node], id, len, self.from.clone()).await?
+            };
+            if self.vetting.is_caught(node) {
+                continue;
+            }
+            if !self.vetting.is_vetted(node) {
+                // Until the node has passed a check, its acknowledgements are checked one
+                // at a time, and the others wait for the verdict.
+                let _turn = self.vetting.turn(node).await;
+                if self.vetting.is_caught(node) {
+                    continue;
+                }
+                if !self.vetting.is_vetted(node) {
+                    if self.proven(node, id, len).await {
+                        self.vetting.passed(node);
+                        return Ok(Acked { len, already });
+                    }
+                    continue;
+                }
+            }
+            if !self.vetting.sampled(node, &id) || self.proven(node, id, len).await {
+                return Ok(Acked { len, already });
+            }
+        }
+    }
+
+    /// Whether `node` proves it holds `id`; if not, it is caught.
+    async fn proven(&self, node: usize, id: PieceId, len: u32) -> bool {
+        let info = &self.nodes[node];
+        let checked = match info.peer.parse() {
+            Ok(peer) => {
+                let addrs: Vec<Multiaddr> =
+                    info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                spot_check::prove(&self.control, peer, &addrs, id, len).await
+            }
+            Err(_) => Err("a bad peer id".into()),
+        };
+        match checked {
+            Ok(()) => true,
+            Err(reason) => {
+                warn!(
+                    node = %self.nodes[node].peer,
+                    piece = %id,
+                    "a node acknowledged a piece it cannot prove ({reason}); it gets no more pieces of this push"
+                );
+                self.vetting.caught(node);
+                false
+            }
+        }
+    }
+
+    /// The next node after `after` that holds no other piece of the stripe and was not
+    /// caught: an established one if any is left, so replacing a node never adds a new
+    /// identity to the stripe while an established node could take the piece.
+    fn replacement(&self, after: usize, id: PieceId) -> Result<usize, ClientError> {
+        let n = self.nodes.len();
+        let free = |i: &usize| !self.stripe.contains(i) && !self.vetting.is_caught(*i);
+        let mut order = (1..n).map(|d| (after + d) % n);
+        order
+            .clone()
+            .filter(free)
+            .find(|&i| self.nodes[i].trust == Trust::Established)
+            .or_else(|| order.find(free))
+            .ok_or_else(|| ClientError::SpotCheck {
+                node: self.nodes[after].peer.clone(),
+                piece: id,
+                reason: "no other node is left to take the piece".into(),
+            })
+    }
+}
+
+async fn hold(
+    control: &Control,
+    node: &NodeInfo,
+    id: PieceId,
+    len: u32,
+    from: wire::DataAddr,
+) -> Result<bool, ClientError> {
+    let fail = |reason: String| ClientError::Hold {
+        node: node.peer.clone(),
+        piece: id,
+        reason,
+    };
+    let peer = parse_peer(&node.peer).ok_or_else(|| fail("bad peer id".into()))?;
+    let addrs: Vec<Multiaddr> = node.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r = control
+            .request(
+                peer,
+                addrs.clone(),
+                Request::Hold {
+                    piece: id.0,
+                    len,
+                    from: from.clone(),
+                },
+            )
+            .await;
+        let retry = match r {
+            Ok(Response::Held { already }) => return Ok(already),
+            Ok(Response::Error {
+                code: code @ (ErrorCode::Busy | ErrorCode::FetchFailed),
+                message,
+            }) => format!("{message} ({code:?})"),
+            Ok(Response::Error { message, .. }) => return Err(fail(message)),
+            Ok(_) => return Err(fail("unexpected answer".into())),
+            Err(e) => format!("{e}"),
+        };
+        if attempt >= HOLD_ATTEMPTS {
+            return Err(fail(retry));
+        }
+        warn!(node = %node.peer, piece = %id, "hold failed, retrying: {retry}");
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+}

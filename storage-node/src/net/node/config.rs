@@ -1,0 +1,94 @@
+//! How to run a node: its places, peers, timers and upkeep settings.
+
+use std::{path::PathBuf, time::Duration};
+
+use libp2p::Multiaddr;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory: identity key, rocksdb, piece files.
+    pub data_dir: PathBuf,
+    /// libp2p listen address (TCP). The data plane binds the same IP and port over UDP.
+    pub listen: Multiaddr,
+    /// The HTTP base URL the node serves, reported to others.
+    pub http: Option<String>,
+    /// Bootstrap peers.
+    pub peers: Vec<Multiaddr>,
+    /// Most piece bytes to hold.
+    pub capacity: Option<u64>,
+    /// LAN discovery.
+    pub mdns: bool,
+    /// How often every held piece is announced again.
+    pub announce_interval: Duration,
+    /// How long a piece may stay unreferenced by any manifest (a push that never
+    /// published) before it is deleted.
+    pub orphan_grace: Duration,
+    /// Misbehaviour on purpose, for tests; only builds with the `fault-injection`
+    /// feature (never a release) can set it.
+    #[cfg(feature = "fault-injection")]
+    pub faults: Faults,
+    /// Audits, scrub and repair.
+    pub upkeep: UpkeepConfig,
+}
+
+/// Fault injection: a node that misbehaves on purpose, so tests can show that the
+/// network catches it. Set through [`NodeConfig`] in builds with the `fault-injection`
+/// feature only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Serve pieces with a flipped byte, as a dishonest node.
+    pub serve_corrupt: bool,
+    /// Answer other nodes' challenges with forged proofs.
+    pub forge_proofs: bool,
+}
+
+/// How a node audits, scrubs and repairs.
+#[derive(Debug, Clone)]
+pub struct UpkeepConfig {
+    /// Mean time between audit rounds; each wait is drawn uniformly from half to one and a
+    /// half times this, so holders cannot predict the next round.
+    pub audit_interval: Duration,
+    /// Most challenges per round.
+    pub audit_batch: usize,
+    /// Time between the starts of scrub passes over every held piece.
+    pub scrub_interval: Duration,
+    /// Most bytes per second a scrub pass reads.
+    pub scrub_rate: u64,
+    /// Repair when a stripe has fewer healthy pieces than this; `None` for `k + ceil(m/2)`.
+    pub repair_threshold: Option<usize>,
+    /// How long a repair claim holds before others may take the stripe over.
+    pub lease: Duration,
+}
+
+impl Default for UpkeepConfig {
+    fn default() -> Self {
+        Self {
+            audit_interval: Duration::from_secs(600),
+            audit_batch: 256,
+            scrub_interval: Duration::from_secs(24 * 3600),
+            scrub_rate: 16 << 20,
+            repair_threshold: None,
+            lease: Duration::from_secs(300),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Defaults for a node in `data_dir` listening on `listen`.
+    pub fn new(data_dir: PathBuf, listen: Multiaddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            http: None,
+            peers: Vec::new(),
+            capacity: None,
+            mdns: true,
+            announce_interval: Duration::from_secs(60),
+            orphan_grace: Duration::from_secs(24 * 3600),
+            #[cfg(feature = "fault-injection")]
+            faults: Faults::default(),
+            upkeep: UpkeepConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The swarm task: the one loop that owns the libp2p [`Swarm`], turns its events into
+//! work for bounded handler tasks and timers, and carries out the commands the rest of
+//! the node sends it. Nothing slow runs here.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, multiaddr::Protocol,
+    request_response::ResponseChannel, swarm::SwarmEvent,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use std::sync::Mutex;
+
+use tokio::sync::Semaphore;
+
+use super::{
+    MAX_HANDLERS, MAX_HOLDS, MAX_PROVIDERS, State, blocking, data_id_of, ip_of, lock, upkeep,
+};
+use crate::{
+    ids::{NodeId, PieceId},
+    net::{
+        swarm::{self, Behaviour, BehaviourEvent, Command, Pending},
+        wire::{self, ErrorCode, Holdings, Request, Response},
+    },
+    repair::Claim,
+};
+
+pub(super) async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut rx: mpsc::Receiver<Command>,
+    state: Arc<State>,
+    cancel: CancellationToken,
+    announce_interval: Duration,
+    orphan_grace: Duration,
+    bootstrap: Vec<Multiaddr>,
+) {
+    let mut pending = Pending::default();
+    // A node that knows no peer keeps dialling its bootstrap peers, backing off from 1 s
+    // to 30 s: they may start after it, or be restarting.
+    let mut redial_every = Duration::from_secs(1);
+    let mut next_redial = tokio::time::Instant::now() + redial_every;
+    let handlers = Arc::new(Semaphore::new(MAX_HANDLERS));
+    let holds = Arc::new(Semaphore::new(MAX_HOLDS));
+    let mut flush = tokio::time::interval(Duration::from_millis(250));
+    let mut full = tokio::time::interval(announce_interval);
+    // A full announcement shortly after someone new subscribes to holdings.
+    let mut reannounce: Option<tokio::time::Instant> = None;
+    let mut met: HashSet<PeerId> = HashSet::new();
+    let mut rounds = 0usize;
+    let mut announcing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
+    let orphans: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>> = Arc::default();
+    let mut provided_all = false;
+    let mut provider_queries = ProviderQueries::new();
+    let upkeep = state.upkeep.clone();
+    // The first audit round comes after a full interval, once holdings have been heard.
+    let mut next_audit = tokio::time::Instant::now() + jittered(upkeep.audit_interval);
+    let mut audit_round: u64 = 0;
+    let mut auditing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut scrub = tokio::time::interval_at(
+        tokio::time::Instant::now() + upkeep.scrub_interval,
+        upkeep.scrub_interval,
+    );
+    let mut scrubbing: Option<tokio::task::JoinHandle<()>> = None;
+    tokio::spawn({
+        let s = state.clone();
+        async move { s.resume_jobs().await }
+    });
+    loop {
+        let due =
+            reannounce.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &mut provider_queries, &state, cmd),
+            _ = flush.tick() => {
+                let fresh = std::mem::take(&mut *lock(&state.fresh));
+                if !fresh.is_empty() {
+                    let s = state.clone();
+                    tokio::spawn(async move { s.announce(fresh, true).await });
+                }
+            }
+            _ = full.tick() => {
+                reannounce = Some(tokio::time::Instant::now());
+                // Holders announce everything every interval: three missed, and what they
+                // said is stale.
+                let stale = upkeep::now_unix().saturating_sub(3 * announce_interval.as_secs().max(1));
+                lock(&state.holders).expire(stale);
+                if collecting.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                    let s = state.clone();
+                    let orphans = orphans.clone();
+                    collecting = Some(tokio::spawn(async move {
+                        s.clone().collect_orphans(orphans, orphan_grace).await;
+                        // Audit records are kept to a bound, oldest dropped first.
+                        let store = s.store.clone();
+                        blocking(move || store.prune_audit_records(crate::store::MAX_STORED_RECORDS)).await.ok();
+                    }));
+                }
+                // Heal missed gossip: compare versions with one connected peer per round.
+                let peers: Vec<PeerId> = lock(&state.connected).keys().copied().collect();
+                if !peers.is_empty() {
+                    let pick = peers[rounds % peers.len()];
+                    rounds += 1;
+                    tokio::spawn(state.clone().catch_up(pick));
+                }
+            }
+            () = tokio::time::sleep_until(next_audit) => {
+                next_audit = tokio::time::Instant::now() + jittered(upkeep.audit_interval);
+                // One round at a time: a slow round delays the next, it never piles up.
+                if auditing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                    // Rounds are numbered by time, so a restarted node never reuses one.
+                    audit_round = audit_round.max(upkeep::now_unix().saturating_mul(1000)) + 1;
+                    auditing = Some(tokio::spawn(state.clone().audit_round(audit_round)));
+                }
+            }
+            () = tokio::time::sleep_until(next_redial), if !bootstrap.is_empty() => {
+                if lock(&state.connected).is_empty() {
+                    for addr in &bootstrap {
+                        if swarm::peer_of(addr).is_some_and(|p| swarm.is_connected(&p)) {
+                            continue;
+                        }
+                        if let Err(e) = swarm.dial(addr.clone()) {
+                            debug!(%addr, "cannot dial bootstrap peer: {e}");
+                        }
+                    }
+                    redial_every = (redial_every * 2).min(Duration::from_secs(30));
+                } else {
+                    redial_every = Duration::from_secs(1);
+                }
+                next_redial = tokio::time::Instant::now() + redial_every;
+            }
+            _ = scrub.tick() => {
+                if scrubbing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                    scrubbing = Some(tokio::spawn(state.clone().scrub_pass(upkeep.scrub_rate)));
+                }
+            }
+            () = tokio::time::sleep_until(due), if reannounce.is_some() => {
+                // One full announcement at a time; the first of a run also provides. One
+                // asked for while another runs waits for it rather than being dropped: a
+                // peer that subscribed meanwhile may have missed the running one, and
+                // nodes take holdings only from the holder itself.
+                let running = announcing.as_ref().is_some_and(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                reannounce = running.then(|| tokio::time::Instant::now() + Duration::from_millis(500));
+                if !running {
+                    let s = state.clone();
+                    // Provider records need someone to store them at: wait for a peer.
+                    let provide = !provided_all && !lock(&state.connected).is_empty();
+                    provided_all |= provide;
+                    announcing = Some(tokio::spawn(async move {
+                        let store = s.store.clone();
+                        if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || store.piece_ids()).await {
+                            s.announce(ids.into_iter().map(|p| p.0).collect(), provide).await;
+                        }
+                    }));
+                }
+            }
+            Some(event) = swarm.next() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Control(e)) => {
+                    if let Some((peer, request, channel)) = pending.on_event(e) {
+                        let pool = if matches!(request, Request::Hold { .. }) { &holds } else { &handlers };
+                        on_request(&mut swarm, &state, pool, peer, request, channel);
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    let addrs: Vec<Multiaddr> = info
+                        .listen_addrs
+                        .iter()
+                        .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
+                        .map(|a| a.clone().with_p2p(peer_id).unwrap_or_else(|a| a))
+                        .collect();
+                    for a in &addrs {
+                        swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                    }
+                    if info.protocols.iter().any(|p| p.as_ref() == wire::CONTROL_PROTOCOL) {
+                        lock(&state.connected).insert(peer_id, addrs);
+                        if met.insert(peer_id) {
+                            tokio::spawn(state.clone().catch_up(peer_id));
+                        }
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                    let connected = message.source.is_some_and(|p| swarm.is_connected(&p));
+                    if let Some(verdict) = on_gossip(&state, propagation_source, &message_id, message, connected) {
+                        swarm.behaviour_mut().gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed { topic, .. }))
+                    if topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() && reannounce.is_none() =>
+                {
+                    reannounce = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                    for (peer, addr) in list {
+                        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                        if !swarm.is_connected(&peer) {
+                            swarm.dial(addr).ok();
+                        }
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    lock(&state.connected).remove(&peer_id);
+                    lock(&state.holders).forget(&peer_id);
+                    met.remove(&peer_id);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                    id,
+                    result: kad::QueryResult::GetProviders(r),
+                    step,
+                    ..
+                })) => {
+                    let done = match r {
+                        Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                            if let Some((_, found)) = provider_queries.get_mut(&id) {
+                                found.extend(providers.into_iter().take(MAX_PROVIDERS));
+                            }
+                            step.last
+                        }
+                        _ => true,
+                    };
+                    if done && let Some((tx, found)) = provider_queries.remove(&id) {
+                        tx.send(found).ok();
+                    }
+                }
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    let full = address.with(Protocol::P2p(state.peer));
+                    let mut l = lock(&state.listen);
+                    if !l.contains(&full) {
+                        l.push(full);
+                        // Addresses others can reach first: loopback last.
+                        l.sort_by_key(|a| ip_of(a).is_loopback());
+                    }
+                }
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    let full = address.with(Protocol::P2p(state.peer));
+                    lock(&state.listen).retain(|a| *a != full);
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    debug!(?peer_id, "dial failed: {error}");
+                }
+                _ => {}
+            },
+        }
+    }
+    for t in [auditing, scrubbing, announcing, collecting]
+        .into_iter()
+        .flatten()
+    {
+        t.abort();
+    }
+    // Leave politely: close connections so peers see us go at once.
+    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+    for p in peers {
+        swarm.disconnect_peer_id(p).ok();
+    }
+}
+
+/// `mean` scaled by a uniform draw from [0.5, 1.5).
+fn jittered(mean: Duration) -> Duration {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).ok();
+    let u = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+    mean.mul_f64(0.5 + u)
+}
+
+/// Kademlia provider lookups in flight: who asked, and what was found so far.
+type ProviderQueries = HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>;
+
+fn on_command(
+    swarm: &mut Swarm<Behaviour>,
+    pending: &mut Pending,
+    queries: &mut ProviderQueries,
+    state: &Arc<State>,
+    cmd: Command,
+) {
+    match cmd {
+        Command::Request {
+            peer,
+            addrs,
+            request,
+            reply,
+        } => {
+            let addrs = if addrs.is_empty() {
+                lock(&state.connected)
+                    .get(&peer)
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                addrs
+            };
+            pending.send(swarm, peer, addrs, request, reply);
+        }
+        Command::Respond { channel, response } => {
+            swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, response)
+                .ok();
+        }
+        Command::Gossip { topic, data } => {
+            if let Err(e) = swarm
+                .behaviour_mut()
+                .gossip
+                .publish(gossipsub::IdentTopic::new(topic), data)
+            {
+                debug!(topic, "gossip not sent: {e}");
+            }
+        }
+        Command::Providers { key, reply } => {
+            let id = swarm.behaviour_mut().kad.get_providers(key);
+            queries.insert(id, (reply, Vec::new()));
+        }
+        Command::Validate { id, from, verdict } => {
+            swarm
+                .behaviour_mut()
+                .gossip
+                .report_message_validation_result(&id, &from, verdict);
+        }
+        Command::Provide(keys) => {
+            for k in keys {
+                swarm.behaviour_mut().kad.start_providing(k).ok();
+            }
+        }
+    }
+}
+
+fn on_request(
+    swarm: &mut Swarm<Behaviour>,
+    state: &Arc<State>,
+    handlers: &Arc<Semaphore>,
+    peer: PeerId,
+    request: Request,
+    channel: ResponseChannel<Response>,
+) {
+    let Ok(permit) = handlers.clone().try_acquire_owned() else {
+        let busy = Response::Error {
+            code: ErrorCode::Busy,
+            message: "too many requests in progress; retry shortly".into(),
+        };
+        swarm
+            .behaviour_mut()
+            .control
+            .send_response(channel, busy)
+            .ok();
+        return;
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let response = state.handle(peer, request).await;
+        state
+            .control
+            .send(Command::Respond { channel, response })
+            .await
+            .ok();
+        drop(permit);
+    });
+}
+
+/// Judges a gossip message and acts on it. Returns the verdict at once where it is cheap
+/// to reach; for audit records, whose signatures are checked off this task, the verdict
+/// comes later as a [`Command::Validate`] and this returns `None`. `connected`: whether
+/// the message's author is connected to this node right now.
+fn on_gossip(
+    state: &Arc<State>,
+    via: PeerId,
+    id: &gossipsub::MessageId,
+    message: gossipsub::Message,
+    connected: bool,
+) -> Option<gossipsub::MessageAcceptance> {
+    use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+    let Some(source) = message.source else {
+        return Some(Reject);
+    };
+    if message.topic == gossipsub::IdentTopic::new(wire::MANIFEST_TOPIC).hash() {
+        let Ok(version) = <[u8; 32]>::try_from(message.data.as_slice()) else {
+            debug!(%source, "malformed manifest announcement");
+            return Some(Reject);
+        };
+        // Bounded: when busy, the periodic catch-up with peers fetches it instead.
+        match state.catch_up_permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(state.clone().fetch_manifest(source, version, permit));
+            }
+            Err(_) => debug!(%source, "busy; the announced manifest will come with catch-up"),
+        }
+        Some(Accept)
+    } else if message.topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() {
+        let Some(h) = Holdings::decode(&message.data) else {
+            debug!(%source, "malformed holdings announcement");
+            return Some(Reject);
+        };
+        if data_id_of(&source) != Some(h.data.id) {
+            warn!(%source, "holdings announced for another node's data address; ignored");
+            return Some(Reject);
+        }
+        // Announcements count only from a node connected here: each costs its sender a
+        // connection, so one connection cannot stand in for thousands of identities.
+        if !connected {
+            debug!(%source, "holdings from a node not connected here; ignored");
+            return Some(Ignore);
+        }
+        lock(&state.holders).add(source, h.data, &h.pieces, &h.dropped, upkeep::now_unix());
+        Some(Accept)
+    } else if message.topic == gossipsub::IdentTopic::new(wire::AUDITS_TOPIC).hash() {
+        let Some(records) = wire::decode_records(&message.data) else {
+            debug!(%source, "malformed audit records");
+            return Some(Reject);
+        };
+        // A node gossips only the records it signed itself.
+        if records
+            .iter()
+            .any(|r| data_id_of(&source) != Some(r.record.auditor.0))
+        {
+            debug!(%source, "audit records signed by another node; rejected");
+            return Some(Reject);
+        }
+        // Cheap filters first (scope, who may speak, age, the auditor's quota); only what
+        // passes them costs a signature check, and that runs off this task.
+        let now = upkeep::now_unix();
+        let admitted: Vec<_> = {
+            let mut ledger = lock(&state.ledger);
+            records
+                .into_iter()
+                .filter(|r| ledger.admit(r, now).is_ok())
+                .collect()
+        };
+        if admitted.is_empty() {
+            return Some(Ignore);
+        }
+        // Bounded: when the node is behind, records are dropped (their auditors keep
+        // them, and later rounds make more).
+        let Ok(permit) = state.record_permits.clone().try_acquire_owned() else {
+            debug!(%source, "busy; audit records dropped");
+            return Some(Ignore);
+        };
+        let (s, id) = (state.clone(), id.clone());
+        tokio::spawn(async move {
+            let checked = tokio::task::spawn_blocking(move || {
+                admitted
+                    .iter()
+                    .all(|r| r.verify().is_ok())
+                    .then_some(admitted)
+            })
+            .await
+            .ok()
+            .flatten();
+            let verdict = match checked {
+                None => {
+                    warn!(%source, "audit records whose signatures do not verify; rejected");
+                    Reject
+                }
+                Some(records) => {
+                    if s.take_records(records).await > 0 {
+                        Accept
+                    } else {
+                        Ignore
+                    }
+                }
+            };
+            s.control
+                .send(Command::Validate {
+                    id,
+                    from: via,
+                    verdict,
+                })
+                .await
+                .ok();
+            drop(permit);
+        });
+        None
+    } else if message.topic == gossipsub::IdentTopic::new(wire::REPAIRS_TOPIC).hash() {
+        let Some(claimer) = data_id_of(&source).map(NodeId) else {
+            return Some(Reject);
+        };
+        let Some(c) = Claim::decode(&message.data, claimer) else {
+            debug!(%source, "malformed repair claim");
+            return Some(Reject);
+        };
+        // Only a node that proved to this one that it holds a piece of the stripe may
+        // claim its repair (a flagged or failing one may not); anyone else's claim holds
+        // nothing back.
+        Some(state.take_claim(source, c))
+    } else {
+        Some(Reject)
+    }
+}

@@ -1,0 +1,379 @@
+//! Answers to the control-plane requests peers and clients send: each runs on its own
+//! bounded handler task, never on the swarm task.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+};
+
+use libp2p::{Multiaddr, PeerId, kad};
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use super::{
+    INFO_TIMEOUT, MAX_PROVIDER_LOOKUPS, PROVIDER_TIMEOUT, State, blocking, data_id_of, data_ref,
+    lock, upkeep,
+};
+use crate::{
+    erasure::MAX_BLOCK_SIZE,
+    ids::{DatasetName, NodeId, PieceId, VersionId},
+    manifest::Manifest,
+    net::{
+        swarm::Command,
+        wire::{
+            self, DataAddr, DatasetSummary, ErrorCode, NodeInfo, NodeRef, Request, Response, Trust,
+        },
+    },
+    store::{PieceStore, Put, StoreError},
+};
+
+impl State {
+    pub(super) async fn handle(self: &Arc<Self>, from: PeerId, request: Request) -> Response {
+        match self.handle_inner(from, request).await {
+            Ok(r) => r,
+            Err((code, message)) => Response::Error { code, message },
+        }
+    }
+
+    async fn handle_inner(
+        self: &Arc<Self>,
+        from: PeerId,
+        request: Request,
+    ) -> Result<Response, (ErrorCode, String)> {
+        let internal = |e: &dyn std::fmt::Display| (ErrorCode::Internal, e.to_string());
+        match request {
+            Request::Info => Ok(Response::Info(self.info())),
+            Request::Peers => {
+                let peers: Vec<(PeerId, Vec<Multiaddr>)> = lock(&self.connected)
+                    .iter()
+                    .map(|(p, a)| (*p, a.clone()))
+                    .collect();
+                let asks = peers.into_iter().map(|(p, addrs)| {
+                    let c = self.control.clone();
+                    async move {
+                        match tokio::time::timeout(INFO_TIMEOUT, c.request(p, addrs, Request::Info))
+                            .await
+                        {
+                            Ok(Ok(Response::Info(i))) if i.peer == p.to_string() && i.is_sane() => {
+                                Some(i)
+                            }
+                            _ => None,
+                        }
+                    }
+                });
+                let mut all: Vec<NodeInfo> =
+                    futures::future::join_all(asks.take(wire::MAX_PEERS_LISTED - 1))
+                        .await
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                all.push(self.info());
+                // Each is marked with how far this node trusts it; whatever it said of
+                // itself is overwritten.
+                let now = upkeep::now_unix();
+                let ledger = lock(&self.ledger);
+                for i in &mut all {
+                    i.trust = i
+                        .peer
+                        .parse::<PeerId>()
+                        .ok()
+                        .and_then(|p| data_id_of(&p))
+                        .map_or(Trust::New, |id| ledger.trust(&NodeId(id), now));
+                }
+                drop(ledger);
+                Ok(Response::Peers(all))
+            }
+            Request::Hold {
+                piece,
+                len,
+                from: src,
+            } => self.hold(from, PieceId(piece), len, src).await,
+            Request::Publish { manifest } => {
+                if manifest.len() > wire::MAX_NETWORK_MANIFEST {
+                    return Err((ErrorCode::BadRequest, "manifest too large".into()));
+                }
+                let m = Manifest::decode(&manifest)
+                    .map_err(|e| (ErrorCode::BadRequest, format!("invalid manifest: {e}")))?;
+                let new = self.store_manifest(m).await?;
+                Ok(Response::Published { new })
+            }
+            Request::Datasets => {
+                let store = self.store.clone();
+                let list = blocking(move || dataset_summaries(&store))
+                    .await
+                    .map_err(|e| internal(&e))?;
+                Ok(Response::Datasets(list))
+            }
+            Request::Versions => {
+                let store = self.store.clone();
+                let v = blocking(move || -> Result<Vec<[u8; 32]>, StoreError> {
+                    let mut out = Vec::new();
+                    for (name, _) in store.datasets()? {
+                        out.extend(store.versions(&name)?.into_iter().map(|v| v.0));
+                        if out.len() >= wire::MAX_LIST {
+                            out.truncate(wire::MAX_LIST);
+                            break;
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| internal(&e))?;
+                Ok(Response::Versions(v))
+            }
+            Request::Manifest { name, version } => {
+                let store = self.store.clone();
+                let name = match name {
+                    Some(n) => Some(
+                        n.parse::<DatasetName>()
+                            .map_err(|e| (ErrorCode::BadRequest, e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let m = blocking(move || match (name, version) {
+                    (Some(n), v) => store.resolve(&n, v.map(VersionId).as_ref()).map(Some),
+                    (None, Some(v)) => store.manifest(&VersionId(v)),
+                    (None, None) => Ok(None),
+                })
+                .await;
+                match m {
+                    Ok(Some(m)) => Ok(Response::Manifest(m.as_bytes().to_vec())),
+                    Ok(None) | Err(StoreError::NotFound(_)) => {
+                        Err((ErrorCode::NotFound, "no such dataset or version".into()))
+                    }
+                    Err(e) => Err(internal(&e)),
+                }
+            }
+            Request::History { name } => {
+                let name: DatasetName = name
+                    .parse()
+                    .map_err(|e: crate::ids::IdError| (ErrorCode::BadRequest, e.to_string()))?;
+                let store = self.store.clone();
+                let shown = name.to_string();
+                let list = blocking(move || -> Result<Vec<wire::VersionSummary>, StoreError> {
+                    Ok(store
+                        .version_records(&name, wire::MAX_DATASETS_LISTED)?
+                        .into_iter()
+                        .map(|v| wire::VersionSummary {
+                            version: v.version.0,
+                            created_unix: v.created_unix,
+                            size: v.size,
+                            files: u32::try_from(v.files).unwrap_or(u32::MAX),
+                        })
+                        .collect())
+                })
+                .await
+                .map_err(|e| internal(&e))?;
+                if list.is_empty() {
+                    return Err((ErrorCode::NotFound, format!("no dataset {shown}")));
+                }
+                Ok(Response::History(list))
+            }
+            Request::Locate { pieces } => {
+                if pieces.len() > wire::MAX_LOCATE {
+                    return Err((
+                        ErrorCode::BadRequest,
+                        format!("at most {} pieces per Locate", wire::MAX_LOCATE),
+                    ));
+                }
+                let store = self.store.clone();
+                let ids: Vec<PieceId> = pieces.into_iter().map(PieceId).collect();
+                let ids2 = ids.clone();
+                let mine: Vec<bool> = blocking(move || {
+                    Ok::<_, StoreError>(
+                        ids2.iter()
+                            .map(|p| store.has_piece(p).unwrap_or(false))
+                            .collect(),
+                    )
+                })
+                .await
+                .map_err(|e| internal(&e))?;
+                let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected)
+                    .iter()
+                    .filter(|(p, _)| !self.is_flagged(p))
+                    .map(|(p, a)| (*p, a.clone()))
+                    .collect();
+                let mut out: Vec<Vec<NodeRef>> = {
+                    let holders = lock(&self.holders);
+                    ids.iter()
+                        .zip(mine)
+                        .map(|(id, mine)| {
+                            let mut v: Vec<NodeRef> = Vec::new();
+                            if mine {
+                                v.extend(self.node_ref(&self.peer));
+                            }
+                            // Filter first, then cut: announcers that are gone or
+                            // flagged must not crowd the real holders out.
+                            v.extend(
+                                holders
+                                    .holders(id)
+                                    .filter(|(p, _)| connected.contains_key(*p))
+                                    .take(wire::MAX_HOLDERS_LISTED)
+                                    .map(|(p, d)| NodeRef {
+                                        peer: p.to_string(),
+                                        data: d.clone(),
+                                    }),
+                            );
+                            v
+                        })
+                        .collect()
+                };
+                // Pieces no announcement covered: ask the DHT's provider records.
+                let missing: Vec<usize> = (0..ids.len())
+                    .filter(|&i| out[i].is_empty())
+                    .take(MAX_PROVIDER_LOOKUPS)
+                    .collect();
+                let lookups = missing.iter().map(|&i| self.providers(ids[i]));
+                let found = futures::future::join_all(lookups).await;
+                // A provider record outlives the piece (it stays in the DHT after a holder
+                // deletes a corrupt copy): a peer whose announcements this node has, and
+                // which did not announce the piece, does not hold it.
+                let announced: HashSet<PeerId> =
+                    lock(&self.holders).by_peer.keys().copied().collect();
+                for (&i, peers) in missing.iter().zip(found) {
+                    for p in peers {
+                        if announced.contains(&p) {
+                            continue;
+                        }
+                        if let Some(r) = connected.get(&p).and_then(|a| data_ref(&p, a)) {
+                            out[i].push(r);
+                        }
+                    }
+                }
+                Ok(Response::Located(out))
+            }
+            Request::Challenge { challenge } => self.answer_challenge(from, &challenge).await,
+            Request::Ledger => Ok(Response::Ledger(self.ledger_entries())),
+        }
+    }
+
+    /// Every node this one is connected to or has records about, with its standing.
+    pub(super) fn ledger_entries(&self) -> Vec<wire::LedgerEntry> {
+        let mut known: Vec<NodeId> = lock(&self.connected)
+            .keys()
+            .filter_map(|p| data_id_of(p).map(NodeId))
+            .collect();
+        let ledger = lock(&self.ledger);
+        known.extend(ledger.nodes().map(|(n, _)| *n));
+        known.sort_unstable();
+        known.dedup();
+        known
+            .into_iter()
+            .take(wire::MAX_LEDGER_LISTED)
+            .filter_map(|n| {
+                Some(wire::LedgerEntry {
+                    peer: upkeep::peer_of_node(&n)?.to_string(),
+                    reputation: ledger.reputation(&n),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the ledger has caught `peer` forging: it is not named as a holder to
+    /// readers, and no repair reads from it.
+    fn is_flagged(&self, peer: &PeerId) -> bool {
+        data_id_of(peer).is_some_and(|id| lock(&self.ledger).flagged(&NodeId(id)))
+    }
+
+    /// Providers of `piece` from Kademlia, within a deadline.
+    pub(super) async fn providers(&self, piece: PieceId) -> Vec<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Providers {
+            key: kad::RecordKey::new(&piece.0),
+            reply,
+        };
+        if self.control.send(cmd).await.is_err() {
+            return Vec::new();
+        }
+        tokio::time::timeout(PROVIDER_TIMEOUT, rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+
+    async fn hold(
+        self: &Arc<Self>,
+        from: PeerId,
+        id: PieceId,
+        len: u32,
+        src: DataAddr,
+    ) -> Result<Response, (ErrorCode, String)> {
+        // A node fetches only from the peer asking: no one can aim it at a third party.
+        if data_id_of(&from) != Some(src.id) {
+            return Err((
+                ErrorCode::BadRequest,
+                "a piece can only be offered from the requester's own data address".into(),
+            ));
+        }
+        if len == 0 || len > MAX_BLOCK_SIZE {
+            return Err((
+                ErrorCode::BadRequest,
+                format!("piece length {len} out of range"),
+            ));
+        }
+        if self.store.has_piece(&id).unwrap_or(false) {
+            return Ok(Response::Held { already: true });
+        }
+        let stats = self.store.stats();
+        if let Some(cap) = stats.capacity
+            && stats.bytes.saturating_add(u64::from(len)) > cap
+        {
+            return Err((
+                ErrorCode::NoCapacity,
+                format!("{} of {cap} bytes used", stats.bytes),
+            ));
+        }
+        let _permit = self
+            .hold_permits
+            .acquire()
+            .await
+            .map_err(|_| (ErrorCode::Busy, "shutting down".into()))?;
+        let bytes = self
+            .data
+            .fetch(&src, id, len)
+            .await
+            .map_err(|e| (ErrorCode::FetchFailed, e.to_string()))?;
+        let store = self.store.clone();
+        let put = blocking(move || store.put_piece(id, &bytes)).await;
+        match put {
+            Ok(Put::Stored) => {
+                self.received.fetch_add(u64::from(len), Ordering::Relaxed);
+                lock(&self.fresh).push(id.0);
+                debug!(piece = %id, %from, "piece stored");
+                Ok(Response::Held { already: false })
+            }
+            Ok(Put::AlreadyHeld) => Ok(Response::Held { already: true }),
+            Err(StoreError::CapacityExceeded { .. }) => {
+                Err((ErrorCode::NoCapacity, "capacity exceeded".into()))
+            }
+            Err(StoreError::HashMismatch { .. }) => Err((
+                ErrorCode::FetchFailed,
+                "bytes did not match the piece id".into(),
+            )),
+            Err(StoreError::Busy(_)) => Err((ErrorCode::Busy, "piece is being written".into())),
+            Err(e) => Err((ErrorCode::Internal, e.to_string())),
+        }
+    }
+}
+
+/// Summaries of the datasets in `store`, for listings: from the datasets' records alone,
+/// so a listing costs the same however large the manifests are.
+pub fn dataset_summaries(store: &PieceStore) -> Result<Vec<DatasetSummary>, StoreError> {
+    Ok(store
+        .datasets_up_to(wire::MAX_DATASETS_LISTED)?
+        .into_iter()
+        .map(|(name, rec)| DatasetSummary {
+            name: name.to_string(),
+            latest: rec.latest.to_string(),
+            versions: u32::try_from(rec.versions).unwrap_or(u32::MAX),
+            size: rec.size,
+            files: u32::try_from(rec.files).unwrap_or(u32::MAX),
+            license: rec
+                .license
+                .chars()
+                .take(wire::MAX_SUMMARY_LICENSE)
+                .collect(),
+        })
+        .collect())
+}
