@@ -560,6 +560,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
             scrub_secs: None,
             repair_threshold: None,
             http_max_body: None,
+            holder_entries: None,
         })?;
         Some(BenchNet { dir, net })
     } else {

@@ -339,6 +339,7 @@ pub(crate) fn run(a: DemoArgs) -> Result<()> {
         scrub_secs: Some(30.0),
         repair_threshold: Some(params.n()),
         http_max_body: None,
+        holder_entries: None,
     })?;
     step(
         1,

@@ -66,7 +66,7 @@ enum SimCommand {
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
     /// Run a storage node until SIGINT or SIGTERM.
-    Run(node_cmd::RunArgs),
+    Run(Box<node_cmd::RunArgs>),
     /// Identity, peers, pieces and capacity of a node.
     Status(node_cmd::StatusArgs),
     /// Bearer tokens that let HTTP clients publish through a node.
@@ -123,7 +123,7 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         Command::Demo(args) => demo::run(args),
-        Command::Node(NodeCommand::Run(a)) => node_cmd::run(a),
+        Command::Node(NodeCommand::Run(a)) => node_cmd::run(*a),
         Command::Node(NodeCommand::Status(a)) => node_cmd::status(a),
         Command::Node(NodeCommand::Token(TokenCommand::Create(a))) => node_cmd::token_create(a),
         Command::Node(NodeCommand::Token(TokenCommand::List(a))) => node_cmd::token_list(a),

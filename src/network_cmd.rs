@@ -78,6 +78,9 @@ pub(crate) struct UpArgs {
     /// Largest HTTP push body on every node, e.g. 1GiB.
     #[arg(long, value_name = "SIZE")]
     pub(crate) http_max_body: Option<Size>,
+    /// Holder-table entries on every node (the node's default if unset).
+    #[arg(long)]
+    pub(crate) holder_entries: Option<usize>,
 }
 
 /// `n` ports free on 127.0.0.1 for both TCP and UDP (a node's data plane takes its libp2p
@@ -297,6 +300,9 @@ pub(crate) fn start(a: &UpArgs) -> Result<Network> {
         }
         if let Some(b) = a.http_max_body {
             args.extend(["--http-max-body".into(), b.0.to_string()]);
+        }
+        if let Some(n) = a.holder_entries {
+            args.extend(["--holder-entries".into(), n.to_string()]);
         }
         let started = spawn(&dir, &args, &entries[i].log).and_then(|pid| {
             entries[i].pid = pid;

@@ -69,6 +69,10 @@ pub(crate) struct RunArgs {
     /// Bytes of decoded stripes the HTTP API keeps for readers, e.g. 256MiB (the default).
     #[arg(long, value_name = "SIZE")]
     http_cache: Option<Size>,
+    /// Most (piece, holder) entries remembered about other nodes, about 100 bytes each
+    /// (8388608 by default). When full, room is taken from peers without standing.
+    #[arg(long)]
+    holder_entries: Option<usize>,
     /// Validate the configuration and exit without starting.
     #[arg(long)]
     check: bool,
@@ -101,6 +105,7 @@ struct ConfigFile {
     repair_threshold: Option<usize>,
     http_max_body: Option<String>,
     http_cache: Option<String>,
+    holder_entries: Option<usize>,
 }
 
 /// A positive, finite number of seconds.
@@ -178,6 +183,12 @@ fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr, ApiConfig)> {
             bail!("repair_threshold must be at least 1");
         }
         cfg.upkeep.repair_threshold = Some(t);
+    }
+    if let Some(n) = args.holder_entries.or(file.holder_entries) {
+        if n == 0 {
+            bail!("holder_entries must be at least 1");
+        }
+        cfg.holder_entries = n;
     }
     if let Some(s) = file.orphan_grace_secs {
         cfg.orphan_grace = Duration::from_secs(s);

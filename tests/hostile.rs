@@ -20,7 +20,10 @@ use storage_node::{
     NodeId, PieceId,
     audit::Outcome,
     manifest::{PieceRef, Stripe},
-    net::{node::data_id_of, wire},
+    net::{
+        node::data_id_of,
+        wire::{self, Request, Response},
+    },
     repair::{self, Claim},
 };
 
@@ -604,6 +607,110 @@ fn new_identities_hold_at_most_m_pieces_of_a_stripe() {
         "new nodes got no pieces, so they could never earn standing"
     );
     assert_reads_work(&net, "eve/second", &files, "after-newcomers");
+}
+
+#[test]
+fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
+    // A holder table of 4000 entries, so that a few identities can fill it.
+    let net = Net::up_with(
+        6,
+        &[
+            "--audit-secs",
+            "1",
+            "--repair-threshold",
+            "6",
+            "--holder-entries",
+            "4000",
+        ],
+    );
+    let first = net.dir.path().join("first");
+    mixed_files(&first, 28, 1 << 20);
+    let o = net.push(&first, "eve/first");
+    assert!(o.status.success(), "{}", text(&o));
+    // Four identities connect to node 0 and each announces 4000 pieces it does not hold.
+    let node0 = net.nodes()[0].peer.clone();
+    let node0_id = node0.rsplit('/').next().expect("peer id").to_string();
+    let sybils: Vec<Adversary> = (0..4).map(|_| Adversary::announcer()).collect();
+    let junk: Vec<Vec<[u8; 32]>> = (0..sybils.len())
+        .map(|i| {
+            (0..4000u32)
+                .map(|j| *blake3::hash(format!("junk {i} {j}").as_bytes()).as_bytes())
+                .collect()
+        })
+        .collect();
+    for (i, (a, junk)) in sybils.iter().zip(&junk).enumerate() {
+        a.join(std::slice::from_ref(&node0));
+        // Node 0 has taken in the announcement once it lists this identity as the holder
+        // of its first junk piece. Like a node, it announces again until then (node 0
+        // takes holdings only once it knows the sender as a peer).
+        let first = junk[0];
+        wait_for(
+            30,
+            || {
+                a.announce(junk);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                matches!(
+                    a.request(&node0_id, Request::Locate { pieces: vec![first] }),
+                    Ok(Response::Located(holders)) if holders.first().is_some_and(|h| !h.is_empty())
+                )
+            },
+            || format!("node 0 never took in identity {i}'s announcement"),
+        );
+    }
+    // The table is full. The identities keep announcing, as nodes do, so that nothing
+    // they claimed expires while an honest node joins and a new version puts pieces on
+    // it. Node 0 must hear of them and audit the newcomer like any other co-holder.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (a, junk) in sybils.iter().zip(&junk) {
+                    a.announce(junk);
+                }
+                // Within the 15 s after which a node forgets a silent announcer.
+                for _ in 0..40 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        });
+        let o = net.cmd(&[
+            "network",
+            "add",
+            "--dir",
+            net.net_dir().to_str().expect("utf-8"),
+        ]);
+        let newcomer = net.nodes().get(6).map(|n| n.peer.clone());
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert!(o.status.success(), "{}", text(&o));
+            let newcomer = newcomer.expect("the newcomer is listed");
+            let newcomer_id = newcomer.rsplit('/').next().expect("peer id").to_string();
+            let src = net.dir.path().join("second");
+            let files = mixed_files(&src, 29, 3 << 20);
+            let o = net.push(&src, "eve/second");
+            assert!(o.status.success(), "{}", text(&o));
+            let http0 = net.nodes()[0].http.clone();
+            wait_for(
+                30,
+                || {
+                    status(&http0).is_some_and(|s| {
+                        s.ledger
+                            .iter()
+                            .any(|e| e.peer == newcomer_id && e.reputation.passes > 0)
+                    })
+                },
+                || format!("node 0 never audited the newcomer {newcomer}"),
+            );
+            assert_no_honest_node_harmed(&net, &[]);
+            assert_reads_work(&net, "eve/second", &files, "after-junk");
+        }));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
+    });
 }
 
 /// Every attack at once, for `CAIRN_SOAK_SECS` (300 by default) against 8 nodes, while a

@@ -63,6 +63,18 @@ const TOPICS: [&str; 4] = [
     wire::REPAIRS_TOPIC,
 ];
 
+/// How an adversary's swarm takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A client: it dials and publishes, and serves nothing.
+    Plain,
+    /// A storage node that stores nothing ([`Adversary::fake_node`]).
+    FakeNode,
+    /// A peer that serves the control protocol and answers nothing
+    /// ([`Adversary::announcer`]).
+    Announcer,
+}
+
 impl Adversary {
     /// A fresh identity: a key no node has seen.
     pub(crate) fn fresh() -> Self {
@@ -71,17 +83,24 @@ impl Adversary {
 
     /// The identity of `secret`.
     pub(crate) fn from_secret(secret: [u8; 32]) -> Self {
-        Self::start(secret, false)
+        Self::start(secret, Mode::Plain)
     }
 
     /// A fresh identity that poses as a storage node: it listens on 127.0.0.1, serves
     /// the control protocol, describes itself with room to spare, acknowledges every
     /// `Hold` as a piece it already has, and stores nothing.
     pub(crate) fn fake_node() -> Self {
-        Self::start(fresh_secret(), true)
+        Self::start(fresh_secret(), Mode::FakeNode)
     }
 
-    fn start(secret: [u8; 32], fake_node: bool) -> Self {
+    /// A fresh identity that connects like a node (it serves the control protocol, so a
+    /// node counts it as a connected peer) but answers every request with an error: it is
+    /// never offered pieces, and exists to announce holdings it does not have.
+    pub(crate) fn announcer() -> Self {
+        Self::start(fresh_secret(), Mode::Announcer)
+    }
+
+    fn start(secret: [u8; 32], mode: Mode) -> Self {
         let key = SigningKey::from_bytes(&secret);
         let kp = identity::Keypair::ed25519_from_bytes(secret).expect("an ed25519 secret");
         let peer = kp.public().to_peer_id();
@@ -91,7 +110,7 @@ impl Adversary {
                 .enable_all()
                 .build()
                 .expect("a runtime");
-            rt.block_on(run(kp, rx, fake_node));
+            rt.block_on(run(kp, rx, mode));
         });
         Self {
             key,
@@ -202,6 +221,22 @@ impl Adversary {
         out
     }
 
+    /// Announces holding `pieces` (it holds none), in batches, as a node announces what
+    /// it holds.
+    pub(crate) fn announce(&self, pieces: &[[u8; 32]]) {
+        for chunk in pieces.chunks(wire::HOLDINGS_BATCH) {
+            let h = wire::Holdings {
+                data: wire::DataAddr {
+                    id: self.node_id().0,
+                    addrs: vec![],
+                },
+                pieces: chunk.to_vec(),
+                dropped: vec![],
+            };
+            self.publish(wire::HOLDINGS_TOPIC, h.encode());
+        }
+    }
+
     /// Gossips `records` in batches, as a node gossips its own.
     pub(crate) fn send_records(&self, records: &[SignedRecord]) {
         for chunk in records.chunks(wire::AUDIT_BATCH) {
@@ -234,7 +269,7 @@ impl Drop for Adversary {
     }
 }
 
-fn build(kp: identity::Keypair, fake_node: bool) -> Swarm<Behaviour> {
+fn build(kp: identity::Keypair, mode: Mode) -> Swarm<Behaviour> {
     libp2p::SwarmBuilder::with_existing_identity(kp)
         .with_tokio()
         .with_tcp(
@@ -264,7 +299,7 @@ fn build(kp: identity::Keypair, fake_node: bool) -> Swarm<Behaviour> {
                 control: request_response::cbor::Behaviour::new(
                     [(
                         StreamProtocol::new(wire::CONTROL_PROTOCOL),
-                        if fake_node {
+                        if mode != Mode::Plain {
                             request_response::ProtocolSupport::Full
                         } else {
                             request_response::ProtocolSupport::Outbound
@@ -311,14 +346,14 @@ fn fake_answer(swarm: &Swarm<Behaviour>, key: &[u8; 32], request: Request) -> Re
     }
 }
 
-async fn run(kp: identity::Keypair, mut rx: mpsc::Receiver<Cmd>, fake_node: bool) {
+async fn run(kp: identity::Keypair, mut rx: mpsc::Receiver<Cmd>, mode: Mode) {
     let public = kp
         .public()
         .try_into_ed25519()
         .expect("an ed25519 key")
         .to_bytes();
-    let mut swarm = build(kp, fake_node);
-    if fake_node {
+    let mut swarm = build(kp, mode);
+    if mode != Mode::Plain {
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr"))
             .expect("listen");
@@ -412,7 +447,13 @@ async fn run(kp: identity::Keypair, mut rx: mpsc::Receiver<Cmd>, fake_node: bool
                             message: request_response::Message::Request { request, channel, .. },
                             ..
                         } => {
-                            let answer = fake_answer(&swarm, &public, request);
+                            let answer = match mode {
+                                Mode::FakeNode => fake_answer(&swarm, &public, request),
+                                _ => Response::Error {
+                                    code: wire::ErrorCode::NotFound,
+                                    message: "not here".into(),
+                                },
+                            };
                             swarm.behaviour_mut().control.send_response(channel, answer).ok();
                         }
                         request_response::Event::Message {

@@ -188,6 +188,8 @@ pub struct Ledger {
     stripes: HashMap<StripeId, Vec<PieceId>>,
     /// Per stripe in scope, what this node has itself seen of each co-holder.
     witnessed: HashMap<StripeId, HashMap<NodeId, Seen>>,
+    /// When this node last saw each node pass one of its challenges, in any stripe.
+    proven_at: HashMap<NodeId, u64>,
     quota: HashMap<NodeId, Bucket>,
 }
 
@@ -202,6 +204,7 @@ impl Ledger {
             scope: HashMap::new(),
             stripes: HashMap::new(),
             witnessed: HashMap::new(),
+            proven_at: HashMap::new(),
             quota: HashMap::new(),
         }
     }
@@ -302,11 +305,9 @@ impl Ledger {
     /// Whether this node has itself seen `node` pass a challenge, for any stripe, within
     /// [`PROOF_HORIZON`] of `now`: first-hand evidence that it stores what it holds.
     pub fn proven(&self, node: &NodeId, now: u64) -> bool {
-        self.witnessed.values().any(|m| {
-            m.get(node)
-                .and_then(|s| s.passed)
-                .is_some_and(|t| t.saturating_add(PROOF_HORIZON) >= now)
-        })
+        self.proven_at
+            .get(node)
+            .is_some_and(|t| t.saturating_add(PROOF_HORIZON) >= now)
     }
 
     /// The cheap checks for a record from the network, before its signature is checked:
@@ -371,6 +372,8 @@ impl Ledger {
             seen.challenged = seen.challenged.max(r.time_unix);
             if r.outcome.passed() {
                 seen.passed = Some(seen.passed.unwrap_or(0).max(r.time_unix));
+                let at = self.proven_at.entry(r.holder).or_default();
+                *at = (*at).max(r.time_unix);
             }
         }
         let s = self.nodes.entry(r.holder).or_default();
@@ -432,6 +435,7 @@ impl Ledger {
             }
         }
         self.witnessed.retain(|_, m| !m.is_empty());
+        self.proven_at.retain(|_, t| *t >= since(PROOF_HORIZON));
         self.quota.retain(|_, b| {
             b.refill(now);
             b.tokens < AUDITOR_BURST

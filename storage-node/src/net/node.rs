@@ -339,7 +339,7 @@ impl Node {
             http: config.http.clone(),
             listen: Mutex::new(vec![listen.with(Protocol::P2p(peer))]),
             connected: Mutex::default(),
-            holders: Mutex::default(),
+            holders: Mutex::new(Holders::new(config.holder_entries)),
             fresh: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
             catch_up_permits: Arc::new(Semaphore::new(MAX_CATCH_UP)),

@@ -24,6 +24,9 @@ pub struct NodeConfig {
     /// How long a piece may stay unreferenced by any manifest (a push that never
     /// published) before it is deleted.
     pub orphan_grace: Duration,
+    /// Most (piece, holder) entries the node remembers about others (about 100 bytes
+    /// each); when full, room is taken from peers without standing that claim the most.
+    pub holder_entries: usize,
     /// Misbehaviour on purpose, for tests; only builds with the `fault-injection`
     /// feature (never a release) can set it.
     #[cfg(feature = "fault-injection")]
@@ -86,6 +89,7 @@ impl NodeConfig {
             mdns: true,
             announce_interval: Duration::from_secs(60),
             orphan_grace: Duration::from_secs(24 * 3600),
+            holder_entries: super::holders::DEFAULT_HOLDER_ENTRIES,
             #[cfg(feature = "fault-injection")]
             faults: Faults::default(),
             upkeep: UpkeepConfig::default(),

@@ -28,7 +28,7 @@ use crate::{
     ids::{NodeId, PieceId},
     net::{
         swarm::{self, Behaviour, BehaviourEvent, Command, Pending},
-        wire::{self, ErrorCode, Holdings, Request, Response},
+        wire::{self, ErrorCode, Holdings, Request, Response, Trust},
     },
     repair::Claim,
 };
@@ -405,7 +405,14 @@ fn on_gossip(
             debug!(%source, "holdings from a node not connected here; ignored");
             return Some(Ignore);
         }
-        lock(&state.holders).add(source, h.data, &h.pieces, &h.dropped, upkeep::now_unix());
+        // Lock order: holders, then the ledger.
+        let now = upkeep::now_unix();
+        let mut holders = lock(&state.holders);
+        let ledger = lock(&state.ledger);
+        let established = |p: &PeerId| {
+            data_id_of(p).is_some_and(|id| ledger.trust(&NodeId(id), now) == Trust::Established)
+        };
+        holders.add(source, h.data, &h.pieces, &h.dropped, now, &established);
         Some(Accept)
     } else if message.topic == gossipsub::IdentTopic::new(wire::AUDITS_TOPIC).hash() {
         let Some(records) = wire::decode_records(&message.data) else {

@@ -424,7 +424,7 @@ impl State {
             Ok(Ok(Response::Held { .. })) => {
                 let mut holders = lock(&self.holders);
                 if let Some(d) = holders.by_peer.get(&peer).map(|(d, _)| d.clone()) {
-                    holders.add(peer, d, &[piece.0], &[], now_unix());
+                    holders.add(peer, d, &[piece.0], &[], now_unix(), &|_| false);
                 }
                 true
             }

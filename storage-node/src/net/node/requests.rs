@@ -193,8 +193,15 @@ impl State {
                     .filter(|(p, _)| !self.is_flagged(p))
                     .map(|(p, a)| (*p, a.clone()))
                     .collect();
+                let now = upkeep::now_unix();
                 let mut out: Vec<Vec<NodeRef>> = {
+                    // Lock order: holders, then the ledger.
                     let holders = lock(&self.holders);
+                    let ledger = lock(&self.ledger);
+                    let standing = |p: &PeerId| {
+                        data_id_of(p)
+                            .is_some_and(|id| ledger.trust(&NodeId(id), now) == Trust::Established)
+                    };
                     ids.iter()
                         .zip(mine)
                         .map(|(id, mine)| {
@@ -203,17 +210,19 @@ impl State {
                                 v.extend(self.node_ref(&self.peer));
                             }
                             // Filter first, then cut: announcers that are gone or
-                            // flagged must not crowd the real holders out.
-                            v.extend(
-                                holders
-                                    .holders(id)
-                                    .filter(|(p, _)| connected.contains_key(*p))
-                                    .take(wire::MAX_HOLDERS_LISTED)
-                                    .map(|(p, d)| NodeRef {
-                                        peer: p.to_string(),
-                                        data: d.clone(),
-                                    }),
-                            );
+                            // flagged must not crowd the real holders out, and those
+                            // with standing come before those without.
+                            let mut found: Vec<(&PeerId, &DataAddr)> = holders
+                                .holders(id)
+                                .filter(|(p, _)| connected.contains_key(*p))
+                                .collect();
+                            found.sort_by_key(|(p, _)| !standing(p));
+                            v.extend(found.into_iter().take(wire::MAX_HOLDERS_LISTED).map(
+                                |(p, d)| NodeRef {
+                                    peer: p.to_string(),
+                                    data: d.clone(),
+                                },
+                            ));
                             v
                         })
                         .collect()
