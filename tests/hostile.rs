@@ -611,7 +611,7 @@ fn new_identities_hold_at_most_m_pieces_of_a_stripe() {
 
 #[test]
 fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
-    // A holder table of 4000 entries, so that a few identities can fill it.
+    // A holder table of 2000 entries, so that a few identities can fill it.
     let net = Net::up_with(
         6,
         &[
@@ -620,20 +620,20 @@ fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
             "--repair-threshold",
             "6",
             "--holder-entries",
-            "4000",
+            "2000",
         ],
     );
     let first = net.dir.path().join("first");
     mixed_files(&first, 28, 1 << 20);
     let o = net.push(&first, "eve/first");
     assert!(o.status.success(), "{}", text(&o));
-    // Four identities connect to node 0 and each announces 4000 pieces it does not hold.
+    // Four identities connect to node 0 and each announces 2000 pieces it does not hold.
     let node0 = net.nodes()[0].peer.clone();
     let node0_id = node0.rsplit('/').next().expect("peer id").to_string();
     let sybils: Vec<Adversary> = (0..4).map(|_| Adversary::announcer()).collect();
     let junk: Vec<Vec<[u8; 32]>> = (0..sybils.len())
         .map(|i| {
-            (0..4000u32)
+            (0..2000u32)
                 .map(|j| *blake3::hash(format!("junk {i} {j}").as_bytes()).as_bytes())
                 .collect()
         })
@@ -660,16 +660,16 @@ fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
     // The table is full. The identities keep announcing, as nodes do, so that nothing
     // they claimed expires while an honest node joins and a new version puts pieces on
     // it. Node 0 must hear of them and audit the newcomer like any other co-holder.
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 for (a, junk) in sybils.iter().zip(&junk) {
                     a.announce(junk);
                 }
                 // Within the 15 s after which a node forgets a silent announcer.
                 for _ in 0..40 {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
                         break;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -693,7 +693,7 @@ fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
             assert!(o.status.success(), "{}", text(&o));
             let http0 = net.nodes()[0].http.clone();
             wait_for(
-                30,
+                60,
                 || {
                     status(&http0).is_some_and(|s| {
                         s.ledger
@@ -706,7 +706,7 @@ fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
             assert_no_honest_node_harmed(&net, &[]);
             assert_reads_work(&net, "eve/second", &files, "after-junk");
         }));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
         if let Err(p) = result {
             std::panic::resume_unwind(p);
         }
