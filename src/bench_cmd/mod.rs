@@ -17,10 +17,12 @@
 //! | repair, MB/s written | the pull's MB/s |
 //! | idle node memory (RSS) | the same nodes' RSS before they held anything |
 //! | Reed-Solomon encode, BLAKE3 | memcpy of the same buffer |
+//!
+//! `baselines.rs` has the local copy and the static server, `procfs.rs` what `/proc` says,
+//! `kernels.rs` the kernels alone and `upkeep.rs` audits and repair.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    io::Write,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -28,12 +30,18 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use storage_node::{ErasureParams, erasure::StripeEncoder};
 
-use crate::{
-    network_cmd::{self, Network, UpArgs},
-    node_cmd::fetch_status,
-};
+mod baselines;
+mod kernels;
+mod procfs;
+mod upkeep;
+
+use baselines::{copy_dir, download, static_server};
+use kernels::kernels;
+use procfs::{cores, cpu_secs, machine, pin_all, rss};
+use upkeep::upkeep;
+
+use crate::network_cmd::{self, Network, UpArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -179,153 +187,6 @@ fn mbs(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64().max(1e-9) / 1e6
 }
 
-/// Copies every file of `src` into `dst` `times` over (fsyncing each), as the baseline of
-/// writing that many bytes.
-fn copy_dir(src: &Path, dst: &Path, times: f64) -> Result<(Duration, u64)> {
-    std::fs::create_dir_all(dst)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(src)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    files.sort();
-    let mut written = 0u64;
-    let total: u64 = files
-        .iter()
-        .map(|f| f.metadata().map_or(0, |m| m.len()))
-        .sum();
-    let want = (total as f64 * times) as u64;
-    let t = Instant::now();
-    let mut round = 0;
-    'outer: loop {
-        for f in &files {
-            if written >= want {
-                break 'outer;
-            }
-            let to = dst.join(format!(
-                "{round}-{}",
-                f.file_name().map_or("x".into(), |n| n.to_string_lossy())
-            ));
-            let left = want - written;
-            let len = f.metadata()?.len();
-            if left >= len {
-                std::fs::copy(f, &to)?;
-                written += len;
-            } else {
-                let mut r = std::fs::File::open(f)?.take(left);
-                let mut w = std::fs::File::create(&to)?;
-                std::io::copy(&mut r, &mut w)?;
-                written += left;
-            }
-            std::fs::File::open(&to)?.sync_all()?;
-        }
-        round += 1;
-    }
-    Ok((t.elapsed(), written))
-}
-
-/// A minimal static file server for files directly under `root`, one thread per
-/// connection; the file goes out with `std::io::copy` (sendfile on Linux).
-fn static_server(root: PathBuf) -> Result<String> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    let addr = l.local_addr()?;
-    std::thread::Builder::new()
-        .name("bench-static".into())
-        .spawn(move || {
-            for conn in l.incoming().flatten() {
-                let root = root.clone();
-                std::thread::spawn(move || serve_one(conn, &root).ok());
-            }
-        })?;
-    Ok(format!("http://{addr}"))
-}
-
-fn serve_one(mut conn: TcpStream, root: &Path) -> std::io::Result<()> {
-    let mut r = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h == "\r\n" {
-            break;
-        }
-    }
-    let name = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.strip_prefix('/'))
-        .unwrap_or("");
-    let file = (!name.is_empty() && !name.contains('/') && !name.contains(".."))
-        .then(|| std::fs::File::open(root.join(name)).ok())
-        .flatten();
-    match file {
-        Some(mut f) => {
-            let len = f.metadata()?.len();
-            write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
-            )?;
-            std::io::copy(&mut f, &mut conn)?;
-        }
-        None => write!(
-            conn,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?,
-    }
-    Ok(())
-}
-
-/// Downloads `url` and checks it against the file at `want`; returns the time.
-fn download(url: &str, want: &Path) -> Result<(Duration, u64)> {
-    let t = Instant::now();
-    let mut r = ureq::get(url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    let mut body = r.body_mut().with_config().limit(u64::MAX).reader();
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let got = body.read(&mut buf)?;
-        if got == 0 {
-            break;
-        }
-        h.update(&buf[..got]);
-        n += got as u64;
-    }
-    let took = t.elapsed();
-    let mut f = std::fs::File::open(want)?;
-    let mut h2 = blake3::Hasher::new();
-    std::io::copy(&mut f, &mut h2)?;
-    if h.finalize() != h2.finalize() {
-        bail!("GET {url} returned other bytes than {}", want.display());
-    }
-    Ok((took, n))
-}
-
-/// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// User + system CPU time of a process, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -400,35 +261,6 @@ struct TrainRun {
     fetched: u64,
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Holds processes `pids` to CPUs `cpus`: every thread each already has (affinity is per
-/// thread, so the process id alone would pin only its main thread), and the threads and
-/// children started later, which inherit it. Best effort: a machine that refuses leaves
-/// the processes where they were.
-fn pin_all(pids: &[u32], cpus: &[usize]) {
-    use nix::sched::{CpuSet, sched_setaffinity};
-    let mut set = CpuSet::new();
-    for &c in cpus {
-        set.set(c).ok();
-    }
-    for &p in pids {
-        let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{p}/task"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let main = i32::try_from(p).ok();
-        for tid in tids.into_iter().chain(main) {
-            sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set).ok();
-        }
-    }
-}
-
 fn train_run(metrics: &Path) -> Result<TrainRun> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(metrics)?)?;
     let e = &v["epochs"][0];
@@ -439,58 +271,6 @@ fn train_run(metrics: &Path) -> Result<TrainRun> {
         accuracy: e["test_accuracy"].as_f64().unwrap_or(f64::NAN),
         fetched: e["bytes_fetched"].as_u64().unwrap_or(0),
     })
-}
-
-/// Best-of-`reps` throughput of `f` over `bytes` bytes, GB/s.
-fn gbs(bytes: usize, reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut best = f64::INFINITY;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    bytes as f64 / best.max(1e-9) / 1e9
-}
-
-fn kernels(r: &mut Results, quick: bool) -> Result<()> {
-    let len: usize = if quick { 32 << 20 } else { 128 << 20 };
-    let reps = if quick { 3 } else { 5 };
-    let src = storage_node::local::synthetic(len, 3);
-    let mut dst = vec![0u8; len];
-    let memcpy = gbs(len, reps, || {
-        dst.copy_from_slice(&src);
-        std::hint::black_box(&dst);
-    });
-    let hash = gbs(len, reps, || {
-        std::hint::black_box(blake3::hash(&src));
-    });
-    r.add(
-        "BLAKE3 (piece ids, proofs), one core",
-        (hash, "GB/s"),
-        "memcpy of the same buffer",
-        memcpy,
-        "higher is better",
-    );
-    for (k, m) in [(K, M), (10, 4), (16, 8)] {
-        let params = ErasureParams::new(k, m, 1 << 20)?;
-        let mut enc = StripeEncoder::new(params)?;
-        let stripe = usize::from(k) << 20;
-        let stripes = (len / stripe).max(1);
-        let rate = gbs(stripes * stripe, reps, || {
-            for s in 0..stripes {
-                let data = &src[s * stripe..(s + 1) * stripe];
-                std::hint::black_box(enc.encode(data, 1 << 20).ok());
-            }
-        });
-        r.add(
-            &format!("Reed-Solomon encode {k}+{m}, file bytes, one core"),
-            (rate, "GB/s"),
-            "memcpy of the same buffer",
-            memcpy,
-            "higher is better",
-        );
-    }
-    Ok(())
 }
 
 /// A local network for the bench, stopped on drop.
@@ -791,169 +571,4 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
         a.json.display()
     );
     Ok(())
-}
-
-/// Audit cost per round, repair throughput and idle memory on the network `n`, which
-/// holds the pushed data.
-fn upkeep(r: &mut Results, n: &BenchNet, pull_mbs: Option<f64>, rss_empty: &[f64]) -> Result<()> {
-    // Idle: the network has been quiet since the transfers (default upkeep timers).
-    std::thread::sleep(Duration::from_secs(3));
-    let held: u64 = n
-        .net
-        .nodes
-        .iter()
-        .filter_map(|x| fetch_status(&x.http).ok())
-        .map(|s| s.info.bytes)
-        .sum();
-    let rss_idle: Vec<f64> = n.net.nodes.iter().map(|x| rss(x.pid) as f64).collect();
-    r.add(
-        &format!(
-            "idle node memory (RSS, median of {}; {:.0} MiB held each)",
-            n.net.nodes.len(),
-            held as f64 / n.net.nodes.len() as f64 / f64::from(1u32 << 20)
-        ),
-        (median(rss_idle) / f64::from(1u32 << 20), "MiB"),
-        "the same nodes before they held anything",
-        median(rss_empty.to_vec()) / f64::from(1u32 << 20),
-        "lower is better",
-    );
-    // Short timers from here: an audit round every 2 s or so, and repair of any loss.
-    for i in 0..n.net.nodes.len() {
-        network_cmd::stop_node(&n.dir, i)?;
-        network_cmd::start_again(
-            &n.dir,
-            i,
-            &[("--audit-secs", "2"), ("--repair-threshold", "6")],
-        )?;
-    }
-    let net = network_cmd::read(&n.dir)?;
-    let nodes = &net.nodes;
-    // Let the nodes find each other and announce what they hold.
-    std::thread::sleep(Duration::from_secs(8));
-    // A node busy with a round may miss one status call: ask again before giving up.
-    let status = |http: &str| {
-        let mut tries = 0;
-        loop {
-            match fetch_status(http) {
-                Ok(s) => return Ok(s),
-                Err(e) if tries >= 3 => return Err(e),
-                Err(_) => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-        }
-    };
-    let snap = || -> Result<(u64, u64, u64, u64, f64, u64)> {
-        let mut t = (0, 0, 0, 0, 0.0, 0);
-        for nd in nodes {
-            let s = status(&nd.http)?;
-            t.0 += s.upkeep.audit_rounds;
-            t.1 += s.upkeep.audits;
-            t.2 += s.upkeep.audit_wire_bytes;
-            t.3 += s.upkeep.proof_disk_bytes;
-            t.4 += cpu_secs(nd.pid);
-            t.5 += s.info.bytes;
-        }
-        Ok(t)
-    };
-    let window = Duration::from_secs(20);
-    let a0 = snap()?;
-    std::thread::sleep(window);
-    let a1 = snap()?;
-    let rounds = (a1.0 - a0.0).max(1) as f64;
-    let held_per_node = a1.5 as f64 / nodes.len() as f64;
-    // Baseline: re-hashing one node's held pieces from disk once, timed here.
-    let files = piece_files(&nodes[1].data_dir);
-    let t = Instant::now();
-    let mut hashed = 0u64;
-    for (_, p, _) in &files {
-        let mut h = blake3::Hasher::new();
-        let mut f = std::fs::File::open(p)?;
-        hashed += std::io::copy(&mut f, &mut h)?;
-    }
-    let rehash = t.elapsed().as_secs_f64().max(1e-6) * held_per_node / hashed.max(1) as f64;
-    let cpu_round = (a1.4 - a0.4) / rounds;
-    r.add(
-        &format!(
-            "audit round: node CPU, all work ({:.0} challenges/round)",
-            (a1.1 - a0.1) as f64 / rounds
-        ),
-        (cpu_round * 1e3, "ms"),
-        "re-hashing the node's held bytes once",
-        rehash * 1e3,
-        "lower is better; an upper bound",
-    );
-    r.add(
-        "audit round: bytes on the wire",
-        ((a1.2 - a0.2) as f64 / rounds, "B"),
-        "the node's held bytes",
-        held_per_node,
-        "lower is better",
-    );
-    r.add(
-        "audit round: piece bytes read to answer",
-        ((a1.3 - a0.3) as f64 / rounds, "B"),
-        "the node's held bytes",
-        held_per_node,
-        "lower is better",
-    );
-
-    // Repair: kill a node; time until every piece it held is whole elsewhere.
-    let victim = 2;
-    let lost = piece_files(&nodes[victim].data_dir);
-    let lost_bytes: u64 = lost.iter().map(|(_, _, l)| l).sum();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(nodes[victim].pid)?),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
-    let t = Instant::now();
-    loop {
-        let have: std::collections::HashSet<String> = nodes
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != victim)
-            .flat_map(|(_, x)| piece_files(&x.data_dir))
-            .map(|(id, _, _)| id)
-            .collect();
-        if lost.iter().all(|(id, _, _)| have.contains(id)) {
-            break;
-        }
-        let limit = Duration::from_secs(if r.quick { 180 } else { 600 });
-        if t.elapsed() > limit {
-            bail!(
-                "repair did not finish in {} s; the node logs under {} say why",
-                limit.as_secs(),
-                n.dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let took = t.elapsed();
-    if let Some(p) = pull_mbs {
-        r.add(
-            &format!(
-                "repair after a node is lost ({:.0} MiB rebuilt, from the kill)",
-                lost_bytes as f64 / f64::from(1u32 << 20)
-            ),
-            (mbs(lost_bytes, took), "MB/s"),
-            "the pull's MB/s",
-            p,
-            "higher is better; 1/k = 0.25 is the ceiling",
-        );
-    }
-    Ok(())
-}
-
-/// A line about this machine: CPU model and cores.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpu}, {} cores", cores())
 }

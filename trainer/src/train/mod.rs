@@ -1,12 +1,12 @@
 //! The training job: pick the files, index and split them, normalise from the train split,
 //! then epochs of batches from the loader into a burn model, with evaluation, metrics and
 //! checkpoints that resume mid-epoch on exactly the same sample sequence.
+//!
+//! Here: the loop, normalising and evaluation. `config.rs` is what a job is asked,
+//! `report.rs` what it reports, `checkpoint.rs` the checkpoint format, `select.rs` which
+//! files it reads.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Instant,
-};
+use std::{sync::Arc, time::Instant};
 
 use burn::{
     module::Module,
@@ -17,241 +17,25 @@ use burn::{
 };
 use serde::{Deserialize, Serialize};
 
+mod checkpoint;
+mod config;
+mod report;
+mod select;
+
+pub use config::{DeviceKind, Format, Task, TestSplit, TrainConfig, TrainError};
+pub use report::{EpochMetrics, Event, Report};
+pub use select::glob_match;
+
+use checkpoint::{CHECKPOINT, read_checkpoint, write_checkpoint};
+use select::select;
+
 use crate::{
     loader::{Loader, LoaderInput, for_each},
-    model::{Model, ModelKind},
+    model::Model,
     order::{EpochOrder, OrderConfig},
     samples::{SampleError, Samples, Split},
     source::Source,
 };
-
-/// Sample format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Format {
-    /// CSV with a header; `label` names the label column.
-    Csv {
-        /// Label column.
-        label: String,
-        /// Leave bad rows out instead of failing.
-        skip_bad_rows: bool,
-    },
-    /// IDX images and labels (MNIST layout).
-    Idx,
-}
-
-/// Classification or regression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// Labels are class indices `0..C`; cross-entropy; accuracy.
-    Classify,
-    /// Labels are numbers; mean squared error; RMSE.
-    Regress,
-}
-
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceKind {
-    /// burn's Flex CPU backend (pure Rust); chosen by measurement, see ARCHITECTURE.md.
-    #[default]
-    Cpu,
-    /// burn's NdArray CPU backend (feature `ndarray`).
-    NdArray,
-    /// A GPU through wgpu (feature `wgpu`).
-    Wgpu,
-    /// An NVIDIA GPU through CUDA (feature `cuda`).
-    Cuda,
-}
-
-impl DeviceKind {
-    /// The burn device, with autodiff; an error when this build lacks its feature.
-    pub fn device(self) -> Result<Device, TrainError> {
-        let missing = |f: &str| {
-            TrainError::Config(format!(
-                "this cairn was built without GPU support for --device {f}; build it with `cargo build --release --features {f}`"
-            ))
-        };
-        let d = match self {
-            Self::Cpu => Device::flex(),
-            // Deprecated upstream in favour of Flex; kept only to measure against it.
-            #[cfg(feature = "ndarray")]
-            #[allow(deprecated)]
-            Self::NdArray => Device::ndarray(),
-            #[cfg(not(feature = "ndarray"))]
-            Self::NdArray => return Err(missing("ndarray")),
-            #[cfg(feature = "wgpu")]
-            Self::Wgpu => Device::wgpu(Default::default()),
-            #[cfg(not(feature = "wgpu"))]
-            Self::Wgpu => return Err(missing("wgpu")),
-            #[cfg(feature = "cuda")]
-            Self::Cuda => Device::cuda(0),
-            #[cfg(not(feature = "cuda"))]
-            Self::Cuda => return Err(missing("cuda")),
-        };
-        Ok(d.autodiff())
-    }
-}
-
-/// How the test split is chosen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum TestSplit {
-    /// This fraction of samples, chosen by the seed.
-    Fraction(f64),
-    /// The files whose path matches this glob (`*`, `?`).
-    Files(String),
-}
-
-/// Everything a job is told.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Format.
-    pub format: Format,
-    /// Task.
-    pub task: Task,
-    /// Model.
-    pub model: ModelKind,
-    /// Epochs.
-    pub epochs: u64,
-    /// Samples per batch.
-    pub batch_size: usize,
-    /// Learning rate (Adam).
-    pub lr: f64,
-    /// Seed of everything random: init, split, order.
-    pub seed: u64,
-    /// Test split.
-    pub test: TestSplit,
-    /// Rank and world size.
-    pub rank: u64,
-    /// World size.
-    pub world: u64,
-    /// Samples mixed together by the shuffle.
-    pub shuffle_window: u64,
-    /// Bytes of a shuffle block (samples stored together, read together).
-    pub block_bytes: u64,
-    /// Bytes of samples asked for ahead of the window being trained on (the reader's
-    /// cache must hold them).
-    pub prefetch_bytes: u64,
-    /// Where checkpoints go; none: no checkpoints.
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Save a checkpoint every this many batches (and at each epoch's end).
-    pub checkpoint_every: u64,
-    /// Continue from the checkpoint in `checkpoint_dir`.
-    pub resume: bool,
-    /// Stop (after a checkpoint) once this many batches ran in this process: for tests of
-    /// resumption.
-    pub stop_after_batches: Option<u64>,
-    /// Record the ids of the training samples seen, in order, in the report (tests).
-    pub record_order: bool,
-    /// Where the model runs.
-    pub device: DeviceKind,
-}
-
-impl TrainConfig {
-    /// The parts of the configuration, and the data (`data`: [`Source::identity`]), that
-    /// a checkpoint must agree with to be resumed.
-    fn fingerprint(&self, data: &str) -> String {
-        format!(
-            "{data}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}|{}|{}|{}|{}",
-            self.format,
-            self.task,
-            self.model,
-            self.batch_size,
-            self.lr,
-            self.seed,
-            self.test,
-            self.rank,
-            self.world,
-            self.shuffle_window,
-            self.block_bytes
-        )
-    }
-}
-
-/// Errors of a training job.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// The data could not be read or parsed.
-    #[error(transparent)]
-    Data(#[from] SampleError),
-    /// The configuration does not fit the data.
-    #[error("{0}")]
-    Config(String),
-    /// A checkpoint could not be written or read.
-    #[error("checkpoint {path}: {reason}")]
-    Checkpoint {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// One epoch's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    /// Epoch number, from 0.
-    pub epoch: u64,
-    /// Mean training loss over the epoch's batches (those run by this process).
-    pub train_loss: f64,
-    /// Test accuracy (classification).
-    pub test_accuracy: Option<f64>,
-    /// Test RMSE (regression).
-    pub test_rmse: Option<f64>,
-    /// Training samples this process ran this epoch.
-    pub samples: u64,
-    /// Training samples per second (wall time of the epoch's batches).
-    pub samples_per_sec: f64,
-    /// Bytes fetched from the source for the epoch's training batches.
-    pub bytes_fetched: u64,
-    /// Seconds the model waited for data.
-    pub data_wait_secs: f64,
-    /// Seconds of the epoch.
-    pub secs: f64,
-}
-
-/// What a job did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// Per epoch.
-    pub epochs: Vec<EpochMetrics>,
-    /// Train and test samples.
-    pub train_samples: u64,
-    /// Test samples.
-    pub test_samples: u64,
-    /// Classes (classification).
-    pub classes: Option<usize>,
-    /// Rows left out as bad.
-    pub skipped_rows: u64,
-    /// True when the job stopped early on `stop_after_batches`.
-    pub stopped_early: bool,
-    /// Where training resumed from: (epoch, position), if it did.
-    pub resumed_from: Option<(u64, u64)>,
-    /// The order of the training samples seen, as ids, when asked for (tests).
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub seen: Vec<u64>,
-}
-
-/// Progress events for a bar.
-#[derive(Debug, Clone, Copy)]
-pub enum Event {
-    /// An epoch starts with this many batches to run.
-    EpochStart {
-        /// Epoch.
-        epoch: u64,
-        /// Samples to run this epoch.
-        samples: u64,
-    },
-    /// A batch ran.
-    Batch {
-        /// Samples in it.
-        samples: u64,
-        /// Its loss.
-        loss: f64,
-    },
-    /// The epoch ended.
-    EpochEnd,
-}
 
 /// Normalisation of features, from the train split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,24 +55,6 @@ impl Normalizer {
     }
 }
 
-/// The small header of a checkpoint (JSON), then the model and optimizer records.
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointHeader {
-    fingerprint: String,
-    epoch: u64,
-    position: u64,
-    normalizer: Normalizer,
-    classes: Option<usize>,
-    model_len: u64,
-    optim_len: u64,
-    report: Report,
-}
-
-const CHECKPOINT: &str = "checkpoint.cairn";
-const MAGIC: &[u8; 8] = b"CAIRNCK1";
-/// Largest checkpoint header read.
-const MAX_HEADER: u64 = 16 << 20;
-
 /// What a job reads: the files of a dataset, from either source.
 #[derive(Clone)]
 pub struct Data {
@@ -302,68 +68,6 @@ impl std::fmt::Debug for Data {
             .field("files", &self.source.files().len())
             .finish()
     }
-}
-
-/// `*` and `?` glob matching on whole paths.
-pub fn glob_match(pat: &str, s: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// The files a format reads, and (for IDX) their pairing.
-fn select(source: &dyn Source, format: &Format) -> Result<Vec<(usize, usize)>, TrainError> {
-    let files = source.files();
-    let out: Vec<(usize, usize)> = match format {
-        Format::Csv { .. } => files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.path.to_ascii_lowercase().ends_with(".csv"))
-            .map(|(i, _)| (i, i))
-            .collect(),
-        Format::Idx => files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.path.contains("images-idx3-ubyte"))
-            .filter_map(|(i, f)| {
-                let want = f.path.replace("images-idx3-ubyte", "labels-idx1-ubyte");
-                files.iter().position(|g| g.path == want).map(|j| (i, j))
-            })
-            .collect(),
-    };
-    if out.is_empty() {
-        return Err(TrainError::Config(match format {
-            Format::Csv { .. } => "the dataset has no .csv files".into(),
-            Format::Idx => {
-                "the dataset has no IDX pairs (NAME-images-idx3-ubyte with NAME-labels-idx1-ubyte)"
-                    .into()
-            }
-        }));
-    }
-    Ok(out)
-}
-
-fn to_bytes(b: BurnBytes) -> Vec<u8> {
-    b.to_vec()
 }
 
 /// Runs a job on `data` with `cfg`, reporting progress to `on_event`.
@@ -706,104 +410,4 @@ fn evaluate(
         Task::Classify => (Some(correct as f64 / n), None),
         Task::Regress => (None, Some((sq / n).sqrt())),
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_checkpoint(
-    path: &Path,
-    fingerprint: &str,
-    epoch: u64,
-    position: u64,
-    normalizer: &Normalizer,
-    classes: Option<usize>,
-    model: &Model,
-    optim: &ModuleOptimizer,
-    report: &Report,
-) -> Result<(), TrainError> {
-    let err = |reason: String| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let m = to_bytes(
-        model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| err(e.to_string()))?,
-    );
-    let o = to_bytes(optim.into_bytes().map_err(|e| err(e.to_string()))?);
-    let header = CheckpointHeader {
-        fingerprint: fingerprint.to_string(),
-        epoch,
-        position,
-        normalizer: normalizer.clone(),
-        classes,
-        model_len: m.len() as u64,
-        optim_len: o.len() as u64,
-        report: report.clone(),
-    };
-    let h = serde_json::to_vec(&header).map_err(|e| err(e.to_string()))?;
-    let mut buf = Vec::with_capacity(16 + h.len() + m.len() + o.len());
-    buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    buf.extend_from_slice(&h);
-    buf.extend_from_slice(&m);
-    buf.extend_from_slice(&o);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &buf).map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
-    Ok(())
-}
-
-fn read_checkpoint(
-    path: &Path,
-    fingerprint: &str,
-) -> Result<(CheckpointHeader, Vec<u8>, Vec<u8>), TrainError> {
-    let err = |reason: String| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let buf = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let bad = || err("not a checkpoint, or cut short".into());
-    if buf.len() < 16 || &buf[..8] != MAGIC {
-        return Err(bad());
-    }
-    let hl = u64::from_le_bytes(buf[8..16].try_into().map_err(|_| bad())?);
-    if hl > MAX_HEADER || 16 + hl > buf.len() as u64 {
-        return Err(bad());
-    }
-    let hl = hl as usize;
-    let h: CheckpointHeader =
-        serde_json::from_slice(&buf[16..16 + hl]).map_err(|e| err(e.to_string()))?;
-    if h.fingerprint != fingerprint {
-        return Err(err(
-            "it was made with other data (another version or other files) or other settings (model, batch size, lr, seed, split, rank or shuffle); resume with the same ones, or start afresh without --resume".into(),
-        ));
-    }
-    let (ml, ol) = (h.model_len as usize, h.optim_len as usize);
-    let rest = &buf[16 + hl..];
-    if rest.len() != ml.saturating_add(ol) {
-        return Err(bad());
-    }
-    Ok((h, rest[..ml].to_vec(), rest[ml..].to_vec()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("test/*.csv", "test/a.csv"));
-        assert!(glob_match("*test*", "data/test-00.csv"));
-        assert!(glob_match("t?.csv", "t1.csv"));
-        assert!(!glob_match("test/*.csv", "train/a.csv"));
-        assert!(glob_match("*", ""));
-        assert!(!glob_match("a", ""));
-    }
 }
