@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Net, text};
+use common::{IRIS_COLUMNS, Net, text};
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
@@ -22,13 +22,8 @@ fn iris_net() -> Net {
     net
 }
 
+/// The training settings of these tests, besides [`IRIS_COLUMNS`].
 const IRIS: &[&str] = &[
-    "--format",
-    "csv",
-    "--label",
-    "species",
-    "--task",
-    "classify",
     "--epochs",
     "30",
     "--batch-size",
@@ -54,6 +49,7 @@ fn train(
 ) -> (std::process::Output, Value) {
     let mut args = vec!["train"];
     args.extend_from_slice(source);
+    args.extend_from_slice(IRIS_COLUMNS);
     args.extend_from_slice(IRIS);
     args.extend_from_slice(extra);
     args.extend(["--metrics-out", metrics.to_str().expect("utf-8")]);
@@ -169,6 +165,7 @@ fn killing_m_holders_mid_run_does_not_stop_training() {
     // No cache: every batch fetches from the holders, so the kills are felt.
     let metrics = dir.join("m.json");
     let mut args = vec!["train", "--dataset", "uci/iris"];
+    args.extend_from_slice(IRIS_COLUMNS);
     args.extend_from_slice(IRIS);
     args.extend([
         "--epochs",
@@ -329,6 +326,7 @@ fn data_that_is_gone_stops_training_with_a_clear_error_and_keeps_the_checkpoint(
     let ck_s = ck.to_str().expect("utf-8").to_string();
     let metrics = dir.join("m.json");
     let mut args = vec!["train", "--dataset", "uci/iris"];
+    args.extend_from_slice(IRIS_COLUMNS);
     args.extend_from_slice(IRIS);
     args.extend([
         "--epochs",

@@ -40,6 +40,12 @@ pub(crate) struct NodeEntry {
     pub(crate) pid: u32,
 }
 
+/// How `cairn train` reads Fisher's iris as [`Net::push_iris`] pushes it: CSV, the
+/// `species` column as the class.
+pub(crate) const IRIS_COLUMNS: &[&str] = &[
+    "--format", "csv", "--label", "species", "--task", "classify",
+];
+
 /// A network started with `cairn network up`, stopped (and its processes killed) on drop.
 pub(crate) struct Net {
     pub(crate) dir: tempfile::TempDir,

@@ -125,21 +125,17 @@ fn soak_every_attack_at_once_while_a_client_pulls_and_trains() {
         assert_reads_work(&net, "soak/data", &files, &format!("soak-{rounds}"));
         std::fs::remove_dir_all(net.dir.path().join(format!("pulled-soak-{rounds}"))).ok();
         if last_train.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-            let o = net.cmd(&[
+            let mut args = vec![
                 "train",
                 "--dataset",
                 "uci/iris",
-                "--format",
-                "csv",
-                "--label",
-                "species",
-                "--task",
-                "classify",
                 "--epochs",
                 "2",
                 "--seed",
                 "3",
-            ]);
+            ];
+            args.extend_from_slice(common::IRIS_COLUMNS);
+            let o = net.cmd(&args);
             assert!(o.status.success(), "training under attack: {}", text(&o));
             trained += 1;
             last_train = Some(std::time::Instant::now());

@@ -483,13 +483,18 @@ impl Ledger {
     }
 
     /// How far this node trusts `node` with pieces at `now`: shunned if flagged or
-    /// failing; established if this node saw it pass a challenge, or admitted records of
-    /// it passing and its score is not below even; new otherwise.
+    /// failing; established if this node saw it pass a challenge within
+    /// [`PROOF_HORIZON`], or admitted records of it passing that have not decayed yet and
+    /// its score is not below even; new otherwise.
     pub fn trust(&self, node: &NodeId, now: u64) -> Trust {
         let r = self.reputation(node);
+        let recent_pass = self
+            .nodes
+            .get(node)
+            .is_some_and(|s| s.recent.iter().any(|x| x.passed));
         if r.flagged || r.failing {
             Trust::Shunned
-        } else if self.proven(node, now) || (r.passes > 0 && r.score >= 0.5) {
+        } else if self.proven(node, now) || (recent_pass && r.score >= 0.5) {
             Trust::Established
         } else {
             Trust::New

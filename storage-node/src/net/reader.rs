@@ -49,8 +49,9 @@ use crate::{
 pub const LOCATE_WINDOW: usize = 32;
 /// Default bytes of decoded stripes kept.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
-/// Default bytes being fetched and decoded at once, across all reads.
-pub const DEFAULT_IN_FLIGHT_BYTES: u64 = 64 << 20;
+/// Default bytes being fetched and decoded at once, across all reads: four stripes of the
+/// default code (16 data pieces of 1 MiB), each charged its pieces and its decoded bytes.
+pub const DEFAULT_IN_FLIGHT_BYTES: u64 = 128 << 20;
 /// Holder tables (one per located window) kept.
 const LOCATED_WINDOWS: usize = 1024;
 /// Verified manifests kept.

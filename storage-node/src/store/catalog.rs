@@ -10,14 +10,15 @@
 //!   is referenced is one seek; the stripes of the pieces a node holds are found from
 //!   its pieces, not from every manifest.
 //!
-//! Both are written in the batch that stores the manifest, so they are never behind it.
+//! All three are written in the batch that stores the manifest, so they are never behind
+//! it.
 //! A store written before these indexes existed is indexed once when it is opened.
 
 use std::collections::{BTreeMap, HashMap};
 
 use proofs::codec::{Reader, Writer};
 use rocksdb::{IteratorMode, WriteBatch};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     CF_MANIFESTS, CF_NAMES, CF_PUBLISHERS, CF_REFS, CF_VERSIONS, META_VERSION, PieceStore,
@@ -40,9 +41,6 @@ const INDEX_KEY: &[u8] = b"catalog-index";
 const INDEX_VERSION: u8 = 2;
 /// Longest license text kept in a dataset's record (the manifest has the whole text).
 pub const MAX_RECORD_LICENSE: usize = 200;
-/// Most stripes [`PieceStore::stripes_of`] returns for one piece: a piece shared by many
-/// stripes (the zero padding of short stripes) is not worth more.
-pub const MAX_STRIPES_PER_PIECE: usize = 256;
 
 /// A dataset's record: who owns the name, which version is latest, and what that version
 /// holds, so that listings need no manifest.
@@ -224,7 +222,12 @@ impl PieceStore {
                 let stripe = repair::stripe_id(s);
                 let value = ref_value(&version, fi as u32, si as u32);
                 for p in &s.pieces {
-                    batch.put_cf(cf, ref_key(&p.id, &stripe), &value);
+                    // The first manifest that has the stripe keeps it: a later one with
+                    // the same pieces cannot swap in another shape for them.
+                    let key = ref_key(&p.id, &stripe);
+                    if self.db.get_pinned_cf(cf, key)?.is_none() {
+                        batch.put_cf(cf, key, &value);
+                    }
                 }
             }
         }
@@ -320,6 +323,17 @@ impl PieceStore {
             }
         }
         let mut batch = WriteBatch::default();
+        // Names whose manifests no longer verify keep no record.
+        for item in self.db.iterator_cf(self.cf(CF_NAMES)?, IteratorMode::Start) {
+            let (k, _) = item?;
+            let known = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|n| n.parse::<DatasetName>().ok())
+                .is_some_and(|n| latest.contains_key(&n));
+            if !known {
+                batch.delete_cf(self.cf(CF_NAMES)?, k);
+            }
+        }
         for (name, (versions, mut rec)) in latest {
             rec.versions = versions;
             batch.put_cf(self.cf(CF_NAMES)?, name.as_str(), rec.encode());
@@ -418,7 +432,12 @@ impl PieceStore {
             else {
                 continue;
             };
-            out.push((name.clone(), DatasetRecord::decode(&name, &v)?));
+            // A record that no longer decodes hides its dataset, not the whole listing:
+            // bytes on disk are untrusted too.
+            match DatasetRecord::decode(&name, &v) {
+                Ok(rec) => out.push((name, rec)),
+                Err(e) => warn!(dataset = %name, "{e}; left out of listings"),
+            }
         }
         Ok(out)
     }
@@ -470,15 +489,16 @@ impl PieceStore {
         }
     }
 
-    /// The distinct stripes of stored manifests that contain `piece`, up to
-    /// [`MAX_STRIPES_PER_PIECE`].
+    /// The distinct stripes of stored manifests that contain `piece`, all of them: a cap
+    /// would let a publisher hide a real stripe behind stripes of its own that share the
+    /// piece. What there is to list is bounded by the publishers' quotas.
     pub fn stripes_of(&self, piece: &PieceId) -> Result<Vec<StripeRef>, StoreError> {
         let cf = self.cf(CF_REFS)?;
         let mode = IteratorMode::From(&piece.0, rocksdb::Direction::Forward);
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf, mode) {
             let (k, v) = item?;
-            if !k.starts_with(&piece.0) || out.len() >= MAX_STRIPES_PER_PIECE {
+            if !k.starts_with(&piece.0) {
                 break;
             }
             if let Some(r) = decode_ref(&k, &v) {
@@ -598,6 +618,17 @@ mod tests {
         let listed = store.datasets_up_to(1).expect("list");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].0, name);
+        // A record rotten on disk hides its own dataset, not the listing.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(CF_NAMES).expect("cf"), "bob/x", b"rot");
+        store.write(batch).expect("write");
+        let listed: Vec<String> = store
+            .datasets()
+            .expect("list")
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(listed, vec!["alice/ds".to_string()]);
         let history = store.version_records(&name, 10).expect("history");
         assert_eq!(
             history

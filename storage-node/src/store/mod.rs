@@ -48,9 +48,7 @@ mod catalog;
 mod pieces;
 mod records;
 
-pub use catalog::{
-    DatasetRecord, MAX_RECORD_LICENSE, MAX_STRIPES_PER_PIECE, StripeRef, VersionRecord,
-};
+pub use catalog::{DatasetRecord, MAX_RECORD_LICENSE, StripeRef, VersionRecord};
 pub use records::RepairJob;
 
 use std::collections::HashSet;

@@ -23,9 +23,11 @@ const MAX_HOLDER_PEERS: usize = 4096;
 /// announcements only from peers connected to it.
 ///
 /// A full table does not turn newcomers away: room is made by taking entries from the
-/// peer without standing that claims the most, down to what the newcomer has, so
-/// identities that announce junk end up sharing the table evenly with the honest new
-/// nodes, and never take room from established nodes.
+/// peer without standing that claims the most, for as long as it claims more than the
+/// newcomer, so identities that announce junk end up sharing the table evenly with the
+/// honest new nodes, and never take room from established nodes. A table full of peers
+/// gives up the one without standing that claims the least, if that is no more than the
+/// newcomer announces.
 pub(super) struct Holders {
     by_piece: HashMap<PieceId, Vec<PeerId>>,
     pub(super) by_peer: HashMap<PeerId, (DataAddr, HashSet<PieceId>)>,
@@ -36,6 +38,7 @@ pub(super) struct Holders {
     dropped: HashMap<(PeerId, PieceId), u64>,
     entries: usize,
     max_entries: usize,
+    max_peers: usize,
 }
 
 impl Default for Holders {
@@ -54,6 +57,7 @@ impl Holders {
             dropped: HashMap::new(),
             entries: 0,
             max_entries: max_entries.max(1),
+            max_peers: MAX_HOLDER_PEERS,
         }
     }
 
@@ -68,8 +72,11 @@ impl Holders {
         now: u64,
         established: &dyn Fn(&PeerId) -> bool,
     ) {
-        if !self.by_peer.contains_key(&peer) && self.by_peer.len() >= MAX_HOLDER_PEERS {
-            match self.hog(&peer, 0, established) {
+        if !self.by_peer.contains_key(&peer) && self.by_peer.len() >= self.max_peers {
+            // A full peer table gives up the peer without standing that claims the
+            // least, if that is no more than the newcomer announces: identities that
+            // claim nothing cannot hold the table against one that does.
+            match self.least(&peer, pieces.len(), established) {
                 Some(v) => self.forget(&v),
                 None => {
                     debug!(%peer, "holder table has too many peers; ignoring this one's announcement");
@@ -84,32 +91,47 @@ impl Holders {
                 self.by_peer.insert(peer, (data, HashSet::new()));
             }
         }
+        // The pieces new to this peer's claim, within what one peer may claim.
         let per_peer = MAX_PIECES_PER_PEER.min(self.max_entries);
-        let mut victim: Option<PeerId> = None;
-        for p in pieces.iter().map(|p| PieceId(*p)) {
-            let have = self.claimed(&peer);
-            if have >= per_peer {
-                debug!(%peer, "peer claims more pieces than a peer may; ignoring the rest");
+        let mut fresh: Vec<PieceId> = {
+            let mine = self.by_peer.get(&peer).map(|(_, m)| m);
+            let room = per_peer.saturating_sub(mine.map_or(0, HashSet::len));
+            let mut seen = HashSet::new();
+            pieces
+                .iter()
+                .map(|p| PieceId(*p))
+                .filter(|p| !mine.is_some_and(|m| m.contains(p)) && seen.insert(*p))
+                .take(room)
+                .collect()
+        };
+        if self.claimed(&peer) + fresh.len() >= per_peer {
+            debug!(%peer, "peer claims as many pieces as a peer may; ignoring the rest");
+        }
+        // Free room first; then room taken from the biggest claimer without standing, in
+        // batches, for as long as it claims more than this peer would: max-min fair.
+        let free = self
+            .max_entries
+            .saturating_sub(self.entries)
+            .min(fresh.len());
+        let mut take: Vec<PieceId> = fresh.drain(..free).collect();
+        let mut have = self.claimed(&peer) + take.len();
+        while !fresh.is_empty() {
+            let Some(v) = self.hog(&peer, have + 1, established) else {
+                debug!(%peer, "holder table full; ignoring the rest of this announcement");
                 break;
-            }
-            if self.by_peer.get(&peer).is_some_and(|(_, m)| m.contains(&p)) {
-                continue;
-            }
-            if self.entries >= self.max_entries {
-                if victim.is_none_or(|v| self.claimed(&v) <= have + 1) {
-                    victim = self.hog(&peer, have + 1, established);
+            };
+            // Each entry moved keeps the victim above this peer: at most half the gap.
+            let n = ((self.claimed(&v) - have) / 2).clamp(1, fresh.len());
+            self.drop_some(&v, n);
+            take.extend(fresh.drain(..n));
+            have += n;
+        }
+        if let Some((_, mine)) = self.by_peer.get_mut(&peer) {
+            for p in take {
+                if mine.insert(p) {
+                    self.by_piece.entry(p).or_default().push(peer);
+                    self.entries += 1;
                 }
-                let Some(v) = victim else {
-                    debug!(%peer, "holder table full; ignoring the rest of this announcement");
-                    break;
-                };
-                self.drop_one(&v);
-            }
-            if let Some((_, mine)) = self.by_peer.get_mut(&peer)
-                && mine.insert(p)
-            {
-                self.by_piece.entry(p).or_default().push(peer);
-                self.entries += 1;
             }
         }
         let Some((_, mine)) = self.by_peer.get_mut(&peer) else {
@@ -136,31 +158,58 @@ impl Holders {
     }
 
     /// The peer other than `except`, without standing, that claims the most pieces, if it
-    /// claims more than `more_than`.
+    /// claims more than `more_than`. Standing is asked of the biggest claimers first, and
+    /// only until one without it is found.
     fn hog(
         &self,
         except: &PeerId,
         more_than: usize,
         established: &dyn Fn(&PeerId) -> bool,
     ) -> Option<PeerId> {
-        self.by_peer
+        let mut big: Vec<(usize, &PeerId)> = self
+            .by_peer
             .iter()
-            .filter(|(p, (_, m))| *p != except && m.len() > more_than && !established(p))
-            .max_by_key(|(_, (_, m))| m.len())
-            .map(|(p, _)| *p)
+            .filter(|(p, (_, m))| *p != except && m.len() > more_than)
+            .map(|(p, (_, m))| (m.len(), p))
+            .collect();
+        big.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
+        big.into_iter()
+            .find(|(_, p)| !established(p))
+            .map(|(_, p)| *p)
     }
 
-    /// Forgets one of the pieces `peer` claims.
-    fn drop_one(&mut self, peer: &PeerId) {
+    /// The peer other than `except`, without standing, that claims the fewest pieces, if
+    /// it claims no more than `at_most`.
+    fn least(
+        &self,
+        except: &PeerId,
+        at_most: usize,
+        established: &dyn Fn(&PeerId) -> bool,
+    ) -> Option<PeerId> {
+        let mut small: Vec<(usize, &PeerId)> = self
+            .by_peer
+            .iter()
+            .filter(|(p, (_, m))| *p != except && m.len() <= at_most)
+            .map(|(p, (_, m))| (m.len(), p))
+            .collect();
+        small.sort_unstable_by_key(|x| x.0);
+        small
+            .into_iter()
+            .find(|(_, p)| !established(p))
+            .map(|(_, p)| *p)
+    }
+
+    /// Forgets `n` of the pieces `peer` claims (any), in one pass over its claim.
+    fn drop_some(&mut self, peer: &PeerId, n: usize) {
         let Some((_, mine)) = self.by_peer.get_mut(peer) else {
             return;
         };
-        let Some(p) = mine.iter().next().copied() else {
-            return;
-        };
-        mine.remove(&p);
-        Self::unlink(&mut self.by_piece, &p, peer);
-        self.entries -= 1;
+        let gone: Vec<PieceId> = mine.iter().take(n).copied().collect();
+        for p in &gone {
+            mine.remove(p);
+            Self::unlink(&mut self.by_piece, p, peer);
+        }
+        self.entries -= gone.len();
     }
 
     /// Forgets what every peer that has not announced since `since` claimed: holders
@@ -306,6 +355,60 @@ mod tests {
         h.add(junk, addr(1), &ids(300, 5), &[], 0, &standing);
         assert_eq!(h.claimed(&junk), 3);
         assert_eq!(h.entries, 10);
+    }
+
+    #[test]
+    fn identities_that_claim_nothing_cannot_hold_the_peer_table() {
+        let est = PeerId::random();
+        let standing = move |p: &PeerId| *p == est;
+        let mut h = Holders::new(100);
+        h.max_peers = 3;
+        h.add(est, addr(9), &[], &[], 0, &standing);
+        let empties: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
+        for (i, e) in empties.iter().enumerate() {
+            h.add(*e, addr(i as u8), &[], &[], 0, &standing);
+        }
+        assert_eq!(h.by_peer.len(), 3);
+        // A newcomer with pieces takes the place of one that claims nothing.
+        let honest = PeerId::random();
+        h.add(honest, addr(7), &ids(0, 2), &[], 0, &standing);
+        assert_eq!(h.claimed(&honest), 2);
+        assert!(
+            h.by_peer.contains_key(&est),
+            "an established peer keeps its place"
+        );
+        // One that claims nothing cannot push out one that claims something.
+        let other = PeerId::random();
+        h.add(other, addr(8), &[], &[], 0, &standing);
+        assert!(h.by_peer.contains_key(&honest));
+        assert_eq!(h.by_peer.len(), 3);
+    }
+
+    proptest::proptest! {
+        /// Whatever peers announce, the table stays within its limit and consistent,
+        /// and an established peer's entries are never taken for another's.
+        #[test]
+        fn the_table_stays_bounded_consistent_and_fair_to_established_peers(
+            anns in proptest::collection::vec((0usize..5, 0u32..40, 1u32..30), 1..40),
+            max in 1usize..60,
+        ) {
+            let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+            let est = peers[0];
+            let standing = move |p: &PeerId| *p == est;
+            let mut h = Holders::new(max);
+            for (who, from, n) in anns {
+                let before = h.claimed(&est);
+                h.add(peers[who], addr(who as u8), &ids(from, n), &[], 0, &standing);
+                if who != 0 {
+                    proptest::prop_assert!(h.claimed(&est) >= before, "an established peer lost entries");
+                }
+                proptest::prop_assert!(h.entries <= max);
+                let claims: usize = h.by_peer.values().map(|(_, m)| m.len()).sum();
+                let listed: usize = h.by_piece.values().map(Vec::len).sum();
+                proptest::prop_assert_eq!(claims, h.entries);
+                proptest::prop_assert_eq!(listed, h.entries);
+            }
+        }
     }
 
     #[test]

@@ -422,9 +422,17 @@ impl State {
         };
         match tokio::time::timeout(HOLD_TIMEOUT, self.control.request(peer, vec![], req)).await {
             Ok(Ok(Response::Held { .. })) => {
+                // Lock order: holders, then the ledger.
+                let now = now_unix();
                 let mut holders = lock(&self.holders);
+                let ledger = lock(&self.ledger);
+                let established = |p: &PeerId| {
+                    super::data_id_of(p).is_some_and(|id| {
+                        ledger.trust(&NodeId(id), now) == wire::Trust::Established
+                    })
+                };
                 if let Some(d) = holders.by_peer.get(&peer).map(|(d, _)| d.clone()) {
-                    holders.add(peer, d, &[piece.0], &[], now_unix(), &|_| false);
+                    holders.add(peer, d, &[piece.0], &[], now, &established);
                 }
                 true
             }

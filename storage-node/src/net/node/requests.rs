@@ -193,15 +193,23 @@ impl State {
                     .filter(|(p, _)| !self.is_flagged(p))
                     .map(|(p, a)| (*p, a.clone()))
                     .collect();
+                // Standing once per connected peer, before the holder table is locked.
                 let now = upkeep::now_unix();
-                let mut out: Vec<Vec<NodeRef>> = {
-                    // Lock order: holders, then the ledger.
-                    let holders = lock(&self.holders);
+                let established: HashSet<PeerId> = {
                     let ledger = lock(&self.ledger);
-                    let standing = |p: &PeerId| {
-                        data_id_of(p)
-                            .is_some_and(|id| ledger.trust(&NodeId(id), now) == Trust::Established)
-                    };
+                    connected
+                        .keys()
+                        .filter(|p| {
+                            data_id_of(p).is_some_and(|id| {
+                                ledger.trust(&NodeId(id), now) == Trust::Established
+                            })
+                        })
+                        .copied()
+                        .collect()
+                };
+                let standing = |p: &PeerId| established.contains(p);
+                let mut out: Vec<Vec<NodeRef>> = {
+                    let holders = lock(&self.holders);
                     ids.iter()
                         .zip(mine)
                         .map(|(id, mine)| {
