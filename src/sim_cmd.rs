@@ -45,6 +45,26 @@ pub(crate) struct DurabilityArgs {
     /// Piece data each node stores, in TiB (scales repair traffic).
     #[arg(long, default_value_t = 1.0)]
     stored_tib: f64,
+    /// Failure domains (operators, IPv4 /24s, IPv6 /48s) the nodes are spread over evenly;
+    /// 0: every node its own domain.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    domains: u32,
+    /// Mean time between losses of a whole failure domain, in days (every piece on every
+    /// node of the domain at once) [default: never].
+    #[arg(
+        long = "domain-mttf",
+        visible_alias = "domain-mttf-days",
+        value_name = "DAYS"
+    )]
+    domain_mttf: Option<f64>,
+    /// Place a stripe's pieces on random nodes, several possibly in one domain, instead
+    /// of one piece per domain (Cairn's rule, which needs at least k + m domains).
+    #[arg(long)]
+    no_spread_domains: bool,
+    /// Also run the other placement (pieces spread over domains, or at random) and print
+    /// both in a Markdown table.
+    #[arg(long)]
+    compare_placement: bool,
     /// Also compare other codes under the same churn, e.g. `10+4,10+6,16+8,29+51`
     /// (each with its default threshold); prints a Markdown table.
     #[arg(long, value_name = "K+M,...", value_delimiter = ',')]
@@ -65,6 +85,9 @@ pub(crate) fn durability(a: DurabilityArgs) -> Result<()> {
         seed: a.seed,
         piece_mib: a.piece_mib,
         stored_tib_per_node: a.stored_tib,
+        domains: a.domains,
+        domain_mttf_days: a.domain_mttf.unwrap_or(f64::INFINITY),
+        spread_domains: !a.no_spread_domains,
     };
     let codes = a
         .compare
@@ -75,6 +98,22 @@ pub(crate) fn durability(a: DurabilityArgs) -> Result<()> {
     let report = sim::run(&params).context("cannot simulate these parameters")?;
     println!("{report}");
     println!("took {:.1} s", t0.elapsed().as_secs_f64());
+    if a.compare_placement {
+        let other = sim::Params {
+            spread_domains: !params.spread_domains,
+            ..params.clone()
+        };
+        let t0 = Instant::now();
+        let other = sim::run(&other).context("cannot simulate the other placement")?;
+        let (spread, random) = if params.spread_domains {
+            (report, other)
+        } else {
+            (other, report)
+        };
+        println!();
+        print!("{}", sim::markdown_table(&[spread, random]));
+        println!("took {:.1} s", t0.elapsed().as_secs_f64());
+    }
     if !codes.is_empty() {
         let base = sim::Params {
             threshold: None,

@@ -75,6 +75,64 @@ fn codes_are_compared_in_one_table() {
 }
 
 #[test]
+fn placements_over_failure_domains_are_compared() {
+    // 4+2 on 6 domains of 10 nodes, each domain lost once a year on average. Spread, a
+    // domain loss takes one piece of a stripe; at random, pieces share domains and one
+    // loss can take three.
+    let o = run(
+        &[
+            "sim",
+            "durability",
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--nodes",
+            "60",
+            "--domains",
+            "6",
+            "--domain-mttf-days",
+            "365",
+            "--node-mttf",
+            "3650",
+            "--repair-hours",
+            "12",
+            "--audit-hours",
+            "12",
+            "--trials",
+            "4000",
+            "--no-spread-domains",
+            "--compare-placement",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("failure domains: 6 failure domains of 10 nodes, each lost whole every 365"),
+        "{out}"
+    );
+    assert!(out.contains("importance sampling is off"), "{out}");
+    // The loss column of the table row whose last cell ends with `placement`.
+    let loss = |placement: &str| -> f64 {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("| 4+2") && l.ends_with(&format!("{placement} |")))
+            .unwrap_or_else(|| panic!("no {placement} row in:\n{out}"));
+        row.split('|')
+            .nth(4)
+            .and_then(|c| c.split_whitespace().next())
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("no loss figure in {row:?}"))
+    };
+    let (spread, random) = (loss("spread"), loss("random"));
+    assert!(
+        random > 5.0 * spread,
+        "spread {spread}, random {random}\n{out}"
+    );
+}
+
+#[test]
 fn impossible_parameters_are_refused_with_a_reason() {
     for (args, says) in [
         (
@@ -83,6 +141,8 @@ fn impossible_parameters_are_refused_with_a_reason() {
         ),
         (&["--node-mttf", "0"][..], "node_mttf"),
         (&["--nodes", "5"][..], "distinct nodes"),
+        (&["--domains", "20"][..], "distinct domains"),
+        (&["--domain-mttf", "0"][..], "domain_mttf_days"),
         (&["--compare", "10-4"][..], "--compare"),
     ] {
         let mut a = vec!["sim", "durability", "--trials", "10"];

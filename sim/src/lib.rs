@@ -47,29 +47,64 @@
 //!   starts as soon as this one ends if the stripe is still below the threshold, or once
 //!   enough further losses are noticed. With `m = 0` nothing can be repaired and the first
 //!   failure loses the stripe.
+//! - **Failure domains** (off by default). The `nodes` nodes are spread evenly over
+//!   `domains` failure domains (an operator's machines, an IPv4 /24, an IPv6 /48): the
+//!   first `nodes % domains` domains hold one node more than the others; `domains = 0`
+//!   makes every node its own domain. Each domain is lost whole after an exponential time
+//!   of mean `domain_mttf_days` (infinite, the default: never), independently of other
+//!   domains and of node failures; a domain loss destroys every piece on every node of
+//!   the domain at once, and its nodes are replaced by fresh, empty ones in the same
+//!   domain (as is a single failed node), so domain sizes never change. Each piece it
+//!   destroys is noticed by its own audit (uniform delay, independently), exactly as after
+//!   a node failure. Placement, by `spread_domains`:
+//!   - **spread** (the default, Cairn's rule): the pieces of a stripe sit in distinct
+//!     domains (this needs `domains >= n`), and a rebuilt piece goes to a domain that none
+//!     of the stripe's live pieces uses. A domain loss then costs a stripe one piece at
+//!     most, and since every domain is lost at the same rate, each piece simply has a
+//!     second independent exponential clock: per stripe the model is the one above with
+//!     node failure rate `1 / node_mttf_days + 1 / domain_mttf_days`. Exact, and
+//!     importance sampling applies unchanged.
+//!   - **random**: a stripe's `n` pieces go to `n` distinct nodes drawn uniformly from all
+//!     `nodes`, and a rebuilt piece to a node drawn uniformly from those holding none of
+//!     the stripe's live pieces (the node of a lost piece has been replaced by a fresh one
+//!     and may be drawn again), so several pieces may share a domain. The simulator follows
+//!     how many live pieces each domain holds: each live piece's node fails at rate
+//!     `1 / node_mttf_days`, each domain holding `c` live pieces is lost at rate
+//!     `1 / domain_mttf_days` and takes all `c` at once. Placement is drawn afresh for
+//!     every trial and every repair (which domains hold pieces is all that matters: domains
+//!     of a size are exchangeable, and by memorylessness their age does not matter). Here
+//!     `nodes` matters to the per-stripe process. Importance sampling does not model
+//!     failures of several pieces at once, so these runs are plain Monte Carlo
+//!     ([`Params::domain_losses_correlated`], and the report says so).
 //!
 //! What the model leaves out, each of which makes real losses more likely than it says:
-//! correlated failures (a data centre, an operator, a software release taking many nodes
-//! at once); transient outages (nodes that are away and come back, which cost audits and
+//! correlated failures other than whole-domain losses (a software release taking many
+//! nodes of many domains at once, a domain losing only part of its nodes, domains failing
+//! together); transient outages (nodes that are away and come back, which cost audits and
 //! maybe needless repairs, but lose nothing here); bandwidth limits and queueing (a repair
-//! always takes `repair_hours`, however many run at once, e.g. after a large failure);
-//! failed repairs (a repair never fails, and reads succeed from any `k` survivors);
-//! undetected corruption other than whole-node loss; and the time-to-first-audit of newly
-//! written pieces beyond the uniform delay. Lifetimes are exponential (no infant mortality
-//! or wear-out).
+//! always takes `repair_hours`, however many run at once, e.g. after a node or domain
+//! loss that hits many stripes); failed repairs (a repair never fails, and reads succeed
+//! from any `k` survivors); undetected corruption other than whole-node loss; and the
+//! time-to-first-audit of newly written pieces beyond the uniform delay. Lifetimes are
+//! exponential (no infant mortality or wear-out).
 //!
 //! By memorylessness the whole network reduces to one stripe's holders: every live piece's
 //! node fails at rate `1 / node_mttf_days` whatever its age, and replacement nodes are
 //! fresh, so one stripe's life is a process of its own, and `nodes` only checks that
-//! `n` distinct nodes exist and scales network-wide traffic. Stripes share nodes, so losses
-//! of different stripes are correlated; the per-stripe probability is still exact, but the
-//! chance that *some* stripe of many is lost is not `stripes * p` if failures cluster.
+//! `n` distinct nodes exist and scales network-wide traffic (and, with random placement
+//! over failure domains, sets the domain sizes). Stripes share nodes and domains, so
+//! losses of different stripes are correlated; the per-stripe probability is still exact,
+//! but the chance that *some* stripe of many is lost is not `stripes * p` if failures
+//! cluster, and a domain loss clusters them: with spread placement it takes one piece from
+//! each of many stripes at once, which costs a stripe no more than a node failure but
+//! starts many repairs together (whose bandwidth the model does not limit).
 //!
 //! # The simulation
 //!
-//! Event-driven: a trial jumps from event to event (a node failure, a detection, a repair
-//! completing, the horizon) and never steps through time. Failure clocks are exponential
-//! with total rate `live * lambda`, redrawn at every event (exact, by memorylessness);
+//! Event-driven: a trial jumps from event to event (a node failure or domain loss, a
+//! detection, a repair completing, the horizon) and never steps through time. Failure
+//! clocks are exponential with total rate `live * lambda` (plus `occupied domains * mu`
+//! when pieces share domains), redrawn at every event (exact, by memorylessness);
 //! detection times are drawn at each failure and kept sorted; a repair's completion time
 //! is fixed when it starts. Nothing is allocated per trial; trials are split into chunks
 //! of 2048, each seeded from the seed and its index (xoshiro256++ via splitmix64) and run
@@ -142,7 +177,13 @@
 //!
 //! [`run`] picks the method: a plain pilot (always run, since it also measures repair
 //! traffic) decides whether plain sampling would see enough losses, and importance
-//! sampling is used otherwise. [`run_plain`] and [`run_importance`] force one.
+//! sampling is used otherwise. [`run_plain`] and [`run_importance`] force one. When a
+//! domain loss can take several pieces of a stripe (random placement, domains of several
+//! nodes, finite domain MTTF), the bridges above, which bring failures one piece at a time,
+//! would not be a valid change of measure as they stand: every method then runs plain
+//! Monte Carlo (and [`run_importance`] returns [`run_plain`]'s report), which cannot see
+//! losses rarer than about `1 / trials`. With spread placement importance sampling stays
+//! exact, since domain losses only add to each piece's own failure rate.
 //!
 //! # Outputs
 //!
@@ -151,6 +192,8 @@
 //! repair I/O per node per day. [`compare_codes`] and [`markdown_table`] produce a table
 //! over several codes.
 
+mod bridge;
+mod domains;
 mod engine;
 mod params;
 mod report;

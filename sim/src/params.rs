@@ -5,9 +5,9 @@ use thiserror::Error;
 /// Hours in a year: a Julian year of 365.25 days.
 pub const HOURS_PER_YEAR: f64 = 365.25 * 24.0;
 
-/// The largest expected number of node failures one stripe-trial may see, `n * years *
-/// 365.25 / node_mttf_days`. Beyond it one trial alone would take seconds: refused rather
-/// than left to run for hours.
+/// The largest expected number of piece failures one stripe-trial may see, `n * years *
+/// 365.25 * (1 / node_mttf_days + 1 / domain_mttf_days)`. Beyond it one trial alone would
+/// take seconds: refused rather than left to run for hours.
 pub const MAX_EXPECTED_FAILURES_PER_TRIAL: f64 = 1e6;
 
 /// What one simulation run models and how long it runs. See the crate docs for the model.
@@ -17,8 +17,9 @@ pub struct Params {
     pub k: u16,
     /// Parity pieces per stripe. `k + m` is at most 65535.
     pub m: u16,
-    /// Nodes in the network, at least `n`. The per-stripe process does not depend on it
-    /// (see the crate docs); it scales the network-wide repair traffic.
+    /// Nodes in the network, at least `n`. It scales the network-wide repair traffic; the
+    /// per-stripe process depends on it only when pieces may share failure domains (see
+    /// [`Params::spread_domains`] and the crate docs).
     pub nodes: u32,
     /// Mean time to permanent failure of a node, days (exponential lifetimes). Positive.
     pub node_mttf_days: f64,
@@ -44,11 +45,28 @@ pub struct Params {
     pub piece_mib: f64,
     /// Piece data each node stores, TiB (binary). Zero or more. Scales repair traffic.
     pub stored_tib_per_node: f64,
+    /// Failure domains (operators, IPv4 /24s, IPv6 /48s) the `nodes` nodes are spread over
+    /// evenly: the first `nodes % domains` domains hold `nodes / domains + 1` nodes, the
+    /// others `nodes / domains`. At most `nodes`. `0` (the default): every node is its own
+    /// domain, the same as `domains = nodes`.
+    pub domains: u32,
+    /// Mean time between losses of a whole failure domain, days, per domain (exponential):
+    /// a domain loss destroys every piece on every node of the domain at once, and its
+    /// nodes are replaced by fresh, empty ones. Positive; [`f64::INFINITY`] (the default)
+    /// for no domain losses, which leaves the model exactly as without domains.
+    pub domain_mttf_days: f64,
+    /// Placement: `true` (the default, Cairn's rule) puts the pieces of a stripe in
+    /// distinct domains (which needs `domains >= n`), and a rebuilt piece in a domain none
+    /// of the stripe's live pieces uses; `false` puts them on distinct nodes chosen at
+    /// random, so several may share a domain, and a rebuilt piece on a random node that
+    /// holds none of the stripe's live pieces.
+    pub spread_domains: bool,
 }
 
 impl Default for Params {
     /// Cairn's default code (10 + 4) under heavy churn: 1000 nodes, node MTTF one year,
-    /// daily audits, 12-hour repairs, a 1-year horizon, 100 000 trials.
+    /// daily audits, 12-hour repairs, a 1-year horizon, 100 000 trials; no domain losses
+    /// (every node its own domain, pieces spread over distinct domains).
     fn default() -> Self {
         Self {
             k: 10,
@@ -63,6 +81,9 @@ impl Default for Params {
             seed: 0,
             piece_mib: 64.0,
             stored_tib_per_node: 1.0,
+            domains: 0,
+            domain_mttf_days: f64::INFINITY,
+            spread_domains: true,
         }
     }
 }
@@ -116,10 +137,30 @@ pub enum SimError {
     /// `trials` was 0.
     #[error("trials must be at least 1")]
     ZeroTrials,
+    /// More failure domains than nodes: some would be empty.
+    #[error("{domains} failure domains are more than the {nodes} nodes spread over them")]
+    TooManyDomains {
+        /// Failure domains.
+        domains: u32,
+        /// Nodes.
+        nodes: u32,
+    },
+    /// Pieces spread over distinct domains, but fewer domains than pieces per stripe.
+    #[error(
+        "{domains} failure domains cannot hold the {n} pieces of a stripe in distinct \
+         domains: add domains or turn spreading off"
+    )]
+    TooFewDomains {
+        /// Failure domains.
+        domains: u32,
+        /// Pieces per stripe.
+        n: u32,
+    },
     /// One trial would see too many failures to simulate event by event.
     #[error(
-        "about {expected:.3e} node failures per stripe-trial (n * years / MTTF) is more than \
-         the limit of {limit:.0e}: shorten the horizon or raise the node MTTF"
+        "about {expected:.3e} failures per stripe-trial (n * years / MTTF, domain losses \
+         included) is more than the limit of {limit:.0e}: shorten the horizon or raise the \
+         node or domain MTTF"
     )]
     TooManyEvents {
         /// Expected failures per trial.
@@ -141,12 +182,29 @@ pub(crate) struct Model {
     /// noticed, a repair is due. Importance sampling biases only while at least this many
     /// pieces are lost (an "alarm window").
     pub(crate) alarm: u32,
-    /// Failure rate of one node, per hour.
+    /// Failure rate of one live piece on its own, per hour: its node's failure rate, plus
+    /// its domain's loss rate when no other piece of the stripe can share its domain
+    /// (then a domain loss is one more independent way to lose that piece). With
+    /// `shared`, the node failure rate alone.
     pub(crate) lambda: f64,
+    /// Domain losses that can hit several pieces of a stripe at once (random placement,
+    /// domains of more than one node, finite domain MTTF): the engine then tracks which
+    /// domain each piece is in, and only plain sampling is used.
+    pub(crate) shared: Option<SharedDomains>,
     pub(crate) repair: f64,
     pub(crate) audit: f64,
     /// Trial horizon, hours.
     pub(crate) horizon: f64,
+}
+
+/// Failure domains pieces may share: `nodes` nodes spread evenly over `domains`, each
+/// domain lost at rate `mu`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SharedDomains {
+    pub(crate) nodes: u32,
+    pub(crate) domains: u32,
+    /// Loss rate of one domain, per hour.
+    pub(crate) mu: f64,
 }
 
 fn check(name: &'static str, value: f64, zero_ok: bool) -> Result<(), SimError> {
@@ -179,6 +237,32 @@ impl Params {
             || u32::from(self.k) + u32::from(self.m).div_ceil(2),
             u32::from,
         )
+    }
+
+    /// The failure domains in force: [`Params::domains`], or `nodes` for `0`.
+    pub fn effective_domains(&self) -> u32 {
+        if self.domains == 0 {
+            self.nodes
+        } else {
+            self.domains
+        }
+    }
+
+    /// Whether the failure-domain parameters are set at all (domains given, or domain
+    /// losses on); the report mentions them only then.
+    pub fn domains_on(&self) -> bool {
+        self.domains > 0 || self.domain_mttf_days.is_finite()
+    }
+
+    /// Whether one domain loss can destroy several pieces of a stripe: domain losses on,
+    /// pieces placed at random (not spread), and some domain of more than one node. The
+    /// simulator then follows which domain each piece is in and uses plain Monte Carlo
+    /// only (importance sampling assumes pieces fail one at a time).
+    pub fn domain_losses_correlated(&self) -> bool {
+        self.domain_mttf_days.is_finite()
+            && self.domain_mttf_days > 0.0
+            && !self.spread_domains
+            && self.effective_domains() < self.nodes
     }
 
     /// Checks every parameter; `Ok` means [`crate::run`] and friends will not refuse them.
@@ -223,11 +307,45 @@ impl Params {
         if self.trials == 0 {
             return Err(SimError::ZeroTrials);
         }
-        let lambda = 1.0 / (self.node_mttf_days * 24.0);
+        let domains = self.effective_domains();
+        if domains > self.nodes {
+            return Err(SimError::TooManyDomains {
+                domains,
+                nodes: self.nodes,
+            });
+        }
+        if self.spread_domains && domains < n {
+            return Err(SimError::TooFewDomains { domains, n });
+        }
+        if self.domain_mttf_days.is_nan() || self.domain_mttf_days <= 0.0 {
+            return Err(SimError::InvalidNumber {
+                name: "domain_mttf_days",
+                value: self.domain_mttf_days,
+                requirement: "a number > 0 (infinite: no domain losses)",
+            });
+        }
+        let node_lambda = 1.0 / (self.node_mttf_days * 24.0);
+        // 0 for an infinite domain MTTF.
+        let mu = 1.0 / (self.domain_mttf_days * 24.0);
+        let shared = self.domain_losses_correlated().then_some(SharedDomains {
+            nodes: self.nodes,
+            domains,
+            mu,
+        });
+        // Without domain losses `lambda` is exactly the node failure rate, as before
+        // domains existed.
+        let lambda = if shared.is_some() || mu == 0.0 {
+            node_lambda
+        } else {
+            node_lambda + mu
+        };
         let horizon = self.years * HOURS_PER_YEAR;
-        let expected = f64::from(n) * lambda * horizon;
+        let expected = f64::from(n) * (node_lambda + mu) * horizon;
         // Also catches overflow to infinity (a huge horizon over a tiny MTTF).
-        if expected.is_nan() || expected > MAX_EXPECTED_FAILURES_PER_TRIAL || !lambda.is_normal() {
+        if expected.is_nan()
+            || expected > MAX_EXPECTED_FAILURES_PER_TRIAL
+            || !node_lambda.is_normal()
+        {
             return Err(SimError::TooManyEvents {
                 expected,
                 limit: MAX_EXPECTED_FAILURES_PER_TRIAL,
@@ -240,6 +358,7 @@ impl Params {
             threshold,
             alarm: n - threshold + 1,
             lambda,
+            shared,
             repair: self.repair_hours,
             audit: self.audit_hours,
             horizon,
@@ -379,6 +498,29 @@ mod tests {
                 },
                 "events tiny mttf",
             ),
+            (Params { domains: 13, ..p() }, "spread over too few domains"),
+            (
+                Params {
+                    domains: 1001,
+                    spread_domains: false,
+                    ..p()
+                },
+                "more domains than nodes",
+            ),
+            (
+                Params {
+                    domain_mttf_days: 0.0,
+                    ..p()
+                },
+                "domain mttf 0",
+            ),
+            (
+                Params {
+                    domain_mttf_days: f64::NAN,
+                    ..p()
+                },
+                "domain mttf nan",
+            ),
         ];
         for (params, what) in bad {
             assert!(params.validate().is_err(), "{what}: {params:?}");
@@ -410,6 +552,17 @@ mod tests {
                 stored_tib_per_node: 0.0,
                 ..p()
             },
+            Params { domains: 14, ..p() },
+            Params {
+                domains: 1,
+                spread_domains: false,
+                domain_mttf_days: 1000.0,
+                ..p()
+            },
+            Params {
+                domain_mttf_days: 1.0,
+                ..p()
+            },
         ];
         for params in ok {
             assert_eq!(params.validate(), Ok(()), "{params:?}");
@@ -430,5 +583,11 @@ mod tests {
         );
         let e = Params { years: -2.0, ..p() }.validate().unwrap_err();
         assert_eq!(e.to_string(), "years must be a finite number > 0, got -2");
+        let e = Params { domains: 8, ..p() }.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "8 failure domains cannot hold the 14 pieces of a stripe in distinct domains: add \
+             domains or turn spreading off"
+        );
     }
 }

@@ -90,7 +90,8 @@ impl Estimate {
 pub struct Report {
     /// The parameters, with the repair threshold resolved (always `Some`).
     pub params: Params,
-    /// How `loss_within_horizon` was estimated.
+    /// How `loss_within_horizon` was estimated: always [`Method::Plain`] when one domain
+    /// loss can take several pieces of a stripe ([`Params::domain_losses_correlated`]).
     pub method: Method,
     /// Trials behind the loss estimate.
     pub trials: u64,
@@ -216,7 +217,7 @@ pub(crate) fn run_with(params: &Params, threads: usize) -> Result<Report, SimErr
     let model = params.model()?;
     let mut plain = pilot(&model, params, threads);
     let expected = plain.losses as f64 * params.trials as f64 / plain.trials as f64;
-    if expected >= MIN_PLAIN_LOSSES as f64 {
+    if expected >= MIN_PLAIN_LOSSES as f64 || model.shared.is_some() {
         // Continue the plain run where the pilot stopped: the same as `run_plain`.
         let (done, all) = (
             engine::chunks_for(plain.trials),
@@ -261,7 +262,9 @@ fn importance(model: &Model, params: &Params, threads: usize) -> Tally {
 /// would see at least [`MIN_PLAIN_LOSSES`] losses the plain run continues to `trials`
 /// (the result is then exactly [`run_plain`]'s), otherwise `trials` importance-sampled
 /// trials estimate the loss probability (exactly [`run_importance`]'s result). Repair
-/// statistics come from the plain trials either way.
+/// statistics come from the plain trials either way. When one domain loss can take
+/// several pieces of a stripe ([`Params::domain_losses_correlated`]) the run is plain
+/// whatever the pilot saw.
 pub fn run(params: &Params) -> Result<Report, SimError> {
     run_with(params, threads())
 }
@@ -287,8 +290,15 @@ pub fn run_plain(params: &Params) -> Result<Report, SimError> {
 
 /// Importance sampling with `trials` trials for the loss probability; repair statistics
 /// from a plain pilot of [`PILOT_TRIALS`] trials (or `trials`, if fewer).
+///
+/// Importance sampling assumes that pieces fail one at a time. When one domain loss can
+/// take several pieces of a stripe ([`Params::domain_losses_correlated`]) this falls back
+/// to [`run_plain`] (same result, [`Method::Plain`]; the report says why).
 pub fn run_importance(params: &Params) -> Result<Report, SimError> {
     let model = params.model()?;
+    if model.shared.is_some() {
+        return run_plain(params);
+    }
     let threads = threads();
     let plain = pilot(&model, params, threads);
     let is = importance(&model, params, threads);
@@ -315,18 +325,29 @@ pub fn compare_codes(base: &Params, codes: &[(u16, u16)]) -> Result<Vec<Report>,
 
 /// A markdown table of reports, one row each: code, storage overhead `n/k`, repair
 /// threshold, annual loss probability with its 95% interval, method, repairs per
-/// stripe-year and repair I/O per node per day.
+/// stripe-year and repair I/O per node per day; and, if any report has failure domains
+/// set, a last column with them (count, domain MTTF, placement "spread" or "random").
 pub fn markdown_table(reports: &[Report]) -> String {
+    let with_domains = reports.iter().any(|r| r.params.domains_on());
     let mut out = String::from(
         "| k+m | overhead n/k | repair below | P(loss) per stripe-year [95% CI] | method \
-         | repairs per stripe-year | repair I/O per node per day |\n\
-         |---|---|---|---|---|---|---|\n",
+         | repairs per stripe-year | repair I/O per node per day |",
     );
+    out.push_str(if with_domains {
+        " failure domains |\n|---|---|---|---|---|---|---|---|\n"
+    } else {
+        "\n|---|---|---|---|---|---|---|\n"
+    });
     for r in reports {
         let p = &r.params;
         let y = &r.loss_per_year;
+        let domains = if with_domains {
+            format!(" {} |", domains_cell(p))
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "| {}+{} | {:.2} | {} | {} [{} – {}] | {} | {} | {} |\n",
+            "| {}+{} | {:.2} | {} | {} [{} – {}] | {} | {} | {} |{domains}\n",
             p.k,
             p.m,
             f64::from(p.n()) / f64::from(p.k),
@@ -389,17 +410,25 @@ impl fmt::Display for Report {
             num(p.repair_hours),
             num(p.years),
         )?;
+        if p.domains_on() {
+            writeln!(f, "{}", domains_line(p))?;
+        }
         let h = &self.loss_within_horizon;
         writeln!(
             f,
             "P(stripe lost within {} years): {} (95% CI {} .. {}, relative std. error {}) \
-             by {} over {} trials ({} sampled losses)",
+             by {}{} over {} trials ({} sampled losses)",
             num(p.years),
             num(h.value),
             num(h.low),
             num(h.high),
             pct(h.relative_error()),
             self.method,
+            if p.domain_losses_correlated() {
+                " (importance sampling is off: one domain loss can take several pieces)"
+            } else {
+                ""
+            },
             self.trials,
             self.sampled_losses,
         )?;
@@ -433,6 +462,52 @@ impl fmt::Display for Report {
             bytes(self.repair_bytes_network_day),
         )
     }
+}
+
+/// The failure-domain parameters in words, for the report.
+fn domains_line(p: &Params) -> String {
+    let domains = p.effective_domains();
+    let (small, large) = (p.nodes / domains, p.nodes % domains);
+    let sizes = if p.domains == 0 {
+        "every node its own failure domain".to_string()
+    } else if large == 0 {
+        format!("{domains} failure domains of {small} nodes")
+    } else {
+        format!("{domains} failure domains of {small}-{} nodes", small + 1)
+    };
+    let losses = if p.domain_mttf_days.is_finite() {
+        format!(
+            "each lost whole every {} days on average",
+            num(p.domain_mttf_days)
+        )
+    } else {
+        "never lost whole".to_string()
+    };
+    let placement = if p.spread_domains {
+        "a stripe's pieces in distinct domains"
+    } else {
+        "a stripe's pieces on random nodes, domains may repeat"
+    };
+    format!("failure domains: {sizes}, {losses}; {placement}")
+}
+
+/// The failure-domain cell of [`markdown_table`].
+fn domains_cell(p: &Params) -> String {
+    if !p.domains_on() {
+        return "none".into();
+    }
+    let domains = if p.domains == 0 {
+        "each node".to_string()
+    } else {
+        p.domains.to_string()
+    };
+    let mttf = if p.domain_mttf_days.is_finite() {
+        format!("MTTF {} d", num(p.domain_mttf_days))
+    } else {
+        "never lost".into()
+    };
+    let placement = if p.spread_domains { "spread" } else { "random" };
+    format!("{domains}, {mttf}, {placement}")
 }
 
 fn pct(x: f64) -> String {

@@ -77,6 +77,19 @@ impl Rng {
     pub(crate) fn exp(&mut self, rate: f64) -> f64 {
         -self.open01().ln() / rate
     }
+
+    /// Uniform on `0..n` (`n > 0`), exactly: Lemire's multiply-shift with rejection.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        debug_assert!(n > 0);
+        let mut m = u128::from(self.next_u64()) * u128::from(n);
+        if (m as u64) < n {
+            let floor = n.wrapping_neg() % n;
+            while (m as u64) < floor {
+                m = u128::from(self.next_u64()) * u128::from(n);
+            }
+        }
+        (m >> 64) as u64
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +136,28 @@ mod tests {
         // Standard errors: 0.29 / sqrt(n) = 6.5e-4 and 0.25 / sqrt(n) = 5.6e-4.
         assert!((mu - 0.5).abs() < 4e-3, "uniform mean {mu}");
         assert!((me - 0.25).abs() < 4e-3, "exponential mean {me}");
+    }
+
+    #[test]
+    fn below_is_uniform() {
+        let mut r = Rng::from_seed(8);
+        for n in [1u64, 2, 3, 7, 10] {
+            let mut counts = vec![0u32; n as usize];
+            for _ in 0..70_000 {
+                let x = r.below(n);
+                assert!(x < n);
+                counts[x as usize] += 1;
+            }
+            // Each count is binomial(70 000, 1/n): within 5 standard deviations.
+            let want = 70_000.0 / n as f64;
+            let sd = (want * (1.0 - 1.0 / n as f64)).sqrt();
+            for c in counts {
+                assert!((f64::from(c) - want).abs() <= 5.0 * sd + 1e-9, "{n}: {c}");
+            }
+        }
+        // Huge ranges stay in range, and the top half is reached.
+        let top = (0..64).map(|_| r.below(u64::MAX - 1)).max().unwrap();
+        assert!(top > u64::MAX / 2 && top < u64::MAX - 1);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use proptest::prelude::*;
 use crate::report::run_with;
 use crate::*;
 
+mod domains;
+
 /// Two independent estimates agree: their difference is within `z` standard errors.
 fn agree(a: &Estimate, b: &Estimate, z: f64) -> bool {
     (a.value - b.value).abs() <= z * a.std_error.hypot(b.std_error)
@@ -427,6 +429,11 @@ proptest! {
         years in prop_oneof![Just(0.0), 0.001f64..1.0],
         trials in 0u64..40,
         seed: u64,
+        (domains, domain_mttf, spread) in (
+            prop_oneof![Just(0u32), 0u32..50],
+            prop_oneof![Just(f64::NAN), Just(0.0), Just(f64::INFINITY), 1.0f64..2000.0],
+            any::<bool>(),
+        ),
     ) {
         let p = Params {
             k, m, nodes, threshold,
@@ -436,6 +443,9 @@ proptest! {
             years,
             trials,
             seed,
+            domains,
+            domain_mttf_days: domain_mttf,
+            spread_domains: spread,
             ..Params::default()
         };
         let valid = p.validate().is_ok();
