@@ -340,6 +340,7 @@ pub(crate) fn run(a: DemoArgs) -> Result<()> {
         repair_threshold: Some(params.n()),
         http_max_body: None,
         holder_entries: None,
+        operators: None,
     })?;
     step(
         1,

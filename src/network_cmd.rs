@@ -81,6 +81,10 @@ pub(crate) struct UpArgs {
     /// Holder-table entries on every node (the node's default if unset).
     #[arg(long)]
     pub(crate) holder_entries: Option<usize>,
+    /// How many operators the nodes declare, taken in turn (`op0`, `op1`, ...): no two
+    /// pieces of a stripe go to one operator. Default: a label of its own per node.
+    #[arg(long)]
+    pub(crate) operators: Option<usize>,
 }
 
 /// `n` ports free on 127.0.0.1 for both TCP and UDP (a node's data plane takes its libp2p
@@ -304,6 +308,9 @@ pub(crate) fn start(a: &UpArgs) -> Result<Network> {
         if let Some(n) = a.holder_entries {
             args.extend(["--holder-entries".into(), n.to_string()]);
         }
+        // On loopback, nodes are told apart by operator alone.
+        let operators = a.operators.unwrap_or(a.nodes).max(1);
+        args.extend(["--operator".into(), format!("op{}", i % operators)]);
         let started = spawn(&dir, &args, &entries[i].log).and_then(|pid| {
             entries[i].pid = pid;
             entries[i].args = args;
@@ -508,7 +515,8 @@ pub(crate) fn add(dir: &Path) -> Result<usize> {
     let ports_lock = PortLock::acquire()?;
     let ports = free_ports(2)?;
     let (p, h) = (ports[0], ports[1]);
-    // Node 0's arguments, with this node's own places and node 0 as its way in.
+    // Node 0's arguments, with this node's own places and operator, and node 0 as its
+    // way in.
     let mut args: Vec<String> = Vec::new();
     let mut it = template.args.iter();
     while let Some(a) = it.next() {
@@ -517,6 +525,8 @@ pub(crate) fn add(dir: &Path) -> Result<usize> {
             "--listen" => Some(format!("127.0.0.1:{p}")),
             "--http" => Some(format!("127.0.0.1:{h}")),
             "--peer" => None,
+            // A newcomer is an operator of its own.
+            "--operator" => Some(format!("op{i}")),
             _ => {
                 args.push(a.clone());
                 continue;

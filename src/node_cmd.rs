@@ -73,6 +73,14 @@ pub(crate) struct RunArgs {
     /// (8388608 by default). When full, room is taken from peers without standing.
     #[arg(long)]
     holder_entries: Option<usize>,
+    /// Who runs this node (a person, lab or company; letters, digits, '.', '_', '-'): no
+    /// two pieces of a stripe go to nodes of one operator.
+    #[arg(long)]
+    operator: Option<String>,
+    /// This network's nodes share one site or LAN: tell them apart by operator only,
+    /// not by IPv4 /24 or IPv6 /48 (which would make them all one failure domain).
+    #[arg(long)]
+    no_subnet_domains: bool,
     /// Validate the configuration and exit without starting.
     #[arg(long)]
     check: bool,
@@ -106,6 +114,8 @@ struct ConfigFile {
     http_max_body: Option<String>,
     http_cache: Option<String>,
     holder_entries: Option<usize>,
+    operator: Option<String>,
+    subnet_domains: Option<bool>,
 }
 
 /// A positive, finite number of seconds.
@@ -190,6 +200,11 @@ fn config(args: &RunArgs) -> Result<(NodeConfig, SocketAddr, ApiConfig)> {
         }
         cfg.holder_entries = n;
     }
+    if let Some(o) = args.operator.clone().or(file.operator) {
+        storage_node::net::domain::check_operator(&o)?;
+        cfg.operator = Some(o);
+    }
+    cfg.subnet_domains = !args.no_subnet_domains && file.subnet_domains.unwrap_or(true);
     if let Some(s) = file.orphan_grace_secs {
         cfg.orphan_grace = Duration::from_secs(s);
     }

@@ -175,80 +175,18 @@ fn the_container_and_compose_commands_are_valid() {
 
 #[test]
 fn netns_network_discovers_itself_and_moves_data_across_real_interfaces() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        eprintln!("skipped: deploy/netns-network.sh needs root to create network namespaces");
+    let Some(net) = common::netns::NetnsNet::up(5, 1) else {
         return;
-    }
-    // Root alone is not enough (a container may lack the capabilities): make and remove
-    // a namespace to find out.
-    let probe = format!("cairn-probe-{}", std::process::id());
-    let usable = have("ip")
-        && Command::new("ip")
-            .args(["netns", "add", &probe])
-            .status()
-            .is_ok_and(|s| s.success());
-    if usable {
-        Command::new("ip")
-            .args(["netns", "del", &probe])
-            .status()
-            .ok();
-    } else {
-        eprintln!("skipped: `ip netns add` (iproute2) is not usable here");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let net = dir.path().join("net");
-    let script = deploy("netns-network.sh");
-    let sh = |args: &[&str]| {
-        Command::new(&script)
-            .args(args)
-            .env("CAIRN", env!("CARGO_BIN_EXE_cairn"))
-            .env_remove("CAIRN_PEER")
-            .output()
-            .expect("the script runs")
     };
-    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output, String);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            (self.0)(&["down", &self.1]);
-        }
-    }
-    let net_s = net.to_str().expect("utf-8").to_string();
-    let o = sh(&["up", &net_s, "5"]);
-    let _down = Down(&sh, net_s.clone());
-    assert!(o.status.success(), "netns up: {}", text(&o));
-
-    let nodes: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(net.join("network.json")).expect("network.json"))
-            .expect("json");
-    let peer = |i: usize| {
-        nodes["nodes"][i]["peer"]
-            .as_str()
-            .expect("peer")
-            .to_string()
-    };
+    let peer = |i: usize| net.peer(i);
     assert!(peer(0).starts_with("/ip4/10.87.0.10/"), "{}", peer(0));
 
     // Push through node 0 and pull through node 3, from the client namespace: every piece
     // crosses the bridge.
-    let src = dir.path().join("src");
+    let src = net.dir.path().join("src");
     let files = common::mixed_files(&src, 2, 1 << 20);
-    let cfg = dir.path().join("cfg");
-    let cfg_s = cfg.to_str().expect("utf-8");
-    let exec = |args: &[&str]| {
-        let mut a = vec!["exec", net_s.as_str(), "env", "CAIRN_CONFIG_DIR"];
-        let kv = format!("CAIRN_CONFIG_DIR={cfg_s}");
-        a[3] = &kv;
-        a.push(env!("CARGO_BIN_EXE_cairn"));
-        a.extend_from_slice(args);
-        sh(&a)
-    };
     let p0 = peer(0);
-    let o = exec(&[
+    let o = net.cairn(&[
         "dataset",
         "push",
         src.to_str().expect("utf-8"),
@@ -264,9 +202,9 @@ fn netns_network_discovers_itself_and_moves_data_across_real_interfaces() {
         &p0,
     ]);
     assert!(o.status.success(), "push: {}", text(&o));
-    let dest = dir.path().join("out");
+    let dest = net.dir.path().join("out");
     let p3 = peer(3);
-    let o = exec(&[
+    let o = net.cairn(&[
         "dataset",
         "pull",
         "ns/bridged",
@@ -277,7 +215,7 @@ fn netns_network_discovers_itself_and_moves_data_across_real_interfaces() {
     assert!(o.status.success(), "pull: {}", text(&o));
     common::assert_same(&dest, &files);
     // Every node took part: each holds pieces, and the status view reaches them all.
-    let o = exec(&["network", "status", "--dir", &net_s, "--json"]);
+    let o = net.cairn(&["network", "status", "--dir", &net.net_dir(), "--json"]);
     assert!(o.status.success(), "status: {}", text(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let rows = rows.as_array().expect("rows");

@@ -26,63 +26,19 @@ use std::{
 };
 
 use adversary::Adversary;
-use common::{Net, assert_same, mixed_files, piece_files, status, text, wait_for};
+use common::{
+    Net, assert_same, mixed_files, node_id, piece_files, placement, status, text, wait_for,
+};
 use storage_node::{
     NodeId, PieceId,
     audit::Outcome,
     manifest::{PieceRef, Stripe},
-    net::{
-        node::data_id_of,
-        wire::{self, Request, Response},
-    },
+    net::wire::{self, Request, Response},
     repair::{self, Claim},
 };
 
 /// An audit round every second or so; repair of any loss.
 const FAST: &[&str] = &["--audit-secs", "1", "--repair-threshold", "6"];
-
-/// Every stripe of `name` as the network places it: piece ids and, per piece, holders.
-fn placement(net: &Net, name: &str) -> Vec<(Vec<PieceId>, Vec<Vec<NodeId>>)> {
-    let o = net.cmd(&["dataset", "info", name, "--json"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    v["placement"]
-        .as_array()
-        .expect("placement")
-        .iter()
-        .map(|s| {
-            let pieces = s["pieces"]
-                .as_array()
-                .expect("pieces")
-                .iter()
-                .map(|p| p.as_str().expect("hex").parse().expect("a piece id"))
-                .collect();
-            let holders = s["holders"]
-                .as_array()
-                .expect("holders")
-                .iter()
-                .map(|hs| {
-                    hs.as_array()
-                        .expect("holders of a piece")
-                        .iter()
-                        .map(|h| node_id(h.as_str().expect("peer id")))
-                        .collect()
-                })
-                .collect();
-            (pieces, holders)
-        })
-        .collect()
-}
-
-fn node_id(peer: &str) -> NodeId {
-    let p: libp2p::PeerId = peer
-        .rsplit('/')
-        .next()
-        .unwrap_or(peer)
-        .parse()
-        .expect("a peer id");
-    NodeId(data_id_of(&p).expect("an ed25519 peer"))
-}
 
 /// Waits until every node has run `more` audit rounds beyond what it had run now, so
 /// whatever was sent before has been taken in or refused.

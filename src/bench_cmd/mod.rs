@@ -341,6 +341,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
             repair_threshold: None,
             http_max_body: None,
             holder_entries: None,
+            operators: None,
         })?;
         Some(BenchNet { dir, net })
     } else {

@@ -337,6 +337,8 @@ fn fake_answer(swarm: &Swarm<Behaviour>, key: &[u8; 32], request: Request) -> Re
             served: 0,
             // It says it is trusted; the node that lists it says otherwise.
             trust: wire::Trust::Established,
+            operator: None,
+            seen: None,
         }),
         Request::Hold { .. } => Response::Held { already: true },
         _ => Response::Error {

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the kit
 
+pub(crate) mod netns;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -38,6 +40,9 @@ pub(crate) struct NodeEntry {
     pub(crate) http: String,
     pub(crate) data_dir: PathBuf,
     pub(crate) pid: u32,
+    /// What `cairn node run` was started with.
+    #[serde(default)]
+    pub(crate) args: Vec<String>,
 }
 
 /// How `cairn train` reads Fisher's iris as [`Net::push_iris`] pushes it: CSV, the
@@ -77,6 +82,17 @@ impl Net {
         assert!(o.status.success(), "network up failed: {}", text(&o));
         let config = dir.path().join("config");
         Self { dir, config }
+    }
+
+    /// `cairn network add`: one more node, with a key and an operator label of its own.
+    pub(crate) fn add(&self) {
+        let o = self.cmd(&[
+            "network",
+            "add",
+            "--dir",
+            self.net_dir().to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
     }
 
     pub(crate) fn net_dir(&self) -> PathBuf {
@@ -371,4 +387,56 @@ pub(crate) fn du(dir: &std::path::Path) -> u64 {
         .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// Every stripe of `name` as the network places it: piece ids and, per piece, holders.
+pub(crate) fn placement(
+    net: &Net,
+    name: &str,
+) -> Vec<(Vec<storage_node::PieceId>, Vec<Vec<storage_node::NodeId>>)> {
+    placement_of(&net.cmd(&["dataset", "info", name, "--json"]))
+}
+
+/// The stripes in the output of `cairn dataset info NAME --json`.
+pub(crate) fn placement_of(
+    o: &Output,
+) -> Vec<(Vec<storage_node::PieceId>, Vec<Vec<storage_node::NodeId>>)> {
+    assert!(o.status.success(), "{}", text(o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v["placement"]
+        .as_array()
+        .expect("placement")
+        .iter()
+        .map(|s| {
+            let pieces = s["pieces"]
+                .as_array()
+                .expect("pieces")
+                .iter()
+                .map(|p| p.as_str().expect("hex").parse().expect("a piece id"))
+                .collect();
+            let holders = s["holders"]
+                .as_array()
+                .expect("holders")
+                .iter()
+                .map(|hs| {
+                    hs.as_array()
+                        .expect("holders of a piece")
+                        .iter()
+                        .map(|h| node_id(h.as_str().expect("peer id")))
+                        .collect()
+                })
+                .collect();
+            (pieces, holders)
+        })
+        .collect()
+}
+
+pub(crate) fn node_id(peer: &str) -> storage_node::NodeId {
+    let p: libp2p::PeerId = peer
+        .rsplit('/')
+        .next()
+        .unwrap_or(peer)
+        .parse()
+        .expect("a peer id");
+    storage_node::NodeId(storage_node::net::node::data_id_of(&p).expect("an ed25519 peer"))
 }

@@ -76,13 +76,7 @@ fn new_identities_hold_at_most_m_pieces_of_a_stripe() {
     );
     // Four identities join: honest ones, but nobody has seen them prove anything yet.
     for _ in 0..4 {
-        let o = net.cmd(&[
-            "network",
-            "add",
-            "--dir",
-            net.net_dir().to_str().expect("utf-8"),
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
+        net.add();
     }
     let nodes = net.nodes();
     let new: Vec<NodeId> = nodes[6..].iter().map(|n| node_id(&n.peer)).collect();

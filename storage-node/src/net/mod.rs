@@ -5,12 +5,14 @@
 //! - `swarm`: the libp2p behaviour (request-response, identify, Kademlia, gossipsub, mDNS).
 //! - [`node`]: a storage node: the swarm loop, request handlers, holdings, catch-up.
 //! - [`client`]: push and pull for researchers, and the network view.
-//! - [`placement`] and [`fetch`]: sans-IO decisions (where pieces go, which to fetch).
+//! - [`placement`] and [`fetch`]: sans-IO decisions (where pieces go, which to fetch);
+//!   [`domain`]: the failure domains placement keeps pieces of a stripe apart on.
 //! - [`spot_check`]: a push's acknowledgements, challenged before it publishes.
 
 pub mod budget;
 pub mod client;
 pub mod data;
+pub mod domain;
 pub mod fetch;
 pub mod identity;
 pub mod node;
@@ -28,7 +30,7 @@ pub use data::{DataError, DataPlane, PieceSource};
 pub use identity::NodeKey;
 pub use node::{Node, NodeConfig, NodeStatus};
 pub use reader::{Reader, ReaderStats, StripeKey};
-pub use swarm::{Control, peer_of};
+pub use swarm::{Control, ip_of, peer_of};
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,9 @@ pub enum NetError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The operator label given is not one.
+    #[error(transparent)]
+    Operator(#[from] domain::BadOperator),
     /// The identity key could not be read or written.
     #[error("identity key {path}: {reason}")]
     Identity {

@@ -98,6 +98,12 @@ struct State {
     http: Option<String>,
     listen: Mutex<Vec<Multiaddr>>,
     connected: Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
+    /// Where each connected peer sits: the failure domains repair keeps apart.
+    places: Mutex<HashMap<PeerId, Place>>,
+    /// The operator this node declares.
+    operator: Option<String>,
+    /// Whether a node's /24 or /48 is a failure domain (see [`NodeConfig`]).
+    subnet_domains: bool,
     holders: Mutex<Holders>,
     /// Pieces stored since the last announcement.
     fresh: Mutex<Vec<[u8; 32]>>,
@@ -129,6 +135,14 @@ struct State {
     repair_from: tokio::time::Instant,
     upkeep: UpkeepConfig,
     forge_proofs: bool,
+}
+
+/// Where a connected peer sits: the address its connection comes from, and the operator
+/// it declares.
+#[derive(Debug, Clone, Default)]
+struct Place {
+    seen: Option<std::net::IpAddr>,
+    operator: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -226,6 +240,9 @@ fn tcp_port_of(addr: &Multiaddr) -> Option<u16> {
 impl Node {
     /// Opens the store, binds both planes, dials the bootstrap peers and starts serving.
     pub async fn start(config: NodeConfig) -> Result<Self, NetError> {
+        if let Some(o) = &config.operator {
+            super::domain::check_operator(o)?;
+        }
         let key = NodeKey::load_or_create(&config.data_dir)?;
         let opts = StoreOptions {
             dir: config.data_dir.clone(),
@@ -339,6 +356,9 @@ impl Node {
             http: config.http.clone(),
             listen: Mutex::new(vec![listen.with(Protocol::P2p(peer))]),
             connected: Mutex::default(),
+            places: Mutex::default(),
+            operator: config.operator.clone(),
+            subnet_domains: config.subnet_domains,
             holders: Mutex::new(Holders::new(config.holder_entries)),
             fresh: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
@@ -460,7 +480,24 @@ impl State {
             connected: lock(&self.connected).len() as u32,
             served: self.served.load(Ordering::Relaxed),
             trust: Trust::New,
+            operator: self.operator.clone(),
+            seen: None,
         }
+    }
+
+    /// The failure domains of `peer` as far as this node knows them: this node's own
+    /// label, or a connected peer's label and address.
+    fn domains_of(&self, peer: &PeerId) -> Vec<super::domain::FailureDomain> {
+        if *peer == self.peer {
+            return super::domain::domains_of(self.operator.as_deref(), None);
+        }
+        lock(&self.places)
+            .get(peer)
+            .map(|p| {
+                let seen = p.seen.filter(|_| self.subnet_domains);
+                super::domain::domains_of(p.operator.as_deref(), seen)
+            })
+            .unwrap_or_default()
     }
 
     fn node_ref(&self, peer: &PeerId) -> Option<NodeRef> {

@@ -1,6 +1,8 @@
 //! Where the pieces of each stripe go: sans-IO, deterministic, tested alone.
 //!
-//! Every piece of a stripe lands on a different node. Stripes rotate their starting node
+//! Every piece of a stripe lands on a different node, and no two on one failure domain
+//! (one operator's machines, one /24 or /48: see [`super::domain`]). Stripes rotate their
+//! starting node
 //! so load spreads evenly, and a node without room for another piece is skipped. Nodes are
 //! taken in a fixed order (sorted by peer id by the caller), so pushing the same data to
 //! the same network places each piece on the same node again and finds it already held.
@@ -14,7 +16,7 @@
 pub enum PlacementError {
     /// Fewer nodes than pieces per stripe.
     #[error(
-        "{needed} distinct nodes are needed (k+m) but only {reachable} are reachable; start more nodes or push with smaller --k/--m"
+        "{needed} distinct nodes are needed (k+m) but only {reachable} are reachable; start more nodes or use a smaller k+m"
     )]
     TooFewNodes {
         /// k + m.
@@ -36,16 +38,47 @@ pub enum PlacementError {
         /// Nodes with room.
         with_room: usize,
     },
+    /// Enough nodes with room, but too few failure domains among them.
+    #[error(
+        "stripe {stripe} needs {needed} nodes in distinct failure domains (operator, IPv4 /24, IPv6 /48) but the nodes with room span only {spanned}; add nodes under other operators or in other networks, or use a smaller k+m"
+    )]
+    TooFewDomains {
+        /// Stripe number in push order.
+        stripe: u64,
+        /// k + m.
+        needed: usize,
+        /// The most pieces of the stripe that found nodes in distinct domains.
+        spanned: usize,
+    },
 }
 
 /// A node a push may place pieces on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     /// The room it has left, in bytes.
     pub free: u64,
     /// Whether it has standing: it was seen proving what it holds. New identities cost
     /// nothing to make, so they get a capped share of each stripe.
     pub established: bool,
+    /// Its failure domains, numbered ([`super::domain::Interner`]); none for a node that
+    /// is a domain of its own.
+    pub domains: Vec<u32>,
+}
+
+impl Candidate {
+    /// A node in no shared domain.
+    pub fn new(free: u64, established: bool) -> Self {
+        Self {
+            free,
+            established,
+            domains: Vec::new(),
+        }
+    }
+
+    /// Whether it shares a failure domain with any of `taken`.
+    pub fn shares_domain(&self, taken: &[u32]) -> bool {
+        self.domains.iter().any(|d| taken.contains(d))
+    }
 }
 
 /// Assigns stripes to nodes.
@@ -92,31 +125,30 @@ impl Placer {
             .map(|i| (start + i) % count)
             .filter(|&i| self.nodes[i].free >= piece_len)
             .collect();
-        let established = with_room
-            .iter()
-            .filter(|&&i| self.nodes[i].established)
-            .count();
-        let new_cap = self.max_new.max(n.saturating_sub(established));
-        let mut new_taken = 0;
-        let mut chosen = Vec::with_capacity(n);
-        for &i in &with_room {
-            if chosen.len() == n {
-                break;
-            }
-            if !self.nodes[i].established {
-                if new_taken == new_cap {
-                    continue;
-                }
-                new_taken += 1;
-            }
-            chosen.push(i);
+        // Established nodes fill what they can, in distinct domains; new ones get at
+        // most `max_new` pieces, or as many as the established leave to fill.
+        let (established, _) = self.greedy(&with_room, n, 0);
+        let new_cap = self.max_new.max(n.saturating_sub(established.len()));
+        let (mut chosen, domain_bound) = self.greedy(&with_room, n, new_cap);
+        if chosen.len() < n && domain_bound {
+            // Domains are a rule, the cap a preference: when the domains of the nodes
+            // taken first leave too few, more new nodes may fill the stripe.
+            chosen = self.greedy(&with_room, n, n).0;
         }
         if chosen.len() < n {
-            return Err(PlacementError::NoRoom {
-                stripe: self.stripe,
-                needed: n,
-                bytes: piece_len,
-                with_room: with_room.len(),
+            return Err(if domain_bound {
+                PlacementError::TooFewDomains {
+                    stripe: self.stripe,
+                    needed: n,
+                    spanned: chosen.len(),
+                }
+            } else {
+                PlacementError::NoRoom {
+                    stripe: self.stripe,
+                    needed: n,
+                    bytes: piece_len,
+                    with_room: with_room.len(),
+                }
             });
         }
         for &i in &chosen {
@@ -124,6 +156,33 @@ impl Placer {
         }
         self.stripe += 1;
         Ok(chosen)
+    }
+
+    /// Takes up to `n` of `order`, in order, skipping any that shares a failure domain
+    /// with one taken and any new one past `new_cap`. Also says whether a domain turned
+    /// a node away.
+    fn greedy(&self, order: &[usize], n: usize, new_cap: usize) -> (Vec<usize>, bool) {
+        let mut new_taken = 0;
+        let mut chosen = Vec::with_capacity(n);
+        let mut taken: Vec<u32> = Vec::new();
+        let mut domain_bound = false;
+        for &i in order {
+            if chosen.len() == n {
+                break;
+            }
+            let c = &self.nodes[i];
+            if !c.established && new_taken == new_cap {
+                continue;
+            }
+            if c.shares_domain(&taken) {
+                domain_bound = true;
+                continue;
+            }
+            new_taken += usize::from(!c.established);
+            taken.extend_from_slice(&c.domains);
+            chosen.push(i);
+        }
+        (chosen, domain_bound)
     }
 }
 
@@ -201,10 +260,7 @@ mod tests {
     /// does not bind.
     fn open(free: &[u64]) -> Vec<Candidate> {
         free.iter()
-            .map(|&free| Candidate {
-                free,
-                established: false,
-            })
+            .map(|&free| Candidate::new(free, false))
             .collect()
     }
 
@@ -212,12 +268,7 @@ mod tests {
     fn new_identities_get_at_most_max_new_pieces_of_a_stripe() {
         // Nodes 0..4 are new, 4..10 established: six established nodes take 4 of each
         // 6-piece stripe, new ones 2 at most, and still some.
-        let nodes: Vec<Candidate> = (0..10)
-            .map(|i| Candidate {
-                free: u64::MAX,
-                established: i >= 4,
-            })
-            .collect();
+        let nodes: Vec<Candidate> = (0..10).map(|i| Candidate::new(u64::MAX, i >= 4)).collect();
         let mut p = Placer::new(nodes, 2);
         let mut new_total = 0;
         for _ in 0..20 {
@@ -229,15 +280,65 @@ mod tests {
         assert!(new_total > 0, "new nodes must get pieces to earn standing");
         // Too few established nodes with room: the new ones fill the rest.
         let mut p = Placer::new(
-            (0..6)
-                .map(|i| Candidate {
-                    free: u64::MAX,
-                    established: i == 0,
-                })
-                .collect(),
+            (0..6).map(|i| Candidate::new(u64::MAX, i == 0)).collect(),
             2,
         );
         assert_eq!(p.place(6, 1).expect("fits").len(), 6);
+    }
+
+    /// Candidates with unlimited room, new, in the given domains.
+    fn in_domains(domains: &[&[u32]]) -> Vec<Candidate> {
+        domains
+            .iter()
+            .map(|d| Candidate {
+                domains: d.to_vec(),
+                ..Candidate::new(u64::MAX, false)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_operators_cannot_hold_a_six_piece_stripe() {
+        let mut p = Placer::new(
+            in_domains(&[&[0], &[1], &[0], &[1], &[0], &[1], &[0], &[1]]),
+            6,
+        );
+        assert_eq!(
+            p.place(6, 1),
+            Err(PlacementError::TooFewDomains {
+                stripe: 0,
+                needed: 6,
+                spanned: 2
+            })
+        );
+        // Two pieces fit, one per operator.
+        let c = p.place(2, 1).expect("fits");
+        assert_ne!(c[0] % 2, c[1] % 2);
+    }
+
+    #[test]
+    fn a_shared_subnet_rules_out_two_labels() {
+        // Nodes 0 and 1 have distinct labels (0, 1) but one /24 (9): only one of them.
+        let mut p = Placer::new(in_domains(&[&[0, 9], &[1, 9], &[2], &[3]]), 4);
+        let c = p.place(3, 1).expect("fits");
+        assert!(!(c.contains(&0) && c.contains(&1)), "{c:?}");
+        assert!(matches!(
+            p.place(4, 1),
+            Err(PlacementError::TooFewDomains { spanned: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn domains_outrank_the_cap_on_new_identities() {
+        // Four established nodes in one domain, three new ones apart: the stripe of
+        // three takes one established and two new, past the cap of one.
+        let mut nodes = in_domains(&[&[0], &[0], &[0], &[0], &[1], &[2], &[3]]);
+        for c in &mut nodes[..4] {
+            c.established = true;
+        }
+        let mut p = Placer::new(nodes, 1);
+        let c = p.place(3, 1).expect("fits");
+        assert_eq!(c.iter().filter(|&&i| i < 4).count(), 1, "{c:?}");
     }
 
     #[test]
@@ -318,7 +419,7 @@ mod tests {
         ) {
             let cands: Vec<Candidate> = nodes
                 .iter()
-                .map(|&(established, room)| Candidate { free: room, established })
+                .map(|&(established, room)| Candidate::new(room, established))
                 .collect();
             let mut p = Placer::new(cands, max_new);
             for _ in 0..stripes {
@@ -337,6 +438,48 @@ mod tests {
                         // Refused only when the nodes with room truly cannot fill it.
                         let room = before.iter().filter(|c| c.free >= 1).count();
                         prop_assert!(room < n || nodes.len() < n);
+                        break;
+                    }
+                }
+            }
+        }
+
+        /// Whatever the domains, no two pieces of a placed stripe share one; and with one
+        /// domain per node, a stripe is refused only when fewer than `n` domains have a
+        /// node with room.
+        #[test]
+        fn no_stripe_has_two_pieces_in_one_domain(
+            nodes in proptest::collection::vec((any::<bool>(), 0u64..4, 0u32..8, proptest::option::of(8u32..12)), 1..24),
+            n in 1usize..8,
+            max_new in 0usize..4,
+            stripes in 1usize..16,
+        ) {
+            let cands: Vec<Candidate> = nodes
+                .iter()
+                .map(|&(established, free, a, b)| Candidate {
+                    domains: std::iter::once(a).chain(b).collect(),
+                    ..Candidate::new(free, established)
+                })
+                .collect();
+            let single = nodes.iter().all(|n| n.3.is_none());
+            let mut p = Placer::new(cands, max_new);
+            for _ in 0..stripes {
+                let before = p.nodes.clone();
+                match p.place(n, 1) {
+                    Ok(c) => {
+                        let mut ds: Vec<u32> = c.iter().flat_map(|&i| before[i].domains.clone()).collect();
+                        let all = ds.len();
+                        ds.sort_unstable();
+                        ds.dedup();
+                        prop_assert_eq!(ds.len(), all, "{:?} -> {:?}", before, c);
+                    }
+                    Err(e) => {
+                        if single {
+                            let mut ds: Vec<u32> = before.iter().filter(|c| c.free >= 1).map(|c| c.domains[0]).collect();
+                            ds.sort_unstable();
+                            ds.dedup();
+                            prop_assert!(ds.len() < n, "{:?} refused: {}", before, e);
+                        }
                         break;
                     }
                 }

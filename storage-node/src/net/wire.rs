@@ -91,6 +91,13 @@ pub struct NodeInfo {
     /// lister in a `Peers` answer. What a node says of itself here means nothing.
     #[serde(default)]
     pub trust: Trust,
+    /// The operator it declares ([`super::domain`]): its failure domain by label.
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// The address the listing node sees its connection come from: its failure domain by
+    /// network. Set by the lister in a `Peers` answer, like `trust`.
+    #[serde(default)]
+    pub seen: Option<std::net::IpAddr>,
 }
 
 impl NodeInfo {
@@ -102,6 +109,15 @@ impl NodeInfo {
             && self.addrs.iter().all(|a| a.len() <= 256)
             && self.data.addrs.len() <= MAX_DATA_ADDRS
             && self.http.as_ref().is_none_or(|h| h.len() <= 256)
+            && self
+                .operator
+                .as_ref()
+                .is_none_or(|o| o.len() <= super::domain::MAX_OPERATOR_LEN)
+    }
+
+    /// Its failure domains: the operator it declares and the network it is seen at.
+    pub fn domains(&self) -> Vec<super::domain::FailureDomain> {
+        super::domain::domains_of(self.operator.as_deref(), self.seen)
     }
 
     /// Bytes it can still accept (`u64::MAX` when unlimited).

@@ -234,15 +234,9 @@ impl Client {
         })?;
         let key = NodeKey::generate()?;
         let swarm = swarm::build(key.keypair(), swarm::Role::Client)?;
-        let ip = match bootstrap.iter().next() {
-            Some(libp2p::multiaddr::Protocol::Ip4(ip)) if ip.is_loopback() => {
-                std::net::IpAddr::V4(ip)
-            }
-            Some(libp2p::multiaddr::Protocol::Ip6(ip)) if ip.is_loopback() => {
-                std::net::IpAddr::V6(ip)
-            }
-            _ => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        };
+        let ip = swarm::ip_of(&bootstrap)
+            .filter(std::net::IpAddr::is_loopback)
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let outbox = Arc::new(Outbox::default());
         let data = DataPlane::bind(key.secret(), (ip, 0).into(), outbox.clone(), false)
             .await
@@ -280,6 +274,13 @@ impl Client {
         v.retain(NodeInfo::is_sane);
         v.sort_by(|a, b| a.peer.cmp(&b.peer));
         v.dedup_by(|a, b| a.peer == b.peer);
+        // The bootstrap node does not see itself: it is where this client reaches it
+        // (when it reports where it sees the others at all).
+        let boot = self.bootstrap.to_string();
+        let reports = v.iter().any(|i| i.seen.is_some());
+        if let Some(b) = v.iter_mut().find(|i| i.peer == boot && reports) {
+            b.seen = b.seen.or(swarm::ip_of(&self.bootstrap_addr));
+        }
         Ok(v)
     }
 

@@ -22,6 +22,7 @@ use crate::{
     manifest::{Manifest, PublisherKey},
     net::{
         budget::ByteBudget,
+        domain::Interner,
         placement::{Candidate, PlacementError, Placer},
         spot_check::{self, Vetting},
         swarm::Control,
@@ -77,12 +78,16 @@ impl Client {
             .collect();
         let n = opts.params.n();
         let m = usize::from(opts.params.m());
+        let mut interner = Interner::default();
+        let domains: Vec<Vec<u32>> = nodes.iter().map(|i| interner.ids(i.domains())).collect();
         let mut placer = Placer::new(
             nodes
                 .iter()
-                .map(|i| Candidate {
+                .zip(&domains)
+                .map(|(i, d)| Candidate {
                     free: i.free(),
                     established: i.trust == Trust::Established,
+                    domains: d.clone(),
                 })
                 .collect(),
             m,
@@ -100,6 +105,7 @@ impl Client {
                 .iter()
                 .filter(|i| i.trust == Trust::Established)
                 .count(),
+            domains = interner.len(),
             k = opts.params.k(),
             m,
             "pushing"
@@ -143,6 +149,7 @@ impl Client {
         let mut tasks: JoinSet<Result<Acked, ClientError>> = JoinSet::new();
         let vetting = Arc::new(Vetting::new(nodes.len()));
         let shared_nodes = Arc::new(nodes.clone());
+        let domains = Arc::new(domains);
         let mut last = (usize::MAX, usize::MAX);
         let mut targets: Vec<usize> = Vec::new();
         let (mut pieces, mut sent, mut bytes_sent) = (0u64, 0u64, 0u64);
@@ -176,10 +183,12 @@ impl Client {
             let piece = Placing {
                 control: self.control.clone(),
                 nodes: shared_nodes.clone(),
+                domains: domains.clone(),
                 per_node: per_node.clone(),
                 vetting: vetting.clone(),
                 from: self.data.addr(),
                 stripe: targets.clone(),
+                slot: slot.index,
             };
             let first = targets[slot.index];
             let outbox = self.outbox.0.clone();
@@ -334,10 +343,14 @@ struct Acked {
 struct Placing {
     control: Control,
     nodes: Arc<Vec<NodeInfo>>,
+    /// Each node's failure domains, numbered.
+    domains: Arc<Vec<Vec<u32>>>,
     per_node: Vec<Arc<Semaphore>>,
     vetting: Arc<Vetting>,
     from: wire::DataAddr,
     stripe: Vec<usize>,
+    /// The piece's place in the stripe.
+    slot: usize,
 }
 
 impl Placing {
@@ -407,12 +420,21 @@ impl Placing {
         }
     }
 
-    /// The next node after `after` that holds no other piece of the stripe and was not
-    /// caught: an established one if any is left, so replacing a node never adds a new
-    /// identity to the stripe while an established node could take the piece.
+    /// The next node after `after` that holds no other piece of the stripe, shares no
+    /// failure domain with the stripe's other nodes, and was not caught: an established
+    /// one if any is left, so replacing a node never adds a new identity to the stripe
+    /// while an established node could take the piece.
     fn replacement(&self, after: usize, id: PieceId) -> Result<usize, ClientError> {
         let n = self.nodes.len();
-        let free = |i: &usize| !self.stripe.contains(i) && !self.vetting.is_caught(*i);
+        let others: Vec<u32> = (self.stripe.iter().enumerate())
+            .filter(|&(s, _)| s != self.slot)
+            .flat_map(|(_, &i)| self.domains[i].iter().copied())
+            .collect();
+        let free = |i: &usize| {
+            !self.stripe.contains(i)
+                && !self.vetting.is_caught(*i)
+                && !self.domains[*i].iter().any(|d| others.contains(d))
+        };
         let mut order = (1..n).map(|d| (after + d) % n);
         order
             .clone()
@@ -422,7 +444,8 @@ impl Placing {
             .ok_or_else(|| ClientError::SpotCheck {
                 node: self.nodes[after].peer.clone(),
                 piece: id,
-                reason: "no other node is left to take the piece".into(),
+                reason: "no other node, in a failure domain of its own, is left to take the piece"
+                    .into(),
             })
     }
 }

@@ -27,6 +27,13 @@ pub struct NodeConfig {
     /// Most (piece, holder) entries the node remembers about others (about 100 bytes
     /// each); when full, room is taken from peers without standing that claim the most.
     pub holder_entries: usize,
+    /// The operator this node declares: one person's or organisation's machines, which
+    /// may fail or leave together, so no two pieces of a stripe go to one operator.
+    pub operator: Option<String>,
+    /// Whether nodes in one IPv4 /24 or IPv6 /48 count as one failure domain (the
+    /// default). Off for a network whose nodes all share one site or LAN, which would
+    /// otherwise be one domain: its nodes are then told apart by operator only.
+    pub subnet_domains: bool,
     /// Misbehaviour on purpose, for tests; only builds with the `fault-injection`
     /// feature (never a release) can set it.
     #[cfg(feature = "fault-injection")]
@@ -90,6 +97,8 @@ impl NodeConfig {
             announce_interval: Duration::from_secs(60),
             orphan_grace: Duration::from_secs(24 * 3600),
             holder_entries: super::holders::DEFAULT_HOLDER_ENTRIES,
+            operator: None,
+            subnet_domains: true,
             #[cfg(feature = "fault-injection")]
             faults: Faults::default(),
             upkeep: UpkeepConfig::default(),

@@ -204,7 +204,14 @@ pub(super) async fn run(
                         }
                     }
                 }
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    let seen = swarm::ip_of(endpoint.get_remote_address());
+                    let mut places = lock(&state.places);
+                    let place = places.entry(peer_id).or_default();
+                    place.seen = place.seen.or(seen);
+                }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    lock(&state.places).remove(&peer_id);
                     lock(&state.connected).remove(&peer_id);
                     lock(&state.holders).forget(&peer_id);
                     met.remove(&peer_id);

@@ -208,6 +208,16 @@ impl State {
 
     /// Asks a newly met peer which versions it has and fetches the missing ones.
     pub(super) async fn catch_up(self: Arc<Self>, peer: PeerId) {
+        // Learn the operator it declares, for placing rebuilt pieces apart.
+        if let Ok(Response::Info(i)) = self.control.request(peer, vec![], Request::Info).await
+            && i.peer == peer.to_string()
+            && let Some(o) = i
+                .operator
+                .filter(|o| crate::net::domain::check_operator(o).is_ok())
+            && let Some(place) = lock(&self.places).get_mut(&peer)
+        {
+            place.operator = Some(o);
+        }
         let Ok(Response::Versions(vs)) =
             self.control.request(peer, vec![], Request::Versions).await
         else {

@@ -98,8 +98,25 @@ impl State {
             )
         };
         let mut out = repair::targets(&s.id, &candidates, holding);
+        out.retain(|t| !self.shares_domain(t, holding));
         out.sort_by_key(|id| !established.contains(id));
         out
+    }
+
+    /// Whether `target` shares a failure domain (operator, /24, /48) with any node in
+    /// `holding`, as far as this node knows their domains.
+    fn shares_domain(&self, target: &NodeId, holding: &[NodeId]) -> bool {
+        let Some(t) = peer_of_node(target).map(|p| self.domains_of(&p)) else {
+            return false;
+        };
+        if t.is_empty() {
+            return false;
+        }
+        holding
+            .iter()
+            .filter(|h| *h != target)
+            .filter_map(peer_of_node)
+            .any(|h| self.domains_of(&h).iter().any(|d| t.contains(d)))
     }
 
     /// Looks at every held stripe and starts repairs where the threshold is crossed.
@@ -338,7 +355,7 @@ impl State {
             lock(&self.staged).insert(piece.id, bytes::Bytes::from(bytes));
             let mut done = false;
             for target in plan {
-                if holding.contains(&target) {
+                if holding.contains(&target) || self.shares_domain(&target, &holding) {
                     continue;
                 }
                 // This node's view of who holds what may lag (announcements travel by

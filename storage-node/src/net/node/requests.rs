@@ -70,17 +70,22 @@ impl State {
                 all.push(self.info());
                 // Each is marked with how far this node trusts it; whatever it said of
                 // itself is overwritten.
+                // And with the address its connection comes from here, unless this
+                // network is one site, whose subnets say nothing.
                 let now = upkeep::now_unix();
                 let ledger = lock(&self.ledger);
+                let places = lock(&self.places);
                 for i in &mut all {
-                    i.trust = i
-                        .peer
-                        .parse::<PeerId>()
-                        .ok()
+                    let peer = i.peer.parse::<PeerId>().ok();
+                    i.trust = peer
                         .and_then(|p| data_id_of(&p))
                         .map_or(Trust::New, |id| ledger.trust(&NodeId(id), now));
+                    i.seen = peer
+                        .and_then(|p| places.get(&p))
+                        .and_then(|p| p.seen)
+                        .filter(|_| self.subnet_domains);
                 }
-                drop(ledger);
+                drop((ledger, places));
                 Ok(Response::Peers(all))
             }
             Request::Hold {
