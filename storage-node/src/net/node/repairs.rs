@@ -353,7 +353,7 @@ impl State {
             self.announce_claim(s.id, false).await;
             let piece = s.stripe.pieces[i];
             lock(&self.staged).insert(piece.id, bytes::Bytes::from(bytes));
-            let mut done = false;
+            let mut done = None;
             for target in plan {
                 if holding.contains(&target) || self.shares_domain(&target, &holding) {
                     continue;
@@ -364,22 +364,31 @@ impl State {
                     holding.push(target);
                     continue;
                 }
-                if self.hold_on(&target, piece.id, piece.len).await {
+                let Some(already) = self.hold_on(&target, piece.id, piece.len).await else {
+                    continue;
+                };
+                if already {
+                    // Between the look and the placement, another repairer whose claim
+                    // had not reached this node yet put the same piece there.
+                    info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "the target already held the rebuilt piece: another repairer placed it");
+                } else {
                     info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "rebuilt piece placed");
-                    // It now holds a piece of this stripe: the next rebuilt piece goes
-                    // elsewhere, so one more loss never costs the stripe two pieces.
-                    holding.push(target);
-                    done = true;
-                    break;
                 }
+                // It now holds a piece of this stripe: the next rebuilt piece goes
+                // elsewhere, so one more loss never costs the stripe two pieces.
+                holding.push(target);
+                done = Some(already);
+                break;
             }
             lock(&self.staged).remove(&piece.id);
-            if done {
+            if let Some(already) = done {
                 placed += 1;
-                self.stats.pieces_rebuilt.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .repair_written_bytes
-                    .fetch_add(u64::from(piece.len), Ordering::Relaxed);
+                if !already {
+                    self.stats.pieces_rebuilt.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .repair_written_bytes
+                        .fetch_add(u64::from(piece.len), Ordering::Relaxed);
+                }
             } else {
                 warn!(stripe = %s.id, piece = %piece.id, "no node could take the rebuilt piece; will retry");
             }
@@ -427,18 +436,18 @@ impl State {
     }
 
     /// Asks `target` to hold a staged piece. The placement becomes known to others when
-    /// the target announces its holdings; this node records it at once.
-    async fn hold_on(&self, target: &NodeId, piece: PieceId, len: u32) -> bool {
-        let Some(peer) = peer_of_node(target) else {
-            return false;
-        };
+    /// the target announces its holdings; this node records it at once. Says whether the
+    /// target now holds it, and if so whether it held it already: `None` when it refused
+    /// or did not answer.
+    async fn hold_on(&self, target: &NodeId, piece: PieceId, len: u32) -> Option<bool> {
+        let peer = peer_of_node(target)?;
         let req = Request::Hold {
             piece: piece.0,
             len,
             from: self.data.addr(),
         };
         match tokio::time::timeout(HOLD_TIMEOUT, self.control.request(peer, vec![], req)).await {
-            Ok(Ok(Response::Held { .. })) => {
+            Ok(Ok(Response::Held { already })) => {
                 // Lock order: holders, then the ledger.
                 let now = now_unix();
                 let mut holders = lock(&self.holders);
@@ -451,13 +460,13 @@ impl State {
                 if let Some(d) = holders.by_peer.get(&peer).map(|(d, _)| d.clone()) {
                     holders.add(peer, d, &[piece.0], &[], now, &established);
                 }
-                true
+                Some(already)
             }
             Ok(Ok(Response::Error { message, .. })) => {
                 debug!(node = %target.short(), "refused the rebuilt piece: {message}");
-                false
+                None
             }
-            _ => false,
+            _ => None,
         }
     }
 
