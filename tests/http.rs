@@ -377,8 +377,24 @@ fn every_endpoint_answers_like_a_good_web_server() {
         "cairn_audits_passed_total ",
         "cairn_audits_failed_total ",
         "cairn_repairs_total ",
+        "cairn_connections_open ",
+        "cairn_ledger_entries ",
+        "libp2p_bandwidth_bytes_total{",
     ] {
         assert!(m.contains(name), "{name} missing from /metrics");
+    }
+    // Control-plane traffic by message kind and gossip topic, and what the node keeps
+    // about others: node 1 was asked to hold pieces, heard of the version by gossip, and
+    // located pieces to answer the reads above.
+    for name in [
+        r#"cairn_control_bytes_total{direction="in",part="request",kind="hold"}"#,
+        r#"cairn_control_bytes_total{direction="out",part="response",kind="held"}"#,
+        r#"cairn_gossip_topic_msg_recv_bytes_total{hash="cairn/manifests/1"}"#,
+        r#"cairn_gossip_topic_msg_recv_bytes_total{hash="cairn/holdings/1"}"#,
+        "cairn_holder_entries",
+        "cairn_manifests_stored",
+    ] {
+        assert!(metric(&base, name) > 0.0, "{name} is 0:\n{m}");
     }
     let doc = get(&format!("{base}/openapi.json"), &[]).json();
     assert!(doc["paths"]["/v1/datasets/{owner}/{name}/resolve/{version}/{path}"].is_object());

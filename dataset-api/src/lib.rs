@@ -356,6 +356,7 @@ async fn render_metrics(State(api): State<Arc<Api>>) -> Response {
     ] {
         gauge(&mut out, name, kind, help, v);
     }
+    out.push_str(&api.node.metrics_text());
     (
         [(
             header::CONTENT_TYPE,

@@ -11,10 +11,12 @@
 
 pub mod budget;
 pub mod client;
+mod codec;
 pub mod data;
 pub mod domain;
 pub mod fetch;
 pub mod identity;
+pub mod metrics;
 pub mod node;
 pub mod placement;
 pub mod reader;

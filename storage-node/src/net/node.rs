@@ -36,6 +36,7 @@ use super::{
     NetError,
     data::{DataPlane, PieceSource},
     identity::NodeKey,
+    metrics::NetMetrics,
     swarm::{self, Command, Control},
     wire::{self, DataAddr, Holdings, NodeInfo, NodeRef, Trust},
 };
@@ -104,6 +105,7 @@ struct State {
     operator: Option<String>,
     /// Whether a node's /24 or /48 is a failure domain (see [`NodeConfig`]).
     subnet_domains: bool,
+    metrics: NetMetrics,
     holders: Mutex<Holders>,
     /// Pieces stored since the last announcement.
     fresh: Mutex<Vec<[u8; 32]>>,
@@ -258,7 +260,12 @@ impl Node {
             "store opened"
         );
         let store = Arc::new(store);
-        let mut swarm = swarm::build(key.keypair(), swarm::Role::Node { mdns: config.mdns })?;
+        let metrics = NetMetrics::new();
+        let mut swarm = swarm::build(
+            key.keypair(),
+            swarm::Role::Node { mdns: config.mdns },
+            &metrics,
+        )?;
         swarm
             .listen_on(config.listen.clone())
             .map_err(|e| NetError::Listen {
@@ -359,6 +366,7 @@ impl Node {
             places: Mutex::default(),
             operator: config.operator.clone(),
             subnet_domains: config.subnet_domains,
+            metrics,
             holders: Mutex::new(Holders::new(config.holder_entries)),
             fresh: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
@@ -449,6 +457,22 @@ impl Node {
             upkeep: s.stats.snapshot(),
             ledger,
         }
+    }
+
+    /// Its metrics in the Prometheus text format: control-plane traffic by kind and
+    /// topic, connections, and what it keeps about others.
+    pub fn metrics_text(&self) -> String {
+        let s = &self.state.0;
+        let m = &s.metrics;
+        let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        m.holder_entries.set(size(lock(&s.holders).len()));
+        m.ledger_entries.set(size(lock(&s.ledger).nodes().count()));
+        m.manifests.set(
+            s.store
+                .manifests_estimate()
+                .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+        m.render()
     }
 
     /// Stops the swarm, says goodbye on the data plane and closes the store.

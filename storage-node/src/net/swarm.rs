@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     NetError,
+    codec::CountingCodec,
+    metrics::NetMetrics,
     wire::{self, Request, Response},
 };
 
@@ -25,7 +27,7 @@ pub(crate) const COMMAND_QUEUE: usize = 256;
 /// Everything a Cairn peer speaks on libp2p.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    pub(crate) control: request_response::cbor::Behaviour<Request, Response>,
+    pub(crate) control: request_response::Behaviour<CountingCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) gossip: gossipsub::Behaviour,
@@ -41,8 +43,13 @@ pub(crate) enum Role {
     Client,
 }
 
-/// Builds a swarm over TCP with noise and yamux.
-pub(crate) fn build(keypair: Keypair, role: Role) -> Result<Swarm<Behaviour>, NetError> {
+/// Builds a swarm over TCP with noise and yamux, counting its traffic into `metrics`.
+pub(crate) fn build(
+    keypair: Keypair,
+    role: Role,
+    metrics: &NetMetrics,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let mut registry = metrics.registry();
     let net = |what: &'static str| {
         move |e: &dyn std::fmt::Display| NetError::Setup(format!("{what}: {e}"))
     };
@@ -54,11 +61,10 @@ pub(crate) fn build(keypair: Keypair, role: Role) -> Result<Swarm<Behaviour>, Ne
             yamux::Config::default,
         )
         .map_err(|e| net("tcp transport")(&e))?
+        .with_bandwidth_metrics(&mut registry)
         .with_behaviour(|key| {
             let peer = key.public().to_peer_id();
-            let codec = request_response::cbor::codec::Codec::<Request, Response>::default()
-                .set_request_size_maximum(wire::MAX_REQUEST)
-                .set_response_size_maximum(wire::MAX_RESPONSE);
+            let codec = CountingCodec::new(metrics.control_bytes());
             let control = request_response::Behaviour::with_codec(
                 codec,
                 [(
@@ -103,7 +109,11 @@ pub(crate) fn build(keypair: Keypair, role: Role) -> Result<Swarm<Behaviour>, Ne
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gcfg,
             )
-            .map_err(|e| Box::new(std::io::Error::other(e)))?;
+            .map_err(|e| Box::new(std::io::Error::other(e)))?
+            .with_metrics(
+                registry.sub_registry_with_prefix("cairn_gossip"),
+                gossipsub::MetricsConfig::default(),
+            );
             let mdns = if role == (Role::Node { mdns: true }) {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
             } else {

@@ -275,6 +275,45 @@ pub enum Response {
     },
 }
 
+impl Request {
+    /// Its name, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Peers => "peers",
+            Self::Hold { .. } => "hold",
+            Self::Publish { .. } => "publish",
+            Self::Datasets => "datasets",
+            Self::Versions => "versions",
+            Self::Manifest { .. } => "manifest",
+            Self::History { .. } => "history",
+            Self::Locate { .. } => "locate",
+            Self::Challenge { .. } => "challenge",
+            Self::Ledger => "ledger",
+        }
+    }
+}
+
+impl Response {
+    /// Its name, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Info(_) => "info",
+            Self::Peers(_) => "peers",
+            Self::Held { .. } => "held",
+            Self::Published { .. } => "published",
+            Self::Datasets(_) => "datasets",
+            Self::Versions(_) => "versions",
+            Self::Manifest(_) => "manifest",
+            Self::History(_) => "history",
+            Self::Located(_) => "located",
+            Self::Proof(_) => "proof",
+            Self::Ledger(_) => "ledger",
+            Self::Error { .. } => "error",
+        }
+    }
+}
+
 /// One node's standing in a [`Response::Ledger`], computed by the answering node from the
 /// audit records others signed about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

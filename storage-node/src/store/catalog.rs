@@ -447,6 +447,14 @@ impl PieceStore {
         self.datasets_up_to(usize::MAX)
     }
 
+    /// About how many manifests are stored: rocksdb's estimate, without a scan.
+    pub fn manifests_estimate(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .property_int_value_cf(self.cf(CF_MANIFESTS)?, "rocksdb.estimate-num-keys")?
+            .unwrap_or(0))
+    }
+
     /// The versions of `name`, oldest first.
     pub fn versions(&self, name: &DatasetName) -> Result<Vec<VersionId>, StoreError> {
         Ok(self

@@ -233,7 +233,12 @@ impl Client {
             ))
         })?;
         let key = NodeKey::generate()?;
-        let swarm = swarm::build(key.keypair(), swarm::Role::Client)?;
+        // A client's traffic is not reported anywhere: its counts go nowhere.
+        let swarm = swarm::build(
+            key.keypair(),
+            swarm::Role::Client,
+            &super::metrics::NetMetrics::new(),
+        )?;
         let ip = swarm::ip_of(&bootstrap)
             .filter(std::net::IpAddr::is_loopback)
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));

@@ -209,8 +209,12 @@ pub(super) async fn run(
                     let mut places = lock(&state.places);
                     let place = places.entry(peer_id).or_default();
                     place.seen = place.seen.or(seen);
+                    drop(places);
+                    count_connections(&swarm, &state);
                 }
+                SwarmEvent::ConnectionClosed { num_established: 1.., .. } => count_connections(&swarm, &state),
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    count_connections(&swarm, &state);
                     lock(&state.places).remove(&peer_id);
                     lock(&state.connected).remove(&peer_id);
                     lock(&state.holders).forget(&peer_id);
@@ -503,4 +507,10 @@ fn on_gossip(
     } else {
         Some(Reject)
     }
+}
+
+/// Sets the open-connections gauge from the swarm's own count.
+fn count_connections(swarm: &Swarm<Behaviour>, state: &State) {
+    let open = swarm.network_info().connection_counters().num_connections();
+    state.metrics.connections.set(i64::from(open));
 }

@@ -48,6 +48,11 @@ impl Default for Holders {
 }
 
 impl Holders {
+    /// (piece, holder) entries held now.
+    pub(super) fn len(&self) -> usize {
+        self.entries
+    }
+
     /// An empty table of at most `max_entries` (piece, holder) entries.
     pub(super) fn new(max_entries: usize) -> Self {
         Self {
