@@ -100,3 +100,66 @@ fn the_benchmark_measures_everything_beside_a_baseline() {
         }
     }
 }
+
+#[test]
+fn the_scale_part_measures_each_size_and_compares_the_largest_with_the_smallest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("scale.json");
+    let o = run(
+        &[
+            "bench",
+            "--only",
+            "scale",
+            "--scale-nodes",
+            "9,6",
+            "--scale-mib",
+            "1",
+            "--json",
+            json.to_str().expect("utf-8"),
+            "--dir",
+            dir.path().join("work").to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON is written")).expect("json");
+    // One row per size, smallest first, each from nodes that really held the push.
+    let rows = v["scale"].as_array().expect("scale rows");
+    let sizes: Vec<u64> = rows.iter().filter_map(|r| r["nodes"].as_u64()).collect();
+    assert_eq!(sizes, [6, 9], "{v}");
+    for r in rows {
+        for key in [
+            "connections",
+            "rss_mib",
+            "push_control_bytes_per_sec",
+            "pieces",
+        ] {
+            assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
+        }
+    }
+    // The largest against the smallest, in the table and the JSON.
+    for what in ["connections", "RSS", "control traffic during a push"] {
+        let measure = format!("scale: {what} per node, 9 nodes");
+        let f = v["figures"]
+            .as_array()
+            .expect("figures")
+            .iter()
+            .find(|f| f["measure"] == measure.as_str())
+            .unwrap_or_else(|| panic!("no {measure:?} in {v}"));
+        assert_eq!(f["baseline"], "the same at 6 nodes", "{f}");
+        let (value, base) = (
+            f["value"].as_f64().expect("value"),
+            f["baseline_value"].as_f64().expect("baseline"),
+        );
+        assert!(
+            (f["ratio"].as_f64().expect("ratio") - value / base).abs() < 1e-9,
+            "{f}"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&measure),
+            "{}",
+            text(&o)
+        );
+    }
+}

@@ -17,9 +17,11 @@
 //! | repair, MB/s written | the pull's MB/s |
 //! | idle node memory (RSS) | the same nodes' RSS before they held anything |
 //! | Reed-Solomon encode, BLAKE3 | memcpy of the same buffer |
+//! | per-node connections, RSS, control traffic, table sizes at N nodes (`--only scale`) | the same at the smallest size |
 //!
 //! `baselines.rs` has the local copy and the static server, `procfs.rs` what `/proc` says,
-//! `kernels.rs` the kernels alone and `upkeep.rs` audits and repair.
+//! `kernels.rs` the kernels alone, `upkeep.rs` audits and repair, `scale.rs` networks of
+//! growing size.
 
 use std::{
     io::Write,
@@ -34,6 +36,7 @@ use serde::Serialize;
 mod baselines;
 mod kernels;
 mod procfs;
+mod scale;
 mod upkeep;
 
 use baselines::{copy_dir, download, static_server};
@@ -54,9 +57,16 @@ pub(crate) struct BenchArgs {
     /// MiB of CSV the training comparison runs on (default 128, or 16 with --quick).
     #[arg(long)]
     train_mib: Option<u64>,
-    /// Run only these parts (comma-separated): transfer, train, upkeep, kernels.
+    /// Run only these parts (comma-separated): transfer, train, upkeep, kernels, scale.
+    /// Without it, every part but scale runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Part>,
+    /// Network sizes the scale part runs (default 10,30,100).
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 30, 100])]
+    scale_nodes: Vec<usize>,
+    /// MiB of data per node the scale part pushes at every size.
+    #[arg(long, default_value_t = 2)]
+    scale_mib: u64,
     /// Where the JSON goes.
     #[arg(long, default_value = "cairn-bench.json")]
     json: PathBuf,
@@ -76,6 +86,8 @@ enum Part {
     Upkeep,
     /// Reed-Solomon and BLAKE3 against memcpy.
     Kernels,
+    /// Per-node costs on networks of growing size, the largest against the smallest.
+    Scale,
 }
 
 /// One line of the table.
@@ -102,6 +114,8 @@ struct Results {
     k: u16,
     m: u16,
     figures: Vec<Figure>,
+    /// The scale part's per-size rows.
+    scale: Vec<scale::ScaleRow>,
     total_secs: f64,
 }
 
@@ -308,10 +322,14 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
         m: M,
         ..Results::default()
     };
+    let nodes = if parts.iter().all(|p| *p == Part::Scale) {
+        "networks of growing size".to_string()
+    } else {
+        format!("{NODES} node processes")
+    };
     println!(
-        "cairn bench{}: {} node processes on 127.0.0.1, k={K} m={M}; {}; work dir {}",
+        "cairn bench{}: {nodes} on 127.0.0.1, k={K} m={M}; {}; work dir {}",
         if a.quick { " --quick" } else { "" },
-        NODES,
         r.machine,
         root.display()
     );
@@ -324,7 +342,22 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
     if parts.contains(&Part::Kernels) {
         kernels(&mut r, a.quick)?;
     }
-    let needs_net = parts.iter().any(|p| *p != Part::Kernels);
+    // Then the scale part's own networks, one at a time, before the main one starts.
+    if parts.contains(&Part::Scale) {
+        let mut sizes = a.scale_nodes.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if sizes.first().is_some_and(|&n| n < usize::from(K + M)) {
+            bail!(
+                "the scale part needs at least {} nodes per network (k+m)",
+                K + M
+            );
+        }
+        r.scale = scale::scale(&mut r, &root, &sizes, a.scale_mib.max(1))?;
+    }
+    let needs_net = parts
+        .iter()
+        .any(|p| !matches!(p, Part::Kernels | Part::Scale));
     let net = if needs_net {
         let dir = root.join("net");
         let net = network_cmd::start(&UpArgs {
