@@ -327,20 +327,13 @@ pub(crate) fn run(a: DemoArgs) -> Result<()> {
     // 1. The network.
     let t = Instant::now();
     let net = network_cmd::start(&UpArgs {
-        nodes: a.nodes,
-        dir: net_dir.clone(),
-        base_port: None,
-        capacity: None,
         announce_secs: 5,
-        timeout_secs: 60,
         // Short timers, for a demo: an audit round about every second, a scrub pass every
         // 30 s (so the audits, not the scrub, find the damage), and repair of any loss.
         audit_secs: Some(1.0),
         scrub_secs: Some(30.0),
         repair_threshold: Some(params.n()),
-        http_max_body: None,
-        holder_entries: None,
-        operators: None,
+        ..UpArgs::new(a.nodes, net_dir.clone())
     })?;
     step(
         1,

@@ -45,6 +45,11 @@ pub(crate) struct NodeEntry {
     pub(crate) args: Vec<String>,
 }
 
+/// Seconds between full piece announcements on a local network's nodes, by default.
+const ANNOUNCE_SECS: u64 = 30;
+/// How long `network up` waits for its nodes to see each other, by default.
+const UP_TIMEOUT_SECS: u64 = 60;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
     /// How many nodes.
@@ -61,10 +66,10 @@ pub(crate) struct UpArgs {
     #[arg(long)]
     pub(crate) capacity: Option<Size>,
     /// Seconds between full piece announcements.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = ANNOUNCE_SECS)]
     pub(crate) announce_secs: u64,
     /// How long to wait for the nodes to see each other.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = UP_TIMEOUT_SECS)]
     pub(crate) timeout_secs: u64,
     /// Mean seconds between audit rounds on every node (the node's default if unset).
     #[arg(long)]
@@ -85,6 +90,26 @@ pub(crate) struct UpArgs {
     /// pieces of a stripe go to one operator. Default: a label of its own per node.
     #[arg(long)]
     pub(crate) operators: Option<usize>,
+}
+
+impl UpArgs {
+    /// `nodes` nodes in `dir`, everything else as `network up` has it by default.
+    pub(crate) fn new(nodes: usize, dir: PathBuf) -> Self {
+        Self {
+            nodes,
+            dir,
+            base_port: None,
+            capacity: None,
+            announce_secs: ANNOUNCE_SECS,
+            timeout_secs: UP_TIMEOUT_SECS,
+            audit_secs: None,
+            scrub_secs: None,
+            repair_threshold: None,
+            http_max_body: None,
+            holder_entries: None,
+            operators: None,
+        }
+    }
 }
 
 /// `n` ports free on 127.0.0.1 for both TCP and UDP (a node's data plane takes its libp2p

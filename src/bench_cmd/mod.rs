@@ -360,21 +360,11 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
         .any(|p| !matches!(p, Part::Kernels | Part::Scale));
     let net = if needs_net {
         let dir = root.join("net");
+        // The nodes' default upkeep (a round every 10 minutes or so) while transfers and
+        // training are measured; the upkeep part restarts them with short timers.
         let net = network_cmd::start(&UpArgs {
-            nodes: NODES,
-            dir: dir.clone(),
-            base_port: None,
-            capacity: None,
             announce_secs: 10,
-            timeout_secs: 60,
-            // The nodes' default upkeep (a round every 10 minutes or so) while transfers
-            // and training are measured; the upkeep part restarts them with short timers.
-            audit_secs: None,
-            scrub_secs: None,
-            repair_threshold: None,
-            http_max_body: None,
-            holder_entries: None,
-            operators: None,
+            ..UpArgs::new(NODES, dir.clone())
         })?;
         Some(BenchNet { dir, net })
     } else {

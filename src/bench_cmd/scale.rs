@@ -127,18 +127,9 @@ pub(super) fn scale(
         let dir = root.join(format!("scale-{n}"));
         let net = BenchNet {
             net: network_cmd::start(&UpArgs {
-                nodes: n,
-                dir: dir.clone(),
-                base_port: None,
-                capacity: None,
                 announce_secs: 10,
                 timeout_secs: 60 + 2 * n as u64,
-                audit_secs: None,
-                scrub_secs: None,
-                repair_threshold: None,
-                http_max_body: None,
-                holder_entries: None,
-                operators: None,
+                ..UpArgs::new(n, dir.clone())
             })?,
             dir,
         };
