@@ -153,5 +153,5 @@ case "$cmd" in
       fi
     done ;;
   down) down; echo "stopped; data kept in $dir" ;;
-  *) die "unknown command $cmd (up, exec, down)" ;;
+  *) die "unknown command $cmd (up, exec, cut, down)" ;;
 esac

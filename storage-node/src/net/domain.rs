@@ -83,12 +83,13 @@ pub fn network_of(ip: IpAddr) -> Option<FailureDomain> {
     })
 }
 
-/// The domains of a node that declares `operator` and is seen at `seen`. A label that is
-/// not valid counts for nothing (the node is then placed by its address alone).
+/// The domains of a node that declares `operator` and is seen at `seen`. Labels compare
+/// without case (`Lab-A` is `lab-a`). A label that is not valid counts for nothing (the
+/// node is then placed by its address alone).
 pub fn domains_of(operator: Option<&str>, seen: Option<IpAddr>) -> Vec<FailureDomain> {
     let mut out = Vec::with_capacity(2);
     if let Some(o) = operator.filter(|o| check_operator(o).is_ok()) {
-        out.push(FailureDomain::Operator(o.to_string()));
+        out.push(FailureDomain::Operator(o.to_ascii_lowercase()));
     }
     out.extend(seen.and_then(network_of));
     out
@@ -174,6 +175,10 @@ mod tests {
         );
         assert!(domains_of(None, Some(ip("127.0.0.1"))).is_empty());
         assert_eq!(domains_of(Some("lab-a"), Some(ip("10.0.0.1"))).len(), 2);
+        assert_eq!(
+            domains_of(Some("Lab-A"), None),
+            domains_of(Some("lab-a"), None)
+        );
     }
 
     #[test]

@@ -127,13 +127,29 @@ impl Placer {
             .collect();
         // Established nodes fill what they can, in distinct domains; new ones get at
         // most `max_new` pieces, or as many as the established leave to fill.
-        let (established, _) = self.greedy(&with_room, n, 0);
-        let new_cap = self.max_new.max(n.saturating_sub(established.len()));
-        let (mut chosen, domain_bound) = self.greedy(&with_room, n, new_cap);
-        if chosen.len() < n && domain_bound {
-            // Domains are a rule, the cap a preference: when the domains of the nodes
-            // taken first leave too few, more new nodes may fill the stripe.
-            chosen = self.greedy(&with_room, n, n).0;
+        let (established, _) = self.greedy(&with_room, n, 0, &[], Vec::new());
+        let new_cap = self.max_new.max(n - established.len());
+        // In rotation order, but a new node never takes a domain one of those established
+        // nodes is in: a new identity that declares an established operator's label, or
+        // sits in its /24, cannot push it out of the stripe.
+        let reserved: Vec<u32> = established
+            .iter()
+            .flat_map(|&i| self.nodes[i].domains.iter().copied())
+            .collect();
+        let (mut chosen, domain_bound) = self.greedy(&with_room, n, new_cap, &reserved, Vec::new());
+        if chosen.len() < n {
+            // Rotation order can leave a gap the established nodes would not: take them
+            // all, then new nodes in the domains they leave.
+            let rest: Vec<usize> = with_room
+                .iter()
+                .copied()
+                .filter(|i| !established.contains(i))
+                .collect();
+            let (fill, _) = self.greedy(&rest, n - established.len(), n, &[], reserved);
+            if established.len() + fill.len() > chosen.len() {
+                chosen = established;
+                chosen.extend(fill);
+            }
         }
         if chosen.len() < n {
             return Err(if domain_bound {
@@ -159,12 +175,18 @@ impl Placer {
     }
 
     /// Takes up to `n` of `order`, in order, skipping any that shares a failure domain
-    /// with one taken and any new one past `new_cap`. Also says whether a domain turned
-    /// a node away.
-    fn greedy(&self, order: &[usize], n: usize, new_cap: usize) -> (Vec<usize>, bool) {
+    /// with one taken (or with `taken` as given), any new one in a `reserved` domain, and
+    /// any new one past `new_cap`. Also says whether a domain turned a node away.
+    fn greedy(
+        &self,
+        order: &[usize],
+        n: usize,
+        new_cap: usize,
+        reserved: &[u32],
+        mut taken: Vec<u32>,
+    ) -> (Vec<usize>, bool) {
         let mut new_taken = 0;
         let mut chosen = Vec::with_capacity(n);
-        let mut taken: Vec<u32> = Vec::new();
         let mut domain_bound = false;
         for &i in order {
             if chosen.len() == n {
@@ -174,7 +196,7 @@ impl Placer {
             if !c.established && new_taken == new_cap {
                 continue;
             }
-            if c.shares_domain(&taken) {
+            if c.shares_domain(&taken) || (!c.established && c.shares_domain(reserved)) {
                 domain_bound = true;
                 continue;
             }
@@ -326,6 +348,33 @@ mod tests {
             p.place(4, 1),
             Err(PlacementError::TooFewDomains { spanned: 3, .. })
         ));
+    }
+
+    #[test]
+    fn a_new_identity_cannot_push_an_established_operator_out_by_its_label() {
+        // Four established operators (domains 0..4) and six new identities in domains of
+        // their own, the first of which claims operator 0's label. Whichever node the
+        // stripe starts at, new identities get at most m = 2 pieces of the 4+2 stripe.
+        let mut nodes = in_domains(&[
+            &[0],
+            &[10],
+            &[11],
+            &[12],
+            &[13],
+            &[14],
+            &[0],
+            &[1],
+            &[2],
+            &[3],
+        ]);
+        for c in &mut nodes[6..] {
+            c.established = true;
+        }
+        let mut p = Placer::new(nodes, 2);
+        for _ in 0..10 {
+            let c = p.place(6, 1).expect("fits");
+            assert_eq!(c.iter().filter(|&&i| i < 6).count(), 2, "{c:?}");
+        }
     }
 
     #[test]

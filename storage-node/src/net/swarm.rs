@@ -112,7 +112,13 @@ pub(crate) fn build(
             .map_err(|e| Box::new(std::io::Error::other(e)))?
             .with_metrics(
                 registry.sub_registry_with_prefix("cairn_gossip"),
-                gossipsub::MetricsConfig::default(),
+                // Labels only for the four topics this node subscribes to: a stranger
+                // publishing on topics of its own makes no metric.
+                gossipsub::MetricsConfig {
+                    max_topics: 4,
+                    max_never_subscribed_topics: 0,
+                    ..gossipsub::MetricsConfig::default()
+                },
             );
             let mdns = if role == (Role::Node { mdns: true }) {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)

@@ -75,8 +75,9 @@ impl State {
     }
 
     /// Nodes a rebuilt piece of a stripe could go to: connected, neither flagged nor
-    /// failing, and holding no piece of the stripe (`holding`); established nodes first,
-    /// each group in the stripe's own order.
+    /// failing, and holding no piece of the stripe (`holding`); those sharing no failure
+    /// domain with its holders first, then established nodes first, each group in the
+    /// stripe's own order.
     fn free_targets(&self, s: &HeldStripe, holding: &[NodeId]) -> Vec<NodeId> {
         let now = now_unix();
         let (candidates, established): (Vec<NodeId>, HashSet<NodeId>) = {
@@ -98,8 +99,9 @@ impl State {
             )
         };
         let mut out = repair::targets(&s.id, &candidates, holding);
-        out.retain(|t| !self.shares_domain(t, holding));
-        out.sort_by_key(|id| !established.contains(id));
+        // Nodes in failure domains of their own first: a rebuilt piece goes to a shared
+        // domain only when no other node is free (redundancy first), never not at all.
+        out.sort_by_key(|id| (self.shares_domain(id, holding), !established.contains(id)));
         out
     }
 
@@ -148,8 +150,9 @@ impl State {
                     warn!(stripe = %s.id, healthy, k, "stripe has fewer than k healthy pieces in reach");
                 }
                 Decision::Repair { .. } if self.free_targets(&s, &holding).is_empty() => {
-                    // Every reachable node already holds a piece of it: as spread out as
-                    // the network allows until another node joins.
+                    // Every reachable node already holds a piece of it (or is caught
+                    // or failing): as spread out as the network allows until another
+                    // node joins.
                     debug!(stripe = %s.id, "below the repair threshold, but no node is free to take a piece");
                 }
                 Decision::Repair { .. } => {
@@ -354,9 +357,17 @@ impl State {
             let piece = s.stripe.pieces[i];
             lock(&self.staged).insert(piece.id, bytes::Bytes::from(bytes));
             let mut done = None;
-            for target in plan {
-                if holding.contains(&target) || self.shares_domain(&target, &holding) {
+            // Nodes in a failure domain of their own first; a shared one only when no
+            // such node takes the piece.
+            let (apart, shared): (Vec<NodeId>, Vec<NodeId>) = plan
+                .into_iter()
+                .partition(|t| !self.shares_domain(t, &holding));
+            for target in apart.into_iter().chain(shared) {
+                if holding.contains(&target) {
                     continue;
+                }
+                if self.shares_domain(&target, &holding) {
+                    info!(stripe = %s.id, node = %target.short(), "no free node in a failure domain of its own; trying one in a shared domain");
                 }
                 // This node's view of who holds what may lag (announcements travel by
                 // gossip): the target itself says whether it holds a piece of the stripe.
