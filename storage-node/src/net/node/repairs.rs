@@ -371,9 +371,24 @@ impl State {
                 }
                 // This node's view of who holds what may lag (announcements travel by
                 // gossip): the target itself says whether it holds a piece of the stripe.
-                if self.holds_some_of(&target, &s).await {
-                    holding.push(target);
-                    continue;
+                // One that holds this very piece (a repairer that died placed it there)
+                // has it placed; giving it to another node too would use up a node the
+                // stripe's other missing pieces need.
+                match self.pieces_held_by(&target, &s).await {
+                    Some(held) if held.is_empty() => {}
+                    Some(held)
+                        if held == [piece.id]
+                            && s.stripe.pieces.iter().filter(|p| p.id == piece.id).count() == 1 =>
+                    {
+                        info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "the target already held the rebuilt piece");
+                        holding.push(target);
+                        done = Some(true);
+                        break;
+                    }
+                    _ => {
+                        holding.push(target);
+                        continue;
+                    }
                 }
                 let Some(already) = self.hold_on(&target, piece.id, piece.len).await else {
                     continue;
@@ -430,19 +445,26 @@ impl State {
         self.announce_claim(stripe, true).await;
     }
 
-    /// Whether `target` holds any piece of `s`, as it says itself; when it cannot say,
-    /// it counts as holding one (nothing is placed on a node that might double up).
-    async fn holds_some_of(&self, target: &NodeId, s: &HeldStripe) -> bool {
-        let Some(peer) = peer_of_node(target) else {
-            return true;
-        };
+    /// The pieces of `s` that `target` holds, as it says itself; `None` when it cannot
+    /// say (then it counts as holding one: nothing is placed on a node that might
+    /// double up).
+    async fn pieces_held_by(&self, target: &NodeId, s: &HeldStripe) -> Option<Vec<PieceId>> {
+        let peer = peer_of_node(target)?;
         let req = Request::Locate {
             pieces: s.stripe.pieces.iter().map(|p| p.id.0).collect(),
         };
         let me = peer.to_string();
         match tokio::time::timeout(AUDIT_DEADLINE, self.control.request(peer, vec![], req)).await {
-            Ok(Ok(Response::Located(l))) => l.iter().flatten().any(|h| h.peer == me),
-            _ => true,
+            Ok(Ok(Response::Located(l))) => Some(
+                s.stripe
+                    .pieces
+                    .iter()
+                    .zip(&l)
+                    .filter(|(_, hs)| hs.iter().any(|h| h.peer == me))
+                    .map(|(p, _)| p.id)
+                    .collect(),
+            ),
+            _ => None,
         }
     }
 
