@@ -101,7 +101,7 @@ impl State {
         let mut out = repair::targets(&s.id, &candidates, holding);
         // Nodes in failure domains of their own first: a rebuilt piece goes to a shared
         // domain only when no other node is free (redundancy first), never not at all.
-        out.sort_by_key(|id| (self.shares_domain(id, holding), !established.contains(id)));
+        out.sort_by_cached_key(|id| (self.shares_domain(id, holding), !established.contains(id)));
         out
     }
 
