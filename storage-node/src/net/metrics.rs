@@ -78,6 +78,13 @@ pub struct NetMetrics {
     pub(crate) holder_entries: Gauge,
     pub(crate) ledger_entries: Gauge,
     pub(crate) manifests: Gauge,
+    pub(crate) workers: Family<WorkLabels, Gauge>,
+}
+
+/// Labels of the running-tasks gauge: the kind of work.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WorkLabels {
+    pub(crate) work: &'static str,
 }
 
 impl Default for NetMetrics {
@@ -121,6 +128,12 @@ impl NetMetrics {
             "cairn_manifests_stored",
             "Dataset version manifests this node stores",
         );
+        let workers = Family::<WorkLabels, Gauge>::default();
+        registry.register(
+            "cairn_workers_running",
+            "Background tasks running now, by kind of work",
+            workers.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             control,
@@ -128,6 +141,7 @@ impl NetMetrics {
             holder_entries,
             ledger_entries,
             manifests,
+            workers,
         }
     }
 

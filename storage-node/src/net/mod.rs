@@ -93,3 +93,12 @@ pub enum NetError {
         reason: String,
     },
 }
+
+/// `mean` scaled by a uniform draw from [0.5, 1.5), so timers and retries of many nodes
+/// do not fall into step.
+pub(crate) fn jittered(mean: std::time::Duration) -> std::time::Duration {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).ok();
+    let u = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+    mean.mul_f64(0.5 + u)
+}

@@ -1,8 +1,8 @@
-//! A storage node: one libp2p swarm task, request handlers on bounded tasks, and the data
-//! plane serving pieces from the store.
+//! A storage node: one libp2p swarm task, every other task in one bounded set
+//! (`workers`), and the data plane serving pieces from the store.
 //!
 //! The swarm task owns the [`Swarm`] and nothing slow happens on it: each inbound request
-//! is handed to a spawned handler (at most [`MAX_HANDLERS`] at once; beyond that the
+//! is handed to a handler task (at most [`MAX_HANDLERS`] at once; beyond that the
 //! request is answered `Busy`), which answers through the same bounded command channel
 //! that everything else uses to reach the swarm.
 //!
@@ -58,6 +58,7 @@ mod repairs;
 mod requests;
 mod status;
 mod upkeep;
+mod workers;
 
 pub use config::{Faults, NodeConfig, UpkeepConfig};
 use event_loop::run;
@@ -67,6 +68,7 @@ pub use status::{NodeStatus, UpkeepStats};
 
 use challenges::ChallengeGate;
 use holders::Holders;
+use workers::{Work, Workers};
 
 /// Most inbound requests handled at once, `Hold` aside.
 pub const MAX_HANDLERS: usize = 64;
@@ -75,8 +77,6 @@ pub const MAX_HANDLERS: usize = 64;
 pub const MAX_HOLDS: usize = 256;
 /// Most pieces fetched at once for `Hold` requests.
 const MAX_HOLD_FETCHES: usize = 16;
-/// Most gossiped batches of audit records being taken in at once.
-const MAX_RECORD_BATCHES: usize = 16;
 /// Most manifests fetched at once while catching up.
 const MAX_CATCH_UP: usize = 4;
 /// Most providers taken from one Kademlia lookup.
@@ -111,7 +111,6 @@ struct State {
     fresh: Mutex<Vec<[u8; 32]>>,
     hold_permits: Semaphore,
     catch_up_permits: Arc<Semaphore>,
-    record_permits: Arc<Semaphore>,
     served: Arc<AtomicU64>,
     received: AtomicU64,
     /// This node's id and the key it signs audit records with.
@@ -137,6 +136,8 @@ struct State {
     repair_from: tokio::time::Instant,
     upkeep: UpkeepConfig,
     forge_proofs: bool,
+    /// Every task the node runs besides the swarm task.
+    workers: Workers,
 }
 
 /// Where a connected peer sits: the address its connection comes from, and the operator
@@ -355,6 +356,7 @@ impl Node {
         }
         let (tx, rx) = mpsc::channel(swarm::COMMAND_QUEUE);
         let peer = *swarm.local_peer_id();
+        let cancel = CancellationToken::new();
         let state = Arc::new(State {
             peer,
             store,
@@ -371,7 +373,6 @@ impl Node {
             fresh: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
             catch_up_permits: Arc::new(Semaphore::new(MAX_CATCH_UP)),
-            record_permits: Arc::new(Semaphore::new(MAX_RECORD_BATCHES)),
             served,
             received: AtomicU64::new(0),
             me,
@@ -389,8 +390,8 @@ impl Node {
             repair_from: tokio::time::Instant::now() + REPAIR_WARMUP,
             upkeep: config.upkeep.clone(),
             forge_proofs: faults.forge_proofs,
+            workers: Workers::new(cancel.child_token()),
         });
-        let cancel = CancellationToken::new();
         let task = tokio::spawn(run(
             swarm,
             rx,
@@ -467,6 +468,7 @@ impl Node {
         let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         m.holder_entries.set(size(lock(&s.holders).len()));
         m.ledger_entries.set(size(lock(&s.ledger).nodes().count()));
+        s.workers.report(&m.workers);
         m.manifests.set(
             s.store
                 .manifests_estimate()
@@ -475,13 +477,30 @@ impl Node {
         m.render()
     }
 
-    /// Stops the swarm, says goodbye on the data plane and closes the store.
+    /// Stops the swarm and every task the node runs, waiting for each to end, says
+    /// goodbye on the data plane and closes the store.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         if let Err(e) = self.task.await {
             warn!("node task ended badly: {e}");
         }
-        self.state.0.data.shutdown().await;
+        let state = self.state.0.clone();
+        drop(self.state);
+        state.workers.shutdown().await;
+        state.data.shutdown().await;
+        let store = state.store.clone();
+        drop(state);
+        // Every task has ended, so the store's last user is this function.
+        match Arc::try_unwrap(store) {
+            Ok(store) => {
+                drop(store);
+                debug!("store closed");
+            }
+            Err(store) => warn!(
+                users = Arc::strong_count(&store) - 1,
+                "the store is still in use at shutdown; it closes when its last user ends"
+            ),
+        }
         info!("node stopped");
     }
 }
@@ -567,13 +586,19 @@ impl State {
     }
 }
 
-async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
-where
-    T: Send + 'static,
-    E: From<StoreError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(StoreError::Db(format!("task failed: {e}")).into()),
+impl State {
+    /// Runs store work on the blocking pool, as one of the node's tasks.
+    async fn blocking<T, E>(
+        &self,
+        f: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self.workers.blocking(f).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Db(format!("task failed: {e}")).into()),
+        }
     }
 }

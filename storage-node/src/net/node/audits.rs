@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::{
-    State, blocking, lock,
+    State, lock,
     upkeep::{HeldStripe, held_stripes, now_unix},
 };
 use crate::{
@@ -34,7 +34,7 @@ impl State {
     /// holds, sign the results, keep them and gossip them; then look for stripes to repair.
     pub(super) async fn audit_round(self: Arc<Self>, round: u64) {
         let store = self.store.clone();
-        let Ok(stripes) = blocking(move || held_stripes(&store)).await else {
+        let Ok(stripes) = self.blocking(move || held_stripes(&store)).await else {
             return;
         };
         {
@@ -232,7 +232,7 @@ impl State {
         let taken = fresh.len();
         if taken > 0 {
             let store = self.store.clone();
-            if let Err(e) = blocking(move || store.put_audit_records(&fresh)).await {
+            if let Err(e) = self.blocking(move || store.put_audit_records(&fresh)).await {
                 warn!("audit records not stored: {e}");
             }
         }
@@ -242,14 +242,14 @@ impl State {
     /// One scrub pass over every held piece, reading at most `rate` bytes per second.
     pub(super) async fn scrub_pass(self: Arc<Self>, rate: u64) {
         let store = self.store.clone();
-        let Ok(ids) = blocking(move || store.piece_ids()).await else {
+        let Ok(ids) = self.blocking(move || store.piece_ids()).await else {
             return;
         };
         let (mut checked, mut bytes) = (0u64, 0u64);
         for id in ids {
             let store = self.store.clone();
             let t = tokio::time::Instant::now();
-            match blocking(move || store.get_piece(&id)).await {
+            match self.blocking(move || store.get_piece(&id)).await {
                 Ok(b) => {
                     checked += 1;
                     bytes += b.len() as u64;

@@ -19,7 +19,7 @@ use libp2p::PeerId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-use super::{State, blocking, lock};
+use super::{State, lock};
 use crate::{
     ids::{NodeId, PieceId},
     net::{
@@ -181,7 +181,7 @@ impl State {
                 .map_err(|e| (ErrorCode::BadRequest, e.to_string()));
         }
         let store = self.store.clone();
-        let proved = blocking(move || store.prove(&challenge)).await;
+        let proved = self.blocking(move || store.prove(&challenge)).await;
         match proved {
             Ok(p) => {
                 self.stats
@@ -207,7 +207,10 @@ impl State {
     /// Deletes a piece found corrupt and tells the network it is no longer held here.
     pub(super) async fn drop_corrupt(&self, id: PieceId, reason: &str) {
         let store = self.store.clone();
-        if !matches!(blocking(move || store.remove_piece(&id)).await, Ok(true)) {
+        if !matches!(
+            self.blocking(move || store.remove_piece(&id)).await,
+            Ok(true)
+        ) {
             return;
         }
         self.stats.corrupt_dropped.fetch_add(1, Ordering::Relaxed);

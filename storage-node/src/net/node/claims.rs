@@ -10,25 +10,22 @@ use std::{collections::HashMap, sync::Arc};
 use libp2p::{PeerId, gossipsub::MessageAcceptance};
 use tracing::debug;
 
-use super::{State, blocking, lock, upkeep};
+use super::{State, Work, lock, upkeep};
 use crate::{
     audit::AuditTarget,
     ids::{NodeId, PieceId, StripeId},
     repair::Claim,
 };
 
-/// Claimers being vetted at once.
-const MAX_VETTING: usize = 8;
 /// How long before the same claimer is challenged again about the same stripe.
 const VET_AGAIN_SECS: u64 = 60;
 /// Most (claimer, stripe) pairs remembered as vetted recently.
 const MAX_VETTED: usize = 1 << 14;
 
-/// Claimers recently challenged, and how many challenges are running.
+/// Claimers recently challenged (at most [`Work::Vet`]'s cap at once).
 #[derive(Debug, Default)]
 pub(super) struct Vetted {
     when: HashMap<(NodeId, StripeId), u64>,
-    running: usize,
 }
 
 impl State {
@@ -71,24 +68,21 @@ impl State {
         {
             let mut v = lock(&self.vetted);
             let key = (c.claimer, c.stripe);
-            if v.running >= MAX_VETTING
-                || v.when
-                    .get(&key)
-                    .is_some_and(|t| t.saturating_add(VET_AGAIN_SECS) > now)
+            if v.when
+                .get(&key)
+                .is_some_and(|t| t.saturating_add(VET_AGAIN_SECS) > now)
             {
                 return MessageAcceptance::Ignore;
             }
             if v.when.len() >= MAX_VETTED {
                 v.when.retain(|_, t| t.saturating_add(VET_AGAIN_SECS) > now);
             }
-            v.when.insert(key, now);
-            v.running += 1;
+            let me = self.clone();
+            let vet = async move { me.vet_claim(c, piece, &pieces).await };
+            if self.workers.spawn(Work::Vet, vet).is_ok() {
+                v.when.insert(key, now);
+            }
         }
-        let me = self.clone();
-        tokio::spawn(async move {
-            me.vet_claim(c, piece, &pieces).await;
-            lock(&me.vetted).running -= 1;
-        });
         MessageAcceptance::Ignore
     }
 
@@ -98,15 +92,16 @@ impl State {
         // Pieces of one stripe share a length: that of any of them held here.
         let store = self.store.clone();
         let held = pieces.to_vec();
-        let len = blocking(move || {
-            for p in &held {
-                if let Some(m) = store.piece_meta(p)? {
-                    return Ok(Some(m.len));
+        let len = self
+            .blocking(move || {
+                for p in &held {
+                    if let Some(m) = store.piece_meta(p)? {
+                        return Ok(Some(m.len));
+                    }
                 }
-            }
-            Ok::<_, crate::store::StoreError>(None)
-        })
-        .await;
+                Ok::<_, crate::store::StoreError>(None)
+            })
+            .await;
         let Ok(Some(len)) = len else {
             return;
         };

@@ -19,11 +19,7 @@ use tracing::{debug, warn};
 
 use std::sync::Mutex;
 
-use tokio::sync::Semaphore;
-
-use super::{
-    MAX_HANDLERS, MAX_HOLDS, MAX_PROVIDERS, State, blocking, data_id_of, ip_of, lock, upkeep,
-};
+use super::{super::jittered, MAX_PROVIDERS, State, Work, data_id_of, ip_of, lock, upkeep};
 use crate::{
     ids::{NodeId, PieceId},
     net::{
@@ -47,16 +43,12 @@ pub(super) async fn run(
     // to 30 s: they may start after it, or be restarting.
     let mut redial_every = Duration::from_secs(1);
     let mut next_redial = tokio::time::Instant::now() + redial_every;
-    let handlers = Arc::new(Semaphore::new(MAX_HANDLERS));
-    let holds = Arc::new(Semaphore::new(MAX_HOLDS));
     let mut flush = tokio::time::interval(Duration::from_millis(250));
     let mut full = tokio::time::interval(announce_interval);
     // A full announcement shortly after someone new subscribes to holdings.
     let mut reannounce: Option<tokio::time::Instant> = None;
     let mut met: HashSet<PeerId> = HashSet::new();
     let mut rounds = 0usize;
-    let mut announcing: Option<tokio::task::JoinHandle<()>> = None;
-    let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
     let orphans: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>> = Arc::default();
     let mut provided_all = false;
     let mut provider_queries = ProviderQueries::new();
@@ -64,16 +56,15 @@ pub(super) async fn run(
     // The first audit round comes after a full interval, once holdings have been heard.
     let mut next_audit = tokio::time::Instant::now() + jittered(upkeep.audit_interval);
     let mut audit_round: u64 = 0;
-    let mut auditing: Option<tokio::task::JoinHandle<()>> = None;
     let mut scrub = tokio::time::interval_at(
         tokio::time::Instant::now() + upkeep.scrub_interval,
         upkeep.scrub_interval,
     );
-    let mut scrubbing: Option<tokio::task::JoinHandle<()>> = None;
-    tokio::spawn({
-        let s = state.clone();
-        async move { s.resume_jobs().await }
-    });
+    let workers = &state.workers;
+    let s = state.clone();
+    workers
+        .spawn(Work::Resume, async move { s.resume_jobs().await })
+        .ok();
     loop {
         let due =
             reannounce.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -84,7 +75,17 @@ pub(super) async fn run(
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
                 if !fresh.is_empty() {
                     let s = state.clone();
-                    tokio::spawn(async move { s.announce(fresh, true).await });
+                    let (tx, rx) = oneshot::channel();
+                    let spawned = workers.spawn(Work::Fresh, async move {
+                        let fresh = rx.await.unwrap_or_default();
+                        s.announce(fresh, true).await;
+                    });
+                    if spawned.is_ok() {
+                        tx.send(fresh).ok();
+                    } else {
+                        // Announcements are behind: these go with the next flush.
+                        lock(&state.fresh).extend(fresh);
+                    }
                 }
             }
             _ = full.tick() => {
@@ -93,31 +94,30 @@ pub(super) async fn run(
                 // said is stale.
                 let stale = upkeep::now_unix().saturating_sub(3 * announce_interval.as_secs().max(1));
                 lock(&state.holders).expire(stale);
-                if collecting.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
-                    let s = state.clone();
-                    let orphans = orphans.clone();
-                    collecting = Some(tokio::spawn(async move {
-                        s.clone().collect_orphans(orphans, orphan_grace).await;
-                        // Audit records are kept to a bound, oldest dropped first.
-                        let store = s.store.clone();
-                        blocking(move || store.prune_audit_records(crate::store::MAX_STORED_RECORDS)).await.ok();
-                    }));
-                }
+                // Single-flight: a collection still running skips this round.
+                let s = state.clone();
+                let orphans = orphans.clone();
+                workers.spawn(Work::Orphans, async move {
+                    s.clone().collect_orphans(orphans, orphan_grace).await;
+                    // Audit records are kept to a bound, oldest dropped first.
+                    let store = s.store.clone();
+                    s.blocking(move || store.prune_audit_records(crate::store::MAX_STORED_RECORDS)).await.ok();
+                }).ok();
                 // Heal missed gossip: compare versions with one connected peer per round.
                 let peers: Vec<PeerId> = lock(&state.connected).keys().copied().collect();
                 if !peers.is_empty() {
                     let pick = peers[rounds % peers.len()];
                     rounds += 1;
-                    tokio::spawn(state.clone().catch_up(pick));
+                    workers.spawn(Work::CatchUp, state.clone().catch_up(pick)).ok();
                 }
             }
             () = tokio::time::sleep_until(next_audit) => {
                 next_audit = tokio::time::Instant::now() + jittered(upkeep.audit_interval);
                 // One round at a time: a slow round delays the next, it never piles up.
-                if auditing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
+                if !workers.busy(Work::Audit) {
                     // Rounds are numbered by time, so a restarted node never reuses one.
                     audit_round = audit_round.max(upkeep::now_unix().saturating_mul(1000)) + 1;
-                    auditing = Some(tokio::spawn(state.clone().audit_round(audit_round)));
+                    workers.spawn(Work::Audit, state.clone().audit_round(audit_round)).ok();
                 }
             }
             () = tokio::time::sleep_until(next_redial), if !bootstrap.is_empty() => {
@@ -137,35 +137,32 @@ pub(super) async fn run(
                 next_redial = tokio::time::Instant::now() + redial_every;
             }
             _ = scrub.tick() => {
-                if scrubbing.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished()) {
-                    scrubbing = Some(tokio::spawn(state.clone().scrub_pass(upkeep.scrub_rate)));
-                }
+                workers.spawn(Work::Scrub, state.clone().scrub_pass(upkeep.scrub_rate)).ok();
             }
             () = tokio::time::sleep_until(due), if reannounce.is_some() => {
                 // One full announcement at a time; the first of a run also provides. One
                 // asked for while another runs waits for it rather than being dropped: a
                 // peer that subscribed meanwhile may have missed the running one, and
                 // nodes take holdings only from the holder itself.
-                let running = announcing.as_ref().is_some_and(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                let running = workers.busy(Work::Announce);
                 reannounce = running.then(|| tokio::time::Instant::now() + Duration::from_millis(500));
                 if !running {
                     let s = state.clone();
                     // Provider records need someone to store them at: wait for a peer.
                     let provide = !provided_all && !lock(&state.connected).is_empty();
                     provided_all |= provide;
-                    announcing = Some(tokio::spawn(async move {
+                    workers.spawn(Work::Announce, async move {
                         let store = s.store.clone();
-                        if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || store.piece_ids()).await {
+                        if let Ok(ids) = s.blocking(move || store.piece_ids()).await {
                             s.announce(ids.into_iter().map(|p| p.0).collect(), provide).await;
                         }
-                    }));
+                    }).ok();
                 }
             }
             Some(event) = swarm.next() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Control(e)) => {
                     if let Some((peer, request, channel)) = pending.on_event(e) {
-                        let pool = if matches!(request, Request::Hold { .. }) { &holds } else { &handlers };
-                        on_request(&mut swarm, &state, pool, peer, request, channel);
+                        on_request(&mut swarm, &state, peer, request, channel);
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
@@ -180,8 +177,11 @@ pub(super) async fn run(
                     }
                     if info.protocols.iter().any(|p| p.as_ref() == wire::CONTROL_PROTOCOL) {
                         lock(&state.connected).insert(peer_id, addrs);
-                        if met.insert(peer_id) {
-                            tokio::spawn(state.clone().catch_up(peer_id));
+                        if !met.contains(&peer_id)
+                            && workers.spawn(Work::CatchUp, state.clone().catch_up(peer_id)).is_ok()
+                        {
+                            // Refused when busy: the periodic catch-up comes to it.
+                            met.insert(peer_id);
                         }
                     }
                 }
@@ -259,25 +259,11 @@ pub(super) async fn run(
             },
         }
     }
-    for t in [auditing, scrubbing, announcing, collecting]
-        .into_iter()
-        .flatten()
-    {
-        t.abort();
-    }
     // Leave politely: close connections so peers see us go at once.
     let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
     for p in peers {
         swarm.disconnect_peer_id(p).ok();
     }
-}
-
-/// `mean` scaled by a uniform draw from [0.5, 1.5).
-fn jittered(mean: Duration) -> Duration {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).ok();
-    let u = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
-    mean.mul_f64(0.5 + u)
 }
 
 /// Kademlia provider lookups in flight: who asked, and what was found so far.
@@ -344,33 +330,42 @@ fn on_command(
 fn on_request(
     swarm: &mut Swarm<Behaviour>,
     state: &Arc<State>,
-    handlers: &Arc<Semaphore>,
     peer: PeerId,
     request: Request,
     channel: ResponseChannel<Response>,
 ) {
-    let Ok(permit) = handlers.clone().try_acquire_owned() else {
-        let busy = Response::Error {
-            code: ErrorCode::Busy,
-            message: "too many requests in progress; retry shortly".into(),
-        };
-        swarm
-            .behaviour_mut()
-            .control
-            .send_response(channel, busy)
-            .ok();
-        return;
+    let work = if matches!(request, Request::Hold { .. }) {
+        Work::Hold
+    } else {
+        Work::Handler
     };
-    let state = state.clone();
-    tokio::spawn(async move {
-        let response = state.handle(peer, request).await;
-        state
-            .control
+    // The channel goes to the handler only once it is started; refused, it answers Busy.
+    let (tx, rx) = oneshot::channel();
+    let s = state.clone();
+    let spawned = state.workers.spawn(work, async move {
+        let Ok(channel) = rx.await else { return };
+        let response = s.handle(peer, request).await;
+        s.control
             .send(Command::Respond { channel, response })
             .await
             .ok();
-        drop(permit);
     });
+    match spawned {
+        Ok(()) => {
+            tx.send(channel).ok();
+        }
+        Err(_) => {
+            let busy = Response::Error {
+                code: ErrorCode::Busy,
+                message: "too many requests in progress; retry shortly".into(),
+            };
+            swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, busy)
+                .ok();
+        }
+    }
 }
 
 /// Judges a gossip message and acts on it. Returns the verdict at once where it is cheap
@@ -394,11 +389,17 @@ fn on_gossip(
             return Some(Reject);
         };
         // Bounded: when busy, the periodic catch-up with peers fetches it instead.
-        match state.catch_up_permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(state.clone().fetch_manifest(source, version, permit));
-            }
-            Err(_) => debug!(%source, "busy; the announced manifest will come with catch-up"),
+        let started = state
+            .catch_up_permits
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .and_then(|permit| {
+                let fetch = state.clone().fetch_manifest(source, version, permit);
+                state.workers.spawn(Work::Manifest, fetch).ok()
+            });
+        if started.is_none() {
+            debug!(%source, "busy; the announced manifest will come with catch-up");
         }
         Some(Accept)
     } else if message.topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() {
@@ -453,21 +454,19 @@ fn on_gossip(
         }
         // Bounded: when the node is behind, records are dropped (their auditors keep
         // them, and later rounds make more).
-        let Ok(permit) = state.record_permits.clone().try_acquire_owned() else {
-            debug!(%source, "busy; audit records dropped");
-            return Some(Ignore);
-        };
         let (s, id) = (state.clone(), id.clone());
-        tokio::spawn(async move {
-            let checked = tokio::task::spawn_blocking(move || {
-                admitted
-                    .iter()
-                    .all(|r| r.verify().is_ok())
-                    .then_some(admitted)
-            })
-            .await
-            .ok()
-            .flatten();
+        let spawned = state.workers.spawn(Work::Records, async move {
+            let checked = s
+                .workers
+                .blocking(move || {
+                    admitted
+                        .iter()
+                        .all(|r| r.verify().is_ok())
+                        .then_some(admitted)
+                })
+                .await
+                .ok()
+                .flatten();
             let verdict = match checked {
                 None => {
                     warn!(%source, "audit records whose signatures do not verify; rejected");
@@ -489,8 +488,11 @@ fn on_gossip(
                 })
                 .await
                 .ok();
-            drop(permit);
         });
+        if spawned.is_err() {
+            debug!(%source, "busy; audit records dropped");
+            return Some(Ignore);
+        }
         None
     } else if message.topic == gossipsub::IdentTopic::new(wire::REPAIRS_TOPIC).hash() {
         let Some(claimer) = data_id_of(&source).map(NodeId) else {

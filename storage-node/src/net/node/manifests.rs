@@ -11,7 +11,7 @@ use std::{
 use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
-use super::{State, blocking, lock};
+use super::{State, lock};
 use crate::{
     ids::{PieceId, VersionId},
     manifest::Manifest,
@@ -52,7 +52,7 @@ impl State {
         }
         let refs: Vec<PieceId> = m.pieces().map(|r| r.id).collect();
         let name = m.name().clone();
-        let res = blocking(move || store.put_manifest(&m)).await;
+        let res = self.blocking(move || store.put_manifest(&m)).await;
         match res {
             Ok(true) => {
                 self.control
@@ -132,7 +132,8 @@ impl State {
     /// Whether `piece` is held here, or a connected holder that announced it proves it.
     async fn proven_piece(self: &Arc<Self>, piece: PieceId, len: u32) -> bool {
         let store = self.store.clone();
-        if blocking(move || store.has_piece(&piece))
+        if self
+            .blocking(move || store.has_piece(&piece))
             .await
             .unwrap_or(false)
         {
@@ -245,16 +246,18 @@ impl State {
         let now = tokio::time::Instant::now();
         let pinned = lock(&self.refused_refs).clone();
         // One index seek per piece held: no manifest is decoded.
-        let scan = tokio::task::spawn_blocking(move || -> Result<Vec<PieceId>, StoreError> {
-            let mut out = Vec::new();
-            for p in store.piece_ids()? {
-                if !pinned.contains(&p) && !store.is_referenced(&p)? {
-                    out.push(p);
+        let scan = self
+            .workers
+            .blocking(move || -> Result<Vec<PieceId>, StoreError> {
+                let mut out = Vec::new();
+                for p in store.piece_ids()? {
+                    if !pinned.contains(&p) && !store.is_referenced(&p)? {
+                        out.push(p);
+                    }
                 }
-            }
-            Ok(out)
-        })
-        .await;
+                Ok(out)
+            })
+            .await;
         let Ok(Ok(unreferenced)) = scan else {
             return;
         };
@@ -271,14 +274,16 @@ impl State {
             return;
         }
         let store = self.store.clone();
-        let removed = tokio::task::spawn_blocking(move || {
-            expired
-                .into_iter()
-                .filter(|p| matches!(store.remove_piece(p), Ok(true)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+        let removed = self
+            .workers
+            .blocking(move || {
+                expired
+                    .into_iter()
+                    .filter(|p| matches!(store.remove_piece(p), Ok(true)))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
         if removed.is_empty() {
             return;
         }

@@ -12,9 +12,9 @@ use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
 use super::{
-    State,
+    State, Work,
     audits::AUDIT_DEADLINE,
-    blocking, lock,
+    lock,
     upkeep::{HeldStripe, now_unix, peer_of_node},
 };
 use crate::{
@@ -30,8 +30,6 @@ use crate::{
     store::RepairJob,
 };
 
-/// Repairs run at once by one node.
-const MAX_REPAIRS: usize = 8;
 /// How long a claimant waits for competing claims before it starts.
 const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 /// How long a `Hold` of a rebuilt piece may take.
@@ -124,7 +122,7 @@ impl State {
     /// Looks at every held stripe and starts repairs where the threshold is crossed.
     pub(super) async fn repair_check(self: &Arc<Self>, stripes: Vec<HeldStripe>) {
         let store = self.store.clone();
-        let Ok(mine) = blocking(move || store.piece_ids()).await else {
+        let Ok(mine) = self.blocking(move || store.piece_ids()).await else {
             return;
         };
         let mine: HashSet<PieceId> = mine.into_iter().collect();
@@ -143,7 +141,9 @@ impl State {
                     let job = s.id;
                     let store = self.store.clone();
                     if lock(&self.journal).remove(&job) {
-                        blocking(move || store.remove_repair_job(&job)).await.ok();
+                        self.blocking(move || store.remove_repair_job(&job))
+                            .await
+                            .ok();
                     }
                 }
                 Decision::Unrecoverable { healthy } => {
@@ -158,11 +158,10 @@ impl State {
                 Decision::Repair { .. } => {
                     under += 1;
                     let free = lock(&self.claims).may_claim(&s.id, &self.me, now);
-                    let running = lock(&self.repairing).len();
-                    if free && running < MAX_REPAIRS && lock(&self.repairing).insert(s.id) {
+                    if free && lock(&self.repairing).insert(s.id) {
                         let me = self.clone();
-                        tokio::spawn(async move {
-                            let id = s.id;
+                        let id = s.id;
+                        let repair = async move {
                             if let Err(e) = me.clone().repair(s).await {
                                 // Release the claim: a repairer that cannot finish must
                                 // not hold the stripe back from those that might.
@@ -170,7 +169,11 @@ impl State {
                                 me.finish_repair(id).await;
                             }
                             lock(&me.repairing).remove(&id);
-                        });
+                        };
+                        // At the cap, the stripe waits for a later round.
+                        if self.workers.spawn(Work::Repair, repair).is_err() {
+                            lock(&self.repairing).remove(&id);
+                        }
                     }
                 }
             }
@@ -207,7 +210,7 @@ impl State {
             index: s.index,
         };
         let store = self.store.clone();
-        blocking(move || store.put_repair_job(&job))
+        self.blocking(move || store.put_repair_job(&job))
             .await
             .map_err(|e| e.to_string())?;
         lock(&self.journal).insert(s.id);
@@ -217,12 +220,15 @@ impl State {
             debug!(stripe = %s.id, "another node claimed this repair first");
             lock(&self.journal).remove(&s.id);
             let store = self.store.clone();
-            blocking(move || store.remove_repair_job(&s.id)).await.ok();
+            self.blocking(move || store.remove_repair_job(&s.id))
+                .await
+                .ok();
             return Ok(());
         }
         // Fresh look: the world may have changed while we claimed.
         let store = self.store.clone();
-        let mine: HashSet<PieceId> = blocking(move || store.piece_ids())
+        let mine: HashSet<PieceId> = self
+            .blocking(move || store.piece_ids())
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -273,7 +279,7 @@ impl State {
             if mine.contains(&p.id) && healthy[i] {
                 let store = self.store.clone();
                 let id = p.id;
-                have[i] = blocking(move || store.get_piece(&id)).await.ok();
+                have[i] = self.blocking(move || store.get_piece(&id)).await.ok();
             }
         }
         let local = have.iter().filter(|p| p.is_some()).count();
@@ -335,12 +341,12 @@ impl State {
             }
         }
         let (params, stripe, want) = (s.params, s.stripe.clone(), missing.clone());
-        let rebuilt = tokio::task::spawn_blocking(move || {
-            engine::rebuild_pieces(params, &stripe, have, &want)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let rebuilt = self
+            .workers
+            .blocking(move || engine::rebuild_pieces(params, &stripe, have, &want))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let mut placed = 0usize;
         for ((i, bytes), plan) in rebuilt.into_iter().zip(plans) {
             // A slow repair may have outlived its lease and another node taken the stripe
@@ -350,7 +356,9 @@ impl State {
                 info!(stripe = %s.id, "another node took this repair over; leaving it to them");
                 lock(&self.journal).remove(&s.id);
                 let store = self.store.clone();
-                blocking(move || store.remove_repair_job(&s.id)).await.ok();
+                self.blocking(move || store.remove_repair_job(&s.id))
+                    .await
+                    .ok();
                 return Ok(());
             }
             self.announce_claim(s.id, false).await;
@@ -439,7 +447,7 @@ impl State {
     async fn finish_repair(&self, stripe: StripeId) {
         lock(&self.journal).remove(&stripe);
         let store = self.store.clone();
-        blocking(move || store.remove_repair_job(&stripe))
+        self.blocking(move || store.remove_repair_job(&stripe))
             .await
             .ok();
         self.announce_claim(stripe, true).await;
@@ -507,7 +515,7 @@ impl State {
     /// renewed and the next round's check re-examines them.
     pub(super) async fn resume_jobs(&self) {
         let store = self.store.clone();
-        let Ok(jobs) = blocking(move || store.repair_jobs()).await else {
+        let Ok(jobs) = self.blocking(move || store.repair_jobs()).await else {
             return;
         };
         for job in jobs {

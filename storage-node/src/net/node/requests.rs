@@ -11,8 +11,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::{
-    INFO_TIMEOUT, MAX_PROVIDER_LOOKUPS, PROVIDER_TIMEOUT, State, blocking, data_id_of, data_ref,
-    lock, upkeep,
+    INFO_TIMEOUT, MAX_PROVIDER_LOOKUPS, PROVIDER_TIMEOUT, State, data_id_of, data_ref, lock, upkeep,
 };
 use crate::{
     erasure::MAX_BLOCK_SIZE,
@@ -104,26 +103,28 @@ impl State {
             }
             Request::Datasets => {
                 let store = self.store.clone();
-                let list = blocking(move || dataset_summaries(&store))
+                let list = self
+                    .blocking(move || dataset_summaries(&store))
                     .await
                     .map_err(|e| internal(&e))?;
                 Ok(Response::Datasets(list))
             }
             Request::Versions => {
                 let store = self.store.clone();
-                let v = blocking(move || -> Result<Vec<[u8; 32]>, StoreError> {
-                    let mut out = Vec::new();
-                    for (name, _) in store.datasets()? {
-                        out.extend(store.versions(&name)?.into_iter().map(|v| v.0));
-                        if out.len() >= wire::MAX_LIST {
-                            out.truncate(wire::MAX_LIST);
-                            break;
+                let v = self
+                    .blocking(move || -> Result<Vec<[u8; 32]>, StoreError> {
+                        let mut out = Vec::new();
+                        for (name, _) in store.datasets()? {
+                            out.extend(store.versions(&name)?.into_iter().map(|v| v.0));
+                            if out.len() >= wire::MAX_LIST {
+                                out.truncate(wire::MAX_LIST);
+                                break;
+                            }
                         }
-                    }
-                    Ok(out)
-                })
-                .await
-                .map_err(|e| internal(&e))?;
+                        Ok(out)
+                    })
+                    .await
+                    .map_err(|e| internal(&e))?;
                 Ok(Response::Versions(v))
             }
             Request::Manifest { name, version } => {
@@ -135,12 +136,13 @@ impl State {
                     ),
                     None => None,
                 };
-                let m = blocking(move || match (name, version) {
-                    (Some(n), v) => store.resolve(&n, v.map(VersionId).as_ref()).map(Some),
-                    (None, Some(v)) => store.manifest(&VersionId(v)),
-                    (None, None) => Ok(None),
-                })
-                .await;
+                let m = self
+                    .blocking(move || match (name, version) {
+                        (Some(n), v) => store.resolve(&n, v.map(VersionId).as_ref()).map(Some),
+                        (None, Some(v)) => store.manifest(&VersionId(v)),
+                        (None, None) => Ok(None),
+                    })
+                    .await;
                 match m {
                     Ok(Some(m)) => Ok(Response::Manifest(m.as_bytes().to_vec())),
                     Ok(None) | Err(StoreError::NotFound(_)) => {
@@ -155,20 +157,21 @@ impl State {
                     .map_err(|e: crate::ids::IdError| (ErrorCode::BadRequest, e.to_string()))?;
                 let store = self.store.clone();
                 let shown = name.to_string();
-                let list = blocking(move || -> Result<Vec<wire::VersionSummary>, StoreError> {
-                    Ok(store
-                        .version_records(&name, wire::MAX_DATASETS_LISTED)?
-                        .into_iter()
-                        .map(|v| wire::VersionSummary {
-                            version: v.version.0,
-                            created_unix: v.created_unix,
-                            size: v.size,
-                            files: u32::try_from(v.files).unwrap_or(u32::MAX),
-                        })
-                        .collect())
-                })
-                .await
-                .map_err(|e| internal(&e))?;
+                let list = self
+                    .blocking(move || -> Result<Vec<wire::VersionSummary>, StoreError> {
+                        Ok(store
+                            .version_records(&name, wire::MAX_DATASETS_LISTED)?
+                            .into_iter()
+                            .map(|v| wire::VersionSummary {
+                                version: v.version.0,
+                                created_unix: v.created_unix,
+                                size: v.size,
+                                files: u32::try_from(v.files).unwrap_or(u32::MAX),
+                            })
+                            .collect())
+                    })
+                    .await
+                    .map_err(|e| internal(&e))?;
                 if list.is_empty() {
                     return Err((ErrorCode::NotFound, format!("no dataset {shown}")));
                 }
@@ -184,15 +187,16 @@ impl State {
                 let store = self.store.clone();
                 let ids: Vec<PieceId> = pieces.into_iter().map(PieceId).collect();
                 let ids2 = ids.clone();
-                let mine: Vec<bool> = blocking(move || {
-                    Ok::<_, StoreError>(
-                        ids2.iter()
-                            .map(|p| store.has_piece(p).unwrap_or(false))
-                            .collect(),
-                    )
-                })
-                .await
-                .map_err(|e| internal(&e))?;
+                let mine: Vec<bool> = self
+                    .blocking(move || {
+                        Ok::<_, StoreError>(
+                            ids2.iter()
+                                .map(|p| store.has_piece(p).unwrap_or(false))
+                                .collect(),
+                        )
+                    })
+                    .await
+                    .map_err(|e| internal(&e))?;
                 let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected)
                     .iter()
                     .filter(|(p, _)| !self.is_flagged(p))
@@ -357,7 +361,7 @@ impl State {
             .await
             .map_err(|e| (ErrorCode::FetchFailed, e.to_string()))?;
         let store = self.store.clone();
-        let put = blocking(move || store.put_piece(id, &bytes)).await;
+        let put = self.blocking(move || store.put_piece(id, &bytes)).await;
         match put {
             Ok(Put::Stored) => {
                 self.received.fetch_add(u64::from(len), Ordering::Relaxed);
