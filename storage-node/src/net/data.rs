@@ -32,11 +32,22 @@ use iroh_blobs::{
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::wire::DataAddr;
+use super::{jittered, wire::DataAddr};
 use crate::ids::PieceId;
 
-/// Most pieces served at once; each holds the piece and its encoding in memory.
+/// Most pieces served at once; each holds the piece and its encoding in memory. A request
+/// beyond this is refused at once with [`BUSY`], not queued.
 const MAX_SERVING: usize = 32;
+/// Stream reset codes the provider answers with.
+const NOT_SERVED: u32 = 1;
+const NOT_HELD: u32 = 2;
+const TOO_SLOW: u32 = 3;
+/// The provider is serving [`MAX_SERVING`] pieces already: ask again shortly, or ask
+/// another holder.
+const BUSY: u32 = 4;
+/// How often [`DataPlane::fetch_patiently`] asks a busy holder, and the first wait.
+const BUSY_TRIES: u32 = 6;
+const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 /// Most cached outgoing connections.
 const MAX_CONNECTIONS: usize = 256;
 /// How long a holder may take to start answering a piece request.
@@ -82,6 +93,14 @@ pub enum DataError {
         /// The peer.
         peer: String,
     },
+    /// The peer is serving as many pieces as it can and refused this one.
+    #[error("peer {peer} is busy serving other pieces; ask it again shortly or ask another holder")]
+    Busy {
+        /// The piece.
+        piece: PieceId,
+        /// The peer.
+        peer: String,
+    },
     /// The transfer failed.
     #[error("fetching piece {piece} from {peer} failed: {reason}")]
     Fetch {
@@ -104,6 +123,16 @@ pub trait PieceSource: Send + Sync + 'static {
     fn served(&self, _bytes: u64) {}
 }
 
+/// What a provider serving [`MAX_SERVING`] pieces does with one more request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Refuse it at once with a busy answer: a node, serving whoever asks.
+    Refuse,
+    /// Let it wait for a slot: a client serving only the nodes it asked to fetch from it,
+    /// as many as it chose to.
+    Queue,
+}
+
 /// A bound data-plane endpoint that serves pieces and fetches them from others.
 #[derive(Debug, Clone)]
 pub struct DataPlane {
@@ -116,6 +145,7 @@ impl DataPlane {
     /// Binds on `addr` (UDP) with the node's key, with no relays and no address lookup:
     /// peers are reached at the direct addresses the control plane tells us.
     ///
+    /// `when_full` says what its provider does with a request beyond [`MAX_SERVING`].
     /// `lie` is fault injection for tests of the network's defences: the endpoint then
     /// serves every piece with one byte flipped, encoded consistently with the wrong bytes,
     /// as a dishonest node would. Honest nodes pass `false`.
@@ -123,6 +153,7 @@ impl DataPlane {
         secret: [u8; 32],
         addr: SocketAddr,
         source: Arc<dyn PieceSource>,
+        when_full: WhenFull,
         lie: bool,
     ) -> Result<Self, DataError> {
         let bind_err = |e: &dyn std::fmt::Display| DataError::Bind {
@@ -142,6 +173,7 @@ impl DataPlane {
                 Provider {
                     source,
                     lie,
+                    when_full,
                     permits: Arc::new(Semaphore::new(MAX_SERVING)),
                 },
             )
@@ -237,16 +269,43 @@ impl DataPlane {
                         piece: id,
                         peer: peer.clone(),
                     },
+                    FetchFail::Busy => DataError::Busy {
+                        piece: id,
+                        peer: peer.clone(),
+                    },
                     FetchFail::Other(reason) => fail(reason),
                 })
             });
-        if got.is_err()
+        if got
+            .as_ref()
+            .is_err_and(|e| !matches!(e, DataError::Busy { .. }))
             && let Ok(eid) = EndpointId::from_bytes(&from.id)
         {
             // The connection may be the problem; the next attempt makes a fresh one.
             self.cache().remove(&eid);
         }
         got
+    }
+
+    /// [`fetch`](Self::fetch), asking a busy holder again a few times, waiting longer
+    /// each time (about 3 s in all): for a piece only this holder is asked for.
+    pub async fn fetch_patiently(
+        &self,
+        from: &DataAddr,
+        id: PieceId,
+        len: u32,
+    ) -> Result<Vec<u8>, DataError> {
+        let mut wait = BUSY_BACKOFF;
+        for _ in 1..BUSY_TRIES {
+            match self.fetch(from, id, len).await {
+                Err(DataError::Busy { .. }) => {
+                    tokio::time::sleep(jittered(wait)).await;
+                    wait *= 2;
+                }
+                got => return got,
+            }
+        }
+        self.fetch(from, id, len).await
     }
 
     /// Closes the endpoint, letting peers know.
@@ -262,6 +321,7 @@ impl DataPlane {
 /// else (which may be the network's fault).
 enum FetchFail {
     Mismatch,
+    Busy,
     Other(String),
 }
 
@@ -290,7 +350,14 @@ async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, Fe
     let (mut content, size) = tokio::time::timeout(FIRST_BYTE_TIMEOUT, start.next().next())
         .await
         .map_err(|_| format!("no answer in {FIRST_BYTE_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            let e = iroh_blobs::get::GetError::from(e);
+            if e.iroh_error_code() == Some(BUSY.into()) {
+                FetchFail::Busy
+            } else {
+                FetchFail::Other(e.to_string())
+            }
+        })?;
     if size != u64::from(len) {
         return Err(format!("peer announced {size} bytes, the manifest says {len}").into());
     }
@@ -331,6 +398,7 @@ async fn fetch_on(conn: Connection, id: PieceId, len: u32) -> Result<Vec<u8>, Fe
 struct Provider {
     source: Arc<dyn PieceSource>,
     lie: bool,
+    when_full: WhenFull,
     permits: Arc<Semaphore>,
 }
 
@@ -342,14 +410,25 @@ impl std::fmt::Debug for Provider {
 
 impl ProtocolHandler for Provider {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
-        while let Ok((send, recv)) = conn.accept_bi().await {
-            let this = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = this.serve(send, recv).await {
-                    debug!("serving a piece failed: {e}");
+        // A connection's streams are served by tasks this future owns (QUIC bounds how
+        // many are open at once): they end with the connection, and when the router shuts
+        // down and drops this future.
+        let mut streams = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = conn.accept_bi() => {
+                    let Ok((send, recv)) = accepted else { break };
+                    let this = self.clone();
+                    streams.spawn(async move {
+                        if let Err(e) = this.serve(send, recv).await {
+                            debug!("serving a piece failed: {e}");
+                        }
+                    });
                 }
-            });
+                Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            }
         }
+        while streams.join_next().await.is_some() {}
         Ok(())
     }
 }
@@ -366,15 +445,23 @@ impl Provider {
                 .map_err(|_| "request not sent in time".to_string())?
                 .map_err(|e| e.to_string())?;
         let Request::Get(get) = request else {
-            send.reset(1u32.into()).ok();
+            send.reset(NOT_SERVED.into()).ok();
             return Err("only GET requests are served".into());
         };
         let Some((0, ranges)) = get.ranges.as_single() else {
-            send.reset(1u32.into()).ok();
+            send.reset(NOT_SERVED.into()).ok();
             return Err("only single-blob requests are served".into());
         };
         let ranges = ranges.clone();
-        let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
+        let permit = match self.when_full {
+            WhenFull::Queue => self.permits.clone().acquire_owned().await.ok(),
+            WhenFull::Refuse => self.permits.clone().try_acquire_owned().ok(),
+        };
+        // Full: refuse at once rather than queue, so the reader asks another holder.
+        let Some(_permit) = permit else {
+            send.reset(BUSY.into()).ok();
+            return Err("busy".into());
+        };
         let id = PieceId(*get.hash.as_bytes());
         let source = self.source.clone();
         let lie = self.lie;
@@ -403,7 +490,7 @@ impl Provider {
         .await
         .map_err(|e| e.to_string())?;
         let Some(encoded) = encoded else {
-            send.reset(2u32.into()).ok();
+            send.reset(NOT_HELD.into()).ok();
             return Err(format!("piece {id} not held"));
         };
         // A reader that stalls loses its slot after the deadline, so it cannot hold the
@@ -420,9 +507,101 @@ impl Provider {
         match sent {
             Ok(r) => r,
             Err(_) => {
-                send.reset(3u32.into()).ok();
+                send.reset(TOO_SLOW.into()).ok();
                 Err(format!("peer did not read piece {id} in {deadline:?}"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Condvar;
+
+    use super::*;
+
+    /// Serves one piece, each request waiting until the gate opens.
+    struct Gated {
+        bytes: Bytes,
+        entered: Mutex<usize>,
+        open: Mutex<bool>,
+        opened: Condvar,
+    }
+
+    impl PieceSource for Gated {
+        fn piece(&self, _: &PieceId) -> Option<Bytes> {
+            *self.entered.lock().unwrap() += 1;
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            Some(self.bytes.clone())
+        }
+    }
+
+    struct Nothing;
+
+    impl PieceSource for Nothing {
+        fn piece(&self, _: &PieceId) -> Option<Bytes> {
+            None
+        }
+    }
+
+    fn secret() -> [u8; 32] {
+        let mut s = [0u8; 32];
+        getrandom::fill(&mut s).unwrap();
+        s
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_provider_at_capacity_refuses_at_once_and_serves_again_when_free() {
+        let bytes = Bytes::from(crate::local::synthetic(40_000, 3));
+        let id = PieceId(*blake3::hash(&bytes).as_bytes());
+        let len = bytes.len() as u32;
+        let gated = Arc::new(Gated {
+            bytes,
+            entered: Mutex::new(0),
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+        });
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        let holder = DataPlane::bind(secret(), local, gated.clone(), WhenFull::Refuse, false)
+            .await
+            .unwrap();
+        let reader = DataPlane::bind(secret(), local, Arc::new(Nothing), WhenFull::Queue, false)
+            .await
+            .unwrap();
+        let from = holder.addr();
+        // Every serving slot taken by a request that waits at the gate.
+        let stalled: Vec<_> = (0..MAX_SERVING)
+            .map(|_| {
+                let (reader, from) = (reader.clone(), from.clone());
+                tokio::spawn(async move { reader.fetch(&from, id, len).await })
+            })
+            .collect();
+        while *gated.entered.lock().unwrap() < MAX_SERVING {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // One more is refused at once, not queued behind them.
+        let refused = reader.fetch(&from, id, len).await;
+        assert!(
+            matches!(refused, Err(DataError::Busy { .. })),
+            "{refused:?}"
+        );
+        // A patient fetch gets it once the holder has room again.
+        let patient = tokio::spawn({
+            let (reader, from) = (reader.clone(), from.clone());
+            async move { reader.fetch_patiently(&from, id, len).await }
+        });
+        *gated.open.lock().unwrap() = true;
+        gated.opened.notify_all();
+        for s in stalled {
+            assert_eq!(s.await.unwrap().unwrap().len(), len as usize);
+        }
+        assert_eq!(patient.await.unwrap().unwrap().len(), len as usize);
+        holder.shutdown().await;
+        reader.shutdown().await;
     }
 }

@@ -4,8 +4,15 @@
 //! holder) until `k` are in flight or done, preferring data pieces (no decoding needed
 //! when all `k` arrive) and, among holders, the fastest seen so far. A failed fetch (peer
 //! gone, bytes that do not verify) marks that holder bad for that piece and the next
-//! holder, or another piece, takes its place. When fewer than `k` pieces can still
-//! succeed the stripe is unrecoverable, and says so at once.
+//! holder, or another piece, takes its place. A holder that answers busy stays a holder:
+//! its piece goes behind pieces never refused, to be asked again (after a wait the caller
+//! chooses, [`StripeFetch::refusals`] of them so far) unless `k` arrive from elsewhere
+//! first; after [`MAX_BUSY`] refusals the piece counts as failed from that holder. When
+//! fewer than `k` pieces can still succeed the stripe is unrecoverable, and says so at
+//! once.
+
+/// Busy answers for one piece before its holder counts as failed for it.
+pub const MAX_BUSY: u8 = 6;
 
 /// Holders are named by index into the caller's table of nodes.
 pub type HolderIx = usize;
@@ -24,6 +31,7 @@ pub struct StripeFetch {
     k: usize,
     holders: Vec<Vec<HolderIx>>,
     state: Vec<State>,
+    busy: Vec<u8>,
 }
 
 /// What to do next.
@@ -48,7 +56,13 @@ impl StripeFetch {
     /// `holders[i]` lists who holds piece `i` (data pieces first, then parity).
     pub fn new(k: usize, holders: Vec<Vec<HolderIx>>) -> Self {
         let state = vec![State::Idle; holders.len()];
-        Self { k, holders, state }
+        let busy = vec![0; holders.len()];
+        Self {
+            k,
+            holders,
+            state,
+            busy,
+        }
     }
 
     fn count(&self, s: State) -> usize {
@@ -80,8 +94,9 @@ impl StripeFetch {
         if done + self.count(State::InFlight) >= self.k {
             return Step::Wait;
         }
-        // Holders that failed us come last of all (speed below zero); then data pieces
-        // before parity; then the fastest best holder.
+        // Holders that failed us come last of all (speed below zero); then pieces refused
+        // as busy, fewest refusals first; then data pieces before parity; then the
+        // fastest best holder.
         let best = (0..self.state.len())
             .filter(|&i| self.state[i] == State::Idle && !self.holders[i].is_empty())
             .map(|i| {
@@ -89,11 +104,11 @@ impl StripeFetch {
                     .iter()
                     .map(|&h| (h, speed(h)))
                     .fold((usize::MAX, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
-                (s < 0.0, i >= self.k, -s, i, h)
+                (s < 0.0, self.busy[i], i >= self.k, -s, i, h)
             })
             .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         match best {
-            Some((_, _, _, index, holder)) => {
+            Some((_, _, _, _, index, holder)) => {
                 self.state[index] = State::InFlight;
                 Step::Fetch { index, holder }
             }
@@ -114,6 +129,22 @@ impl StripeFetch {
         } else {
             State::Idle
         };
+    }
+
+    /// `holder` was too busy to serve piece `index`: ask again later, or after
+    /// [`MAX_BUSY`] refusals, count it as failed for this piece.
+    pub fn busy(&mut self, index: usize, holder: HolderIx) {
+        self.busy[index] = self.busy[index].saturating_add(1);
+        if self.busy[index] >= MAX_BUSY {
+            self.failed(index, holder);
+        } else {
+            self.state[index] = State::Idle;
+        }
+    }
+
+    /// How many busy answers piece `index` has had.
+    pub fn refusals(&self, index: usize) -> u8 {
+        self.busy[index]
     }
 
     /// Indices of pieces that arrived.
@@ -210,7 +241,86 @@ mod tests {
         assert_eq!(f.next(|h| h as f64), Step::Unrecoverable);
     }
 
+    #[test]
+    fn a_busy_piece_waits_behind_the_others_and_is_asked_again() {
+        let mut f = StripeFetch::new(1, vec![vec![0], vec![1]]);
+        let speed = |_| 0.0;
+        assert_eq!(
+            f.next(speed),
+            Step::Fetch {
+                index: 0,
+                holder: 0
+            }
+        );
+        f.busy(0, 0);
+        assert_eq!(f.refusals(0), 1);
+        // The parity piece, never refused, goes first now.
+        assert_eq!(
+            f.next(speed),
+            Step::Fetch {
+                index: 1,
+                holder: 1
+            }
+        );
+        f.busy(1, 1);
+        f.busy(1, 1);
+        // Piece 0 has fewer refusals: its holder is asked again.
+        assert_eq!(
+            f.next(speed),
+            Step::Fetch {
+                index: 0,
+                holder: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_holder_busy_max_busy_times_counts_as_failed() {
+        let mut f = StripeFetch::new(1, vec![vec![7]]);
+        for _ in 1..MAX_BUSY {
+            assert_eq!(
+                f.next(|_| 0.0),
+                Step::Fetch {
+                    index: 0,
+                    holder: 7
+                }
+            );
+            f.busy(0, 7);
+        }
+        assert!(matches!(f.next(|_| 0.0), Step::Fetch { .. }));
+        f.busy(0, 7);
+        assert_eq!(f.next(|_| 0.0), Step::Unrecoverable);
+    }
+
     proptest! {
+        /// Busy answers never lose a stripe: a holder busy fewer than MAX_BUSY times for
+        /// a piece is asked again, so the outcome is that of the holders' real answers.
+        #[test]
+        fn busy_holders_are_asked_again(k in 1usize..6, m in 0usize..4, busy in proptest::collection::vec(0u8..MAX_BUSY, 0..10), bad in proptest::collection::vec(any::<bool>(), 0..10)) {
+            let n = k + m;
+            let holders: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+            let is_bad = |h: usize| bad.get(h).copied().unwrap_or(false);
+            let good = (0..n).filter(|&i| !is_bad(i)).count();
+            let mut left: Vec<u8> = (0..n).map(|h| busy.get(h).copied().unwrap_or(0)).collect();
+            let mut f = StripeFetch::new(k, holders);
+            let step = loop {
+                match f.next(|_| 0.0) {
+                    Step::Fetch { index, holder } => {
+                        if left[holder] > 0 {
+                            left[holder] -= 1;
+                            f.busy(index, holder);
+                        } else if is_bad(holder) {
+                            f.failed(index, holder);
+                        } else {
+                            f.succeeded(index);
+                        }
+                    }
+                    s => break s,
+                }
+            };
+            prop_assert_eq!(step == Step::Ready, good >= k);
+        }
+
         /// Ready exactly when at least k pieces have a holder that does not fail.
         #[test]
         fn ready_iff_k_pieces_can_arrive(k in 1usize..6, m in 0usize..4, bad in proptest::collection::vec(any::<bool>(), 0..40), seed in any::<u64>()) {

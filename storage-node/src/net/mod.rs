@@ -28,7 +28,7 @@ pub mod wire;
 mod tests;
 
 pub use client::{Client, ClientError, PullReport, PushReport, StripePlacement};
-pub use data::{DataError, DataPlane, PieceSource};
+pub use data::{DataError, DataPlane, PieceSource, WhenFull};
 pub use identity::NodeKey;
 pub use node::{Node, NodeConfig, NodeStatus};
 pub use reader::{Reader, ReaderStats, StripeKey};

@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     NetError,
-    data::{DataPlane, PieceSource},
+    data::{DataPlane, PieceSource, WhenFull},
     identity::NodeKey,
     metrics::NetMetrics,
     swarm::{self, Command, Control},
@@ -305,6 +305,7 @@ impl Node {
                 served: served.clone(),
                 staged: staged.clone(),
             }),
+            WhenFull::Refuse,
             faults.serve_corrupt,
         )
         .await?;

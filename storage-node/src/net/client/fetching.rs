@@ -60,6 +60,9 @@ pub(crate) async fn fetch_stripe(
     })
 }
 
+/// The first wait before asking a busy holder again.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Marks a holder in `speeds` that served wrong bytes: it is never asked again.
 const BANNED: f64 = f64::NEG_INFINITY;
 
@@ -99,7 +102,16 @@ pub(crate) async fn fetch_pieces(
                     }
                     let (data, node, r) =
                         (data.clone(), nodes[holder].clone(), stripe.pieces[index]);
+                    // A piece refused as busy is asked again after a wait that doubles
+                    // with each refusal.
+                    let wait = match plan.refusals(index) {
+                        0 => None,
+                        n => Some(crate::net::jittered(BUSY_WAIT * (1 << (n - 1)))),
+                    };
                     inflight.push(async move {
+                        if let Some(wait) = wait {
+                            tokio::time::sleep(wait).await;
+                        }
                         let t = Instant::now();
                         let got = data.fetch(&node.data, r.id, r.len).await;
                         (index, holder, got, t.elapsed())
@@ -129,6 +141,7 @@ pub(crate) async fn fetch_pieces(
                     };
                 }
             }
+            Err(DataError::Busy { .. }) => plan.busy(index, holder),
             Err(e) => {
                 let forged = matches!(e, DataError::Corrupt { .. });
                 if forged {

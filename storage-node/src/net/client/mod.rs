@@ -40,7 +40,7 @@ pub use push::PushReport;
 
 use super::{
     NetError,
-    data::{DataPlane, PieceSource},
+    data::{DataPlane, PieceSource, WhenFull},
     fetch::HolderIx,
     identity::NodeKey,
     placement::PlacementError,
@@ -243,9 +243,16 @@ impl Client {
             .filter(std::net::IpAddr::is_loopback)
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let outbox = Arc::new(Outbox::default());
-        let data = DataPlane::bind(key.secret(), (ip, 0).into(), outbox.clone(), false)
-            .await
-            .map_err(NetError::from)?;
+        let data = DataPlane::bind(
+            key.secret(),
+            (ip, 0).into(),
+            outbox.clone(),
+            // Only the nodes this client asked to hold a piece fetch from it.
+            WhenFull::Queue,
+            false,
+        )
+        .await
+        .map_err(NetError::from)?;
         let (tx, rx) = mpsc::channel(swarm::COMMAND_QUEUE);
         let cancel = CancellationToken::new();
         tokio::spawn(run(swarm, rx, cancel.clone()));

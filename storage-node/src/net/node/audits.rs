@@ -113,7 +113,7 @@ impl State {
     ) -> Option<SignedRecord> {
         let (peer, data) = self.data_of(&t.holder)?;
         let outcome = if t.retrieve {
-            match self.data.fetch(&data, t.piece, t.len).await {
+            match self.data.fetch_patiently(&data, t.piece, t.len).await {
                 Ok(bytes) => {
                     self.stats
                         .audit_wire_bytes
@@ -121,6 +121,11 @@ impl State {
                     Outcome::Pass
                 }
                 Err(DataError::Corrupt { .. }) => Outcome::WrongBytes,
+                // Serving others at capacity says nothing of what it holds: no record.
+                Err(e @ DataError::Busy { .. }) => {
+                    debug!(holder = %t.holder.short(), "retrieval audit not made: {e}");
+                    return None;
+                }
                 Err(e) => {
                     debug!(holder = %t.holder.short(), "retrieval audit failed: {e}");
                     Outcome::Timeout

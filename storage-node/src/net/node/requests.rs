@@ -357,7 +357,7 @@ impl State {
             .map_err(|_| (ErrorCode::Busy, "shutting down".into()))?;
         let bytes = self
             .data
-            .fetch(&src, id, len)
+            .fetch_patiently(&src, id, len)
             .await
             .map_err(|e| (ErrorCode::FetchFailed, e.to_string()))?;
         let store = self.store.clone();
