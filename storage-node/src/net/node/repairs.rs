@@ -26,9 +26,16 @@ use crate::{
         swarm::Command,
         wire::{self, NodeRef, Request, Response},
     },
-    repair::{self, Claim, Decision},
-    store::RepairJob,
+    repair::{self, Action, Claim, Decision, Event, Holds, Outcome, Plan, RepairJob},
+    store::RepairJob as StoreJob,
 };
+
+/// What a repair's fresh look found, kept for its rebuild: the pieces held here, and
+/// which of the stripe's pieces are healthy.
+struct Look {
+    mine: HashSet<PieceId>,
+    healthy: Vec<bool>,
+}
 
 /// How long a claimant waits for competing claims before it starts.
 const CLAIM_SETTLE: Duration = Duration::from_secs(2);
@@ -162,12 +169,7 @@ impl State {
                         let me = self.clone();
                         let id = s.id;
                         let repair = async move {
-                            if let Err(e) = me.clone().repair(s).await {
-                                // Release the claim: a repairer that cannot finish must
-                                // not hold the stripe back from those that might.
-                                warn!(stripe = %id, "repair stopped: {e}; claim released");
-                                me.finish_repair(id).await;
-                            }
+                            me.clone().repair(s).await;
                             lock(&me.repairing).remove(&id);
                         };
                         // At the cap, the stripe waits for a later round.
@@ -200,32 +202,146 @@ impl State {
             .ok();
     }
 
-    /// Repairs one stripe: claim it, wait for competing claims, fetch `k` healthy pieces,
-    /// rebuild the others and place each on a node holding no piece of the stripe.
-    async fn repair(self: Arc<Self>, s: HeldStripe) -> Result<(), String> {
-        let job = RepairJob {
-            stripe: s.id,
-            version: s.version,
-            file: s.file,
-            index: s.index,
+    /// Repairs one stripe: drives its [`RepairJob`] (journal, claim, settle, plan,
+    /// rebuild, renew and place each piece) by doing the I/O each step asks for.
+    async fn repair(self: Arc<Self>, s: HeldStripe) {
+        let t0 = tokio::time::Instant::now();
+        let mut job = RepairJob::new(self.me, CLAIM_SETTLE);
+        let mut event = Event::Start;
+        let mut look = None;
+        let mut rebuilt_at = None;
+        let outcome = loop {
+            let claim = lock(&self.claims).holder(&s.id, now_unix());
+            event = match job.step(t0.elapsed(), claim, event) {
+                Action::Journal => {
+                    let job = StoreJob {
+                        stripe: s.id,
+                        version: s.version,
+                        file: s.file,
+                        index: s.index,
+                    };
+                    let store = self.store.clone();
+                    match self.blocking(move || store.put_repair_job(&job)).await {
+                        Ok(()) => {
+                            lock(&self.journal).insert(s.id);
+                            Event::Done
+                        }
+                        Err(e) => Event::Failed(e.to_string()),
+                    }
+                }
+                Action::Claim => {
+                    self.announce_claim(s.id, false).await;
+                    Event::Done
+                }
+                Action::WaitUntil(t) => {
+                    tokio::time::sleep_until(t0 + t).await;
+                    Event::Done
+                }
+                Action::Plan => match self.plan_repair(&s).await {
+                    Ok((plan, l)) => {
+                        look = Some(l);
+                        Event::Planned(plan)
+                    }
+                    Err(e) => Event::Failed(e),
+                },
+                Action::Rebuild(want) => {
+                    rebuilt_at = Some(tokio::time::Instant::now());
+                    let Some(l) = look.take() else {
+                        break Outcome::Failed("rebuild asked before a plan".into());
+                    };
+                    match self.rebuild(&s, l, &want).await {
+                        Ok(pieces) => {
+                            let mut staged = lock(&self.staged);
+                            for (i, bytes) in pieces {
+                                staged.insert(s.stripe.pieces[i].id, bytes::Bytes::from(bytes));
+                            }
+                            Event::Rebuilt
+                        }
+                        Err(e) => Event::Failed(e),
+                    }
+                }
+                Action::Ask { index, target } => {
+                    if job.shares_domain(&target) {
+                        info!(stripe = %s.id, node = %target.short(), "no free node in a failure domain of its own; trying one in a shared domain");
+                    }
+                    // This node's view of who holds what may lag (announcements travel
+                    // by gossip): the target itself says whether it holds a piece.
+                    let piece = s.stripe.pieces[index].id;
+                    let unique = s.stripe.pieces.iter().filter(|p| p.id == piece).count() == 1;
+                    Event::Asked(match self.pieces_held_by(&target, &s).await {
+                        Some(held) if held.is_empty() => Holds::Nothing,
+                        Some(held) if held == [piece] && unique => {
+                            info!(stripe = %s.id, %piece, node = %target.short(), "the target already held the rebuilt piece");
+                            Holds::ThisPiece
+                        }
+                        _ => Holds::Other,
+                    })
+                }
+                Action::Hold { index, target } => {
+                    let piece = s.stripe.pieces[index];
+                    let held = self.hold_on(&target, piece.id, piece.len).await;
+                    match held {
+                        Some(true) => {
+                            // Between the look and the placement, another repairer whose
+                            // claim had not reached this node yet put it there.
+                            info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "the target already held the rebuilt piece: another repairer placed it");
+                        }
+                        Some(false) => {
+                            info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "rebuilt piece placed");
+                            self.stats.pieces_rebuilt.fetch_add(1, Ordering::Relaxed);
+                            self.stats
+                                .repair_written_bytes
+                                .fetch_add(u64::from(piece.len), Ordering::Relaxed);
+                        }
+                        None => {}
+                    }
+                    Event::Held(held)
+                }
+                Action::Finish(outcome) => break outcome,
+                Action::Leave => {
+                    info!(stripe = %s.id, "another node has this repair; leaving it to them");
+                    lock(&self.journal).remove(&s.id);
+                    let store = self.store.clone();
+                    self.blocking(move || store.remove_repair_job(&s.id))
+                        .await
+                        .ok();
+                    self.unstage(&s);
+                    return;
+                }
+            };
         };
-        let store = self.store.clone();
-        self.blocking(move || store.put_repair_job(&job))
-            .await
-            .map_err(|e| e.to_string())?;
-        lock(&self.journal).insert(s.id);
-        self.announce_claim(s.id, false).await;
-        tokio::time::sleep(CLAIM_SETTLE).await;
-        if lock(&self.claims).holder(&s.id, now_unix()) != Some(self.me) {
-            debug!(stripe = %s.id, "another node claimed this repair first");
-            lock(&self.journal).remove(&s.id);
-            let store = self.store.clone();
-            self.blocking(move || store.remove_repair_job(&s.id))
-                .await
-                .ok();
-            return Ok(());
+        self.unstage(&s);
+        if let Some(t) = rebuilt_at {
+            let busy = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.stats.repair_busy_ms.fetch_add(busy, Ordering::Relaxed);
         }
-        // Fresh look: the world may have changed while we claimed.
+        match outcome {
+            Outcome::Repaired { placed, .. } => {
+                self.stats.repairs.fetch_add(1, Ordering::Relaxed);
+                info!(stripe = %s.id, pieces = placed, took = ?t0.elapsed(), "stripe repaired");
+            }
+            Outcome::Healthy => debug!(stripe = %s.id, "nothing to repair on a fresh look"),
+            // Release the claim: a repairer that cannot finish must not hold the stripe
+            // back from those that might.
+            Outcome::Partial { placed, of } => {
+                warn!(stripe = %s.id, "repair stopped: placed {placed} of {of} rebuilt pieces; claim released");
+            }
+            Outcome::Failed(e) => warn!(stripe = %s.id, "repair stopped: {e}; claim released"),
+        }
+        self.finish_repair(s.id).await;
+    }
+
+    /// Stops serving the rebuilt pieces of `s` from memory.
+    fn unstage(&self, s: &HeldStripe) {
+        let mut staged = lock(&self.staged);
+        for p in &s.stripe.pieces {
+            staged.remove(&p.id);
+        }
+    }
+
+    /// A fresh look at `s` for its repair job: which pieces to rebuild and the nodes each
+    /// may go to, who holds a piece, and where each node sits.
+    async fn plan_repair(&self, s: &HeldStripe) -> Result<(Plan, Look), String> {
         let store = self.store.clone();
         let mine: HashSet<PieceId> = self
             .blocking(move || store.piece_ids())
@@ -233,14 +349,13 @@ impl State {
             .map_err(|e| e.to_string())?
             .into_iter()
             .collect();
-        let (healthy, mut holding) = self.health(&s, &mine);
-        let k = usize::from(s.params.k());
+        let (healthy, holding) = self.health(s, &mine);
         // Rebuild only what can be placed, each piece on a node of its own: one holding
         // none of the stripe, and not one whose copy of this very piece just failed an
         // audit. The pieces are matched to such nodes so that one piece's choice does
         // not strand another; the others allowed follow as fallbacks.
-        let (missing, plans): (Vec<usize>, Vec<Vec<NodeId>>) = {
-            let targets = self.free_targets(&s, &holding);
+        let targets = self.free_targets(s, &holding);
+        let pieces: Vec<(usize, Vec<NodeId>)> = {
             // Locks in the order the rest of the node takes them: holders, then ledger.
             let holders = lock(&self.holders);
             let ledger = lock(&self.ledger);
@@ -266,13 +381,32 @@ impl State {
                         .collect();
                     Some((i, plan))
                 })
-                .unzip()
+                .collect()
         };
-        if missing.is_empty() {
-            self.finish_repair(s.id).await;
-            return Ok(());
-        }
-        let t0 = tokio::time::Instant::now();
+        let mut numbers = crate::net::domain::Interner::default();
+        let domains = holding
+            .iter()
+            .chain(pieces.iter().flat_map(|(_, ts)| ts))
+            .filter_map(|n| Some((*n, peer_of_node(n)?)))
+            .map(|(n, p)| (n, numbers.ids(self.domains_of(&p))))
+            .collect();
+        let plan = Plan {
+            pieces,
+            holding,
+            domains,
+        };
+        Ok((plan, Look { mine, healthy }))
+    }
+
+    /// Fetches `k` healthy pieces of `s` (those held here first) and rebuilds `want`.
+    async fn rebuild(
+        &self,
+        s: &HeldStripe,
+        look: Look,
+        want: &[usize],
+    ) -> Result<Vec<(usize, Vec<u8>)>, String> {
+        let Look { mine, healthy } = look;
+        let k = usize::from(s.params.k());
         // Pieces held here come from the store; the rest from trusted holders.
         let mut have: Vec<Option<Vec<u8>>> = vec![None; s.stripe.pieces.len()];
         for (i, p) in s.stripe.pieces.iter().enumerate() {
@@ -340,106 +474,12 @@ impl State {
                 have[i] = Some(b);
             }
         }
-        let (params, stripe, want) = (s.params, s.stripe.clone(), missing.clone());
-        let rebuilt = self
-            .workers
+        let (params, stripe, want) = (s.params, s.stripe.clone(), want.to_vec());
+        self.workers
             .blocking(move || engine::rebuild_pieces(params, &stripe, have, &want))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let mut placed = 0usize;
-        for ((i, bytes), plan) in rebuilt.into_iter().zip(plans) {
-            // A slow repair may have outlived its lease and another node taken the stripe
-            // up: leave the rest to it rather than place a piece twice. Otherwise renew.
-            let holder = lock(&self.claims).holder(&s.id, now_unix());
-            if holder.is_some_and(|h| h != self.me) {
-                info!(stripe = %s.id, "another node took this repair over; leaving it to them");
-                lock(&self.journal).remove(&s.id);
-                let store = self.store.clone();
-                self.blocking(move || store.remove_repair_job(&s.id))
-                    .await
-                    .ok();
-                return Ok(());
-            }
-            self.announce_claim(s.id, false).await;
-            let piece = s.stripe.pieces[i];
-            lock(&self.staged).insert(piece.id, bytes::Bytes::from(bytes));
-            let mut done = None;
-            // Nodes in a failure domain of their own first; a shared one only when no
-            // such node takes the piece.
-            let (apart, shared): (Vec<NodeId>, Vec<NodeId>) = plan
-                .into_iter()
-                .partition(|t| !self.shares_domain(t, &holding));
-            for target in apart.into_iter().chain(shared) {
-                if holding.contains(&target) {
-                    continue;
-                }
-                if self.shares_domain(&target, &holding) {
-                    info!(stripe = %s.id, node = %target.short(), "no free node in a failure domain of its own; trying one in a shared domain");
-                }
-                // This node's view of who holds what may lag (announcements travel by
-                // gossip): the target itself says whether it holds a piece of the stripe.
-                // One that holds this very piece (a repairer that died placed it there)
-                // has it placed; giving it to another node too would use up a node the
-                // stripe's other missing pieces need.
-                match self.pieces_held_by(&target, &s).await {
-                    Some(held) if held.is_empty() => {}
-                    Some(held)
-                        if held == [piece.id]
-                            && s.stripe.pieces.iter().filter(|p| p.id == piece.id).count() == 1 =>
-                    {
-                        info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "the target already held the rebuilt piece");
-                        holding.push(target);
-                        done = Some(true);
-                        break;
-                    }
-                    _ => {
-                        holding.push(target);
-                        continue;
-                    }
-                }
-                let Some(already) = self.hold_on(&target, piece.id, piece.len).await else {
-                    continue;
-                };
-                if already {
-                    // Between the look and the placement, another repairer whose claim
-                    // had not reached this node yet put the same piece there.
-                    info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "the target already held the rebuilt piece: another repairer placed it");
-                } else {
-                    info!(stripe = %s.id, piece = %piece.id, node = %target.short(), "rebuilt piece placed");
-                }
-                // It now holds a piece of this stripe: the next rebuilt piece goes
-                // elsewhere, so one more loss never costs the stripe two pieces.
-                holding.push(target);
-                done = Some(already);
-                break;
-            }
-            lock(&self.staged).remove(&piece.id);
-            if let Some(already) = done {
-                placed += 1;
-                if !already {
-                    self.stats.pieces_rebuilt.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .repair_written_bytes
-                        .fetch_add(u64::from(piece.len), Ordering::Relaxed);
-                }
-            } else {
-                warn!(stripe = %s.id, piece = %piece.id, "no node could take the rebuilt piece; will retry");
-            }
-        }
-        let busy = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.stats.repair_busy_ms.fetch_add(busy, Ordering::Relaxed);
-        if placed == missing.len() {
-            self.stats.repairs.fetch_add(1, Ordering::Relaxed);
-            info!(stripe = %s.id, pieces = placed, took = ?t0.elapsed(), "stripe repaired");
-            self.finish_repair(s.id).await;
-            Ok(())
-        } else {
-            Err(format!(
-                "placed {placed} of {} rebuilt pieces",
-                missing.len()
-            ))
-        }
+            .map_err(|e| e.to_string())
     }
 
     /// Ends this node's repair of `stripe`, done or given up: the job leaves the journal

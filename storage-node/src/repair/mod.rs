@@ -18,7 +18,10 @@
 use std::collections::HashMap;
 
 use crate::ids::{NodeId, StripeId};
+
+mod job;
 use crate::manifest::Stripe;
+pub use job::{Action, Event, Holds, Outcome, Plan, RepairJob};
 
 /// The id of `stripe`: a hash of its piece ids in order.
 pub fn stripe_id(stripe: &Stripe) -> StripeId {
