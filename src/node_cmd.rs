@@ -271,7 +271,12 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             pid: std::process::id(),
         };
         let marker = data_dir.join(RUNNING_FILE);
-        std::fs::write(&marker, serde_json::to_vec_pretty(&running)?)
+        // Written whole or not at all: others wait for it to appear and read it at once.
+        let mut tmp = tempfile::NamedTempFile::new_in(&data_dir)
+            .with_context(|| format!("cannot write in {}", data_dir.display()))?;
+        serde_json::to_writer_pretty(&mut tmp, &running)?;
+        tmp.persist(&marker)
+            .map_err(|e| e.error)
             .with_context(|| format!("cannot write {}", marker.display()))?;
         println!("node {} running", node.peer_id());
         println!("  peer address  {}", running.peer);
