@@ -132,6 +132,7 @@ fn the_scale_part_measures_each_size_and_compares_the_largest_with_the_smallest(
         for key in [
             "connections",
             "rss_mib",
+            "pss_mib",
             "push_control_bytes_per_sec",
             "pieces",
         ] {
@@ -139,7 +140,7 @@ fn the_scale_part_measures_each_size_and_compares_the_largest_with_the_smallest(
         }
     }
     // The largest against the smallest, in the table and the JSON.
-    for what in ["connections", "RSS", "control traffic during a push"] {
+    for what in ["connections", "RSS", "PSS", "control traffic during a push"] {
         let measure = format!("scale: {what} per node, 9 nodes");
         let f = v["figures"]
             .as_array()

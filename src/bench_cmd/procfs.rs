@@ -12,6 +12,20 @@ pub(super) fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Proportional memory of a process, in bytes: its own pages plus its share of pages it
+/// shares with others (the binary's, among nodes of one machine). Summed over processes,
+/// it is the memory they take together, which RSS overstates.
+pub(super) fn pss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// User + system CPU time of a process, in seconds.
 pub(super) fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

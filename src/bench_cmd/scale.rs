@@ -11,7 +11,11 @@ use std::{
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{BenchNet, K, M, Results, median, procfs::rss, push};
+use super::{
+    BenchNet, K, M, Results, median,
+    procfs::{pss, rss},
+    push,
+};
 use crate::network_cmd::{self, UpArgs};
 
 /// How long a new network settles (dials, identify, Kademlia) before it is watched idle.
@@ -25,6 +29,8 @@ pub(super) struct ScaleRow {
     nodes: usize,
     connections: f64,
     rss_mib: f64,
+    /// Proportional memory: what the nodes take together, divided among them.
+    pss_mib: f64,
     idle_control_bytes_per_sec: f64,
     push_control_bytes_per_sec: f64,
     holder_entries: f64,
@@ -102,10 +108,11 @@ pub(super) fn scale(
             .join(", ")
     );
     println!(
-        "  {:>6} {:>12} {:>9} {:>16} {:>16} {:>14} {:>14} {:>9}",
+        "  {:>6} {:>12} {:>9} {:>9} {:>16} {:>16} {:>14} {:>14} {:>9}",
         "nodes",
         "connections",
         "RSS MiB",
+        "PSS MiB",
         "idle ctl B/s",
         "push ctl B/s",
         "holder entries",
@@ -177,6 +184,13 @@ pub(super) fn scale(
                     .map(|x| rss(x.pid) as f64 / (1 << 20) as f64)
                     .collect(),
             ),
+            pss_mib: median(
+                net.net
+                    .nodes
+                    .iter()
+                    .map(|x| pss(x.pid) as f64 / (1 << 20) as f64)
+                    .collect(),
+            ),
             idle_control_bytes_per_sec: idle,
             push_control_bytes_per_sec: during,
             holder_entries: med(|s| s.holder_entries),
@@ -184,10 +198,11 @@ pub(super) fn scale(
             pieces: med(|s| s.pieces),
         };
         println!(
-            "  {:>6} {:>12.0} {:>9.1} {:>16.0} {:>16.0} {:>14.0} {:>14.0} {:>9.0}",
+            "  {:>6} {:>12.0} {:>9.1} {:>9.1} {:>16.0} {:>16.0} {:>14.0} {:>14.0} {:>9.0}",
             row.nodes,
             row.connections,
             row.rss_mib,
+            row.pss_mib,
             row.idle_control_bytes_per_sec,
             row.push_control_bytes_per_sec,
             row.holder_entries,
@@ -205,6 +220,7 @@ pub(super) fn scale(
         for (what, unit, v, b) in [
             ("connections", "conns", hi.connections, lo.connections),
             ("RSS", "MiB", hi.rss_mib, lo.rss_mib),
+            ("PSS", "MiB", hi.pss_mib, lo.pss_mib),
             (
                 "idle control traffic",
                 "B/s",
@@ -244,14 +260,15 @@ pub(super) fn scale(
     Ok(rows)
 }
 
-/// Bytes of memory `n` nodes would take, extrapolating per-node RSS linearly in the
+/// Bytes of memory `n` nodes would take, extrapolating per-node PSS linearly in the
 /// network's size from the sizes run so far (with a third to spare); `None` before two.
+/// PSS, not RSS: the nodes share one binary's pages, which RSS counts in every one.
 fn memory_needed(rows: &[ScaleRow], n: usize) -> Option<u64> {
     let [.., a, b] = rows else {
         return None;
     };
-    let slope = (b.rss_mib - a.rss_mib) / (b.nodes as f64 - a.nodes as f64).max(1.0);
-    let per_node = (b.rss_mib + slope.max(0.0) * (n as f64 - b.nodes as f64)).max(b.rss_mib);
+    let slope = (b.pss_mib - a.pss_mib) / (b.nodes as f64 - a.nodes as f64).max(1.0);
+    let per_node = (b.pss_mib + slope.max(0.0) * (n as f64 - b.nodes as f64)).max(b.pss_mib);
     Some((per_node * n as f64 * 4.0 / 3.0 * f64::from(1u32 << 20)) as u64)
 }
 
