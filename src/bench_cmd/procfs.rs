@@ -2,28 +2,27 @@
 
 /// Resident memory of a process, in bytes.
 pub(super) fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:") * 1024
 }
 
 /// Proportional memory of a process, in bytes: its own pages plus its share of pages it
 /// shares with others (the binary's, among nodes of one machine). Summed over processes,
 /// it is the memory they take together, which RSS overstates.
 pub(super) fn pss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:") * 1024
+}
+
+/// The number on the line of `file` that starts with `key` (a count of KiB in the
+/// `/proc` files that hold them); 0 if there is none.
+fn kib_field(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(file)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("Pss:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 /// User + system CPU time of a process, in seconds.
