@@ -188,6 +188,18 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn each_kind_has_its_own_slot() {
+        // `slot` indexes by discriminant: `ALL` must list the kinds in declaration order.
+        for (i, w) in Work::ALL.iter().enumerate() {
+            assert_eq!(*w as usize, i, "{w:?}");
+        }
+        let w = Workers::new(CancellationToken::new());
+        for k in Work::ALL {
+            assert_eq!(w.slot(k).available_permits(), k.cap(), "{k:?}");
+        }
+    }
+
     #[tokio::test]
     async fn a_kind_at_its_cap_is_refused_and_others_are_not() {
         let w = Workers::new(CancellationToken::new());
