@@ -1,6 +1,7 @@
-//! End-to-end: when a push returns, every read path works at once. Each read below is
-//! made the moment its push returns, with no sleep and no retry, 20 times for each kind
-//! of push.
+//! End-to-end: when a push returns, every read path works at once (HTTP, pull and
+//! training), through the node the push went through and through one that had no part
+//! in it. Each read below is made the moment its push returns, with no sleep and no
+//! retry, 20 times for each kind of push.
 
 mod common;
 
@@ -97,5 +98,45 @@ fn cli_and_http_pushes_are_readable_the_moment_they_return() {
         ));
         assert_eq!(status, 200, "round {i}: {}", String::from_utf8_lossy(&body));
         assert!(body == data, "round {i}: other bytes");
+    }
+}
+
+#[test]
+fn training_streams_a_dataset_the_moment_its_push_returns() {
+    let net = Net::up(6);
+    let nodes = net.nodes();
+    let iris = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("iris");
+    for i in 0..ROUNDS {
+        // Each round a dataset of its own, pushed through the first node...
+        let src = net.dir.path().join(format!("iris-{i}"));
+        std::fs::create_dir_all(&src).expect("mkdir");
+        let mut csv = std::fs::read_to_string(iris.join("iris.csv")).expect("iris");
+        csv.push_str(&format!("5.{i},3.0,1.4,0.2,0\n"));
+        std::fs::write(src.join("iris.csv"), csv).expect("write");
+        let name = format!("uci/iris-{i}");
+        let o = net.push(&src, &name);
+        assert!(o.status.success(), "round {i}: {}", text(&o));
+        // ...and at once trained on through a node that had no part in it.
+        let metrics = net.dir.path().join(format!("iris-{i}.json"));
+        let mut args = vec!["train", "--dataset", &name];
+        args.extend_from_slice(common::IRIS_COLUMNS);
+        args.extend([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--metrics-out",
+            metrics.to_str().expect("utf-8"),
+        ]);
+        let o = common::cairn()
+            .args(&args)
+            .env("CAIRN_PEER", &nodes[4].peer)
+            .env("CAIRN_CONFIG_DIR", &net.config)
+            .output()
+            .expect("cairn runs");
+        assert!(o.status.success(), "round {i}: {}", text(&o));
+        assert!(metrics.exists(), "round {i}: no metrics written");
     }
 }

@@ -98,6 +98,18 @@ hash_id!(
     "stripe id"
 );
 
+impl StripeId {
+    /// The id of the stripe made of these pieces, in order.
+    pub fn of_pieces(pieces: &[PieceId]) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"cairn stripe v1");
+        for p in pieces {
+            h.update(&p.0);
+        }
+        Self(*h.finalize().as_bytes())
+    }
+}
+
 impl NodeId {
     /// A short form for logs and tables.
     pub fn short(&self) -> String {

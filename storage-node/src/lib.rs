@@ -8,6 +8,7 @@
 //!   the choice of what to challenge each round.
 //! - [`repair`]: when a stripe needs repair, who takes it (claims) and where pieces go.
 //! - [`ids`]: identifier newtypes, dataset names and safe relative paths.
+//! - [`location`]: placement records, the signed and versioned holders of a stripe.
 //! - [`local`]: several stores in one process, placement and audits without a network.
 //! - [`net`]: storage nodes on a real network (libp2p control plane, iroh data plane),
 //!   and the client that pushes and pulls datasets through them.
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod erasure;
 pub mod ids;
 pub mod local;
+pub mod location;
 pub mod manifest;
 pub mod net;
 pub mod repair;

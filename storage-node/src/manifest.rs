@@ -89,6 +89,11 @@ impl PublisherKey {
         self.0.to_bytes()
     }
 
+    /// Signs `msg` (which carries its own context string) with this key.
+    pub(crate) fn sign_bytes(&self, msg: &[u8]) -> [u8; 64] {
+        self.0.sign(msg).to_bytes()
+    }
+
     /// The public identity.
     pub fn id(&self) -> PublisherId {
         PublisherId(self.0.verifying_key().to_bytes())

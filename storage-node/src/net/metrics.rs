@@ -78,6 +78,7 @@ pub struct NetMetrics {
     pub(crate) holder_entries: Gauge,
     pub(crate) ledger_entries: Gauge,
     pub(crate) manifests: Gauge,
+    pub(crate) placements: Gauge,
     pub(crate) workers: Family<WorkLabels, Gauge>,
 }
 
@@ -128,6 +129,11 @@ impl NetMetrics {
             "cairn_manifests_stored",
             "Dataset version manifests this node stores",
         );
+        let placements = gauge(
+            &mut registry,
+            "cairn_placement_records",
+            "Placement records this node keeps as a holder of their stripes (an estimate)",
+        );
         let workers = Family::<WorkLabels, Gauge>::default();
         registry.register(
             "cairn_workers_running",
@@ -141,6 +147,7 @@ impl NetMetrics {
             holder_entries,
             ledger_entries,
             manifests,
+            placements,
             workers,
         }
     }

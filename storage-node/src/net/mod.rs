@@ -94,6 +94,12 @@ pub enum NetError {
     },
 }
 
+/// The libp2p peer id of a node: the same ed25519 key. `None` if the id is no key.
+pub(crate) fn peer_of_node(id: &crate::ids::NodeId) -> Option<libp2p::PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&id.0).ok()?;
+    Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
 /// `mean` scaled by a uniform draw from [0.5, 1.5), so timers and retries of many nodes
 /// do not fall into step.
 pub(crate) fn jittered(mean: std::time::Duration) -> std::time::Duration {

@@ -53,7 +53,9 @@ mod claims;
 mod config;
 mod event_loop;
 mod holders;
+mod locate;
 mod manifests;
+mod placements;
 mod repairs;
 mod requests;
 mod status;
@@ -415,6 +417,17 @@ impl Node {
         self.state.0.peer
     }
 
+    /// The DHT record under `key` as this node finds it (its own copy first).
+    #[cfg(test)]
+    pub(crate) async fn dht_record(&self, key: [u8; 32]) -> Option<Vec<u8>> {
+        self.state.0.get_record(key).await
+    }
+
+    /// The node's id: its key, as placement records and audit records name it.
+    pub fn node_id(&self) -> NodeId {
+        self.state.0.me
+    }
+
     /// The address others pass to `--peer`.
     pub fn peer_addr(&self) -> Multiaddr {
         lock(&self.state.0.listen)
@@ -470,11 +483,10 @@ impl Node {
         m.holder_entries.set(size(lock(&s.holders).len()));
         m.ledger_entries.set(size(lock(&s.ledger).nodes().count()));
         s.workers.report(&m.workers);
-        m.manifests.set(
-            s.store
-                .manifests_estimate()
-                .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)),
-        );
+        let estimate =
+            |n: Result<u64, StoreError>| n.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        m.manifests.set(estimate(s.store.manifests_estimate()));
+        m.placements.set(estimate(s.store.placements_estimate()));
         m.render()
     }
 

@@ -443,10 +443,7 @@ impl Reader {
         let f = &manifest.files()[file];
         let first = window * LOCATE_WINDOW;
         let stripes = &f.stripes[first..(first + LOCATE_WINDOW).min(f.stripes.len())];
-        let ids: Vec<_> = stripes
-            .iter()
-            .flat_map(|s| s.pieces.iter().map(|p| p.id))
-            .collect();
+        let at: Vec<(usize, usize)> = (first..first + stripes.len()).map(|s| (file, s)).collect();
         // A version pushed a moment ago may not be locatable everywhere yet: wait a
         // little for every stripe to have `k` located pieces before calling any lost.
         let k = usize::from(manifest.body().params.k());
@@ -461,7 +458,7 @@ impl Reader {
         };
         let (nodes, mut flat) = self
             .client
-            .locate_patiently(&ids, LOCATE_PATIENCE, short)
+            .locate_patiently(manifest, &at, LOCATE_PATIENCE, short)
             .await?;
         let mut holders = Vec::with_capacity(stripes.len());
         let mut rest = flat.drain(..);

@@ -82,13 +82,17 @@ pub(crate) fn build(
                 identify::Behaviour::new(identify::Config::new("/cairn/1".into(), key.public()));
             let mut kcfg = kad::Config::new(StreamProtocol::new("/cairn/kad/1"));
             kcfg.set_query_timeout(Duration::from_secs(30));
+            // Records others ask this node to store are checked before they are kept
+            // (`Command::StoreRecord`): only placement records of known stripes, signed by
+            // their publishers.
+            kcfg.set_record_filtering(kad::StoreInserts::FilterBoth);
             let store = kad::store::MemoryStore::with_config(
                 peer,
                 kad::store::MemoryStoreConfig {
                     max_provided_keys: 1 << 20,
                     max_records: 1 << 16,
                     max_providers_per_key: 32,
-                    ..Default::default()
+                    max_value_bytes: crate::location::MAX_PLACEMENT_LEN,
                 },
             );
             let mut kad = kad::Behaviour::with_config(peer, store, kcfg);
@@ -248,6 +252,19 @@ pub(crate) enum Command {
         key: kad::RecordKey,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    /// Store a record in the DHT (here and at the closest peers); with a reply, say
+    /// whether at least one other peer stored it.
+    PutRecord {
+        record: kad::Record,
+        reply: Option<oneshot::Sender<bool>>,
+    },
+    /// A record from the DHT: this node's own copy, or the first one a lookup finds.
+    GetRecord {
+        key: kad::RecordKey,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    /// Keep a record another peer asked this node to store, now that it checked it.
+    StoreRecord(kad::Record),
 }
 
 /// A cheap handle for talking to a swarm task.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::{EncodeOptions, ErasureParams, PublisherKey};
 
-struct Cluster {
+pub(super) struct Cluster {
     _dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Node>,
 }
@@ -403,3 +403,5 @@ async fn shutdown_ends_every_task_and_closes_the_store() {
     // With its nodes gone the push fails; it must not publish or hang.
     assert!(push.await.unwrap().is_err());
 }
+
+mod placements;

@@ -23,6 +23,9 @@ pub const MAX_RESPONSE: u64 = 17 << 20;
 pub const MAX_NETWORK_MANIFEST: usize = 16 << 20;
 /// Most entries in a list of ids a peer sends (versions).
 pub const MAX_LIST: usize = 100_000;
+/// Most placement records one `Place` carries, and most keys one `Placements` asks for:
+/// the answer stays under [`MAX_RESPONSE`] even if every record is as large as allowed.
+pub const MAX_PLACE: usize = 256;
 /// Most pieces in one `Locate`, so its answer (up to [`MAX_HOLDERS_LISTED`] holders per
 /// piece) stays under [`MAX_RESPONSE`].
 pub const MAX_LOCATE: usize = 4096;
@@ -208,6 +211,28 @@ pub enum Request {
     },
     /// Every node's standing as your ledger has it.
     Ledger,
+    /// Who holds the pieces of these stripes of a publisher's versions, as far as you
+    /// know: each stripe's placement record first, then announcements.
+    LocateStripes {
+        /// The publisher whose records count.
+        publisher: [u8; 32],
+        /// Each stripe's piece ids, in order; at most [`MAX_PLACE`] stripes and
+        /// [`MAX_LOCATE`] pieces in all.
+        stripes: Vec<Vec<[u8; 32]>>,
+    },
+    /// Keep these placement records (`location::SignedPlacement`) of stripes you hold
+    /// pieces of; with `publish`, also store every one in the DHT before answering.
+    Place {
+        /// Encoded records, at most [`MAX_PLACE`].
+        records: Vec<serde_bytes::ByteBuf>,
+        /// Whether to store them in the DHT.
+        publish: bool,
+    },
+    /// The placement records stored under these keys, from your own store or the DHT.
+    Placements {
+        /// `location::PlacementKey`s, at most [`MAX_PLACE`].
+        keys: Vec<[u8; 32]>,
+    },
 }
 
 /// Why a request was refused.
@@ -266,6 +291,13 @@ pub enum Response {
     Proof(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Answer to [`Request::Ledger`].
     Ledger(Vec<LedgerEntry>),
+    /// Answer to [`Request::Place`]: how many records this node keeps as a holder.
+    Placed {
+        /// Records kept.
+        kept: u32,
+    },
+    /// Answer to [`Request::Placements`]: per key, the record found, if any.
+    Placements(Vec<Option<serde_bytes::ByteBuf>>),
     /// The request was refused.
     Error {
         /// Why, for programs.
@@ -290,6 +322,9 @@ impl Request {
             Self::Locate { .. } => "locate",
             Self::Challenge { .. } => "challenge",
             Self::Ledger => "ledger",
+            Self::LocateStripes { .. } => "locate_stripes",
+            Self::Place { .. } => "place",
+            Self::Placements { .. } => "placements",
         }
     }
 }
@@ -309,6 +344,8 @@ impl Response {
             Self::Located(_) => "located",
             Self::Proof(_) => "proof",
             Self::Ledger(_) => "ledger",
+            Self::Placed { .. } => "placed",
+            Self::Placements(_) => "placements",
             Self::Error { .. } => "error",
         }
     }

@@ -25,12 +25,8 @@ pub use job::{Action, Event, Holds, Outcome, Plan, RepairJob};
 
 /// The id of `stripe`: a hash of its piece ids in order.
 pub fn stripe_id(stripe: &Stripe) -> StripeId {
-    let mut h = blake3::Hasher::new();
-    h.update(b"cairn stripe v1");
-    for p in &stripe.pieces {
-        h.update(&p.id.0);
-    }
-    StripeId(*h.finalize().as_bytes())
+    let ids: Vec<crate::ids::PieceId> = stripe.pieces.iter().map(|p| p.id).collect();
+    StripeId::of_pieces(&ids)
 }
 
 /// The default repair threshold for `k + m`: repair when fewer than `k + ceil(m/2)`

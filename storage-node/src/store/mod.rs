@@ -10,8 +10,10 @@
 //!                            (each dataset's owner, latest version and its summary),
 //!                            `versions`, `refs` (piece ‖ stripe → where a manifest has
 //!                            it), `audits` (signed audit records, by time), `repairs`
-//!                            (the repair jobs this node has claimed) and `publishers`
+//!                            (the repair jobs this node has claimed), `publishers`
 //!                            (versions and manifest bytes per publisher, held to a quota)
+//!                            and `placements` (the placement records of stripes this
+//!                            node holds pieces of, by placement key)
 //!   pieces/ab/cd/abcd…(64)   one file per piece, named by its BLAKE3 hash, sharded two levels
 //!   tmp/                     pieces being written; emptied on open
 //! ```
@@ -46,6 +48,7 @@
 
 mod catalog;
 mod pieces;
+mod placements;
 mod records;
 
 pub use catalog::{DatasetRecord, MAX_RECORD_LICENSE, StripeRef, VersionRecord};
@@ -73,6 +76,7 @@ const CF_AUDITS: &str = "audits";
 const CF_REPAIRS: &str = "repairs";
 const CF_PUBLISHERS: &str = "publishers";
 const CF_REFS: &str = "refs";
+const CF_PLACEMENTS: &str = "placements";
 /// Most versions one publisher may have stored on a node.
 pub const MAX_VERSIONS_PER_PUBLISHER: u64 = 4096;
 /// Most manifest bytes one publisher may have stored on a node.
@@ -346,6 +350,7 @@ impl PieceStore {
             CF_REPAIRS,
             CF_PUBLISHERS,
             CF_REFS,
+            CF_PLACEMENTS,
         ]
         .map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = DB::open_cf_descriptors(&db_opts, dir.join("db"), cfs)?;

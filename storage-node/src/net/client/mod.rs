@@ -21,16 +21,16 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId, Swarm, swarm::SwarmEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 mod fetching;
+mod locate;
 mod pull;
 mod push;
 
@@ -41,11 +41,10 @@ pub use push::PushReport;
 use super::{
     NetError,
     data::{DataPlane, PieceSource, WhenFull},
-    fetch::HolderIx,
     identity::NodeKey,
     placement::PlacementError,
     swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending},
-    wire::{self, DatasetSummary, ErrorCode, NodeInfo, NodeRef, Request, Response},
+    wire::{self, DatasetSummary, ErrorCode, NodeInfo, Request, Response},
 };
 use crate::{
     engine::EngineError,
@@ -76,6 +75,11 @@ pub enum ClientError {
         /// Why.
         source: ManifestError,
     },
+    /// The version is published, but its placement records could not be stored.
+    #[error(
+        "the placement records could not be stored ({0}); reads may not find the pieces: push again to store them"
+    )]
+    Records(String),
     /// The dataset or version does not exist.
     #[error("{0} not found on the network")]
     NotFound(String),
@@ -269,7 +273,7 @@ impl Client {
         Ok(client)
     }
 
-    async fn ask(&self, request: Request) -> Result<Response, NetError> {
+    pub(crate) async fn ask(&self, request: Request) -> Result<Response, NetError> {
         self.control
             .request(self.bootstrap, vec![self.bootstrap_addr.clone()], request)
             .await
@@ -366,89 +370,6 @@ impl Client {
         Ok(m)
     }
 
-    /// Who holds each of `pieces`, as a table of nodes and, per piece, indices into it.
-    pub async fn locate(
-        &self,
-        pieces: &[PieceId],
-    ) -> Result<(Vec<NodeRef>, Vec<Vec<HolderIx>>), ClientError> {
-        let mut nodes: Vec<NodeRef> = Vec::new();
-        let mut index: HashMap<String, HolderIx> = HashMap::new();
-        let mut out = Vec::with_capacity(pieces.len());
-        for chunk in pieces.chunks(wire::MAX_LOCATE) {
-            let r = self
-                .ask(Request::Locate {
-                    pieces: chunk.iter().map(|p| p.0).collect(),
-                })
-                .await?;
-            let located = match r {
-                Response::Located(l) if l.len() == chunk.len() => l,
-                other => return Err(refusal(&self.bootstrap, other).into()),
-            };
-            for holders in located {
-                let mut ixs = Vec::new();
-                for h in holders.into_iter().take(wire::MAX_HOLDERS_LISTED) {
-                    let ix = *index.entry(h.peer.clone()).or_insert_with(|| {
-                        nodes.push(h.clone());
-                        nodes.len() - 1
-                    });
-                    if !ixs.contains(&ix) {
-                        ixs.push(ix);
-                    }
-                }
-                out.push(ixs);
-            }
-        }
-        Ok((nodes, out))
-    }
-
-    /// [`locate`](Self::locate), asked again for up to `patience` while `short` finds the
-    /// answer short. Holders announce pieces just after they store them, so a piece
-    /// pushed a moment ago may not be known yet to the node asked. Returns the last
-    /// answer, short or not.
-    pub(crate) async fn locate_patiently(
-        &self,
-        pieces: &[PieceId],
-        patience: Duration,
-        short: impl Fn(&[Vec<HolderIx>]) -> bool,
-    ) -> Result<(Vec<NodeRef>, Vec<Vec<HolderIx>>), ClientError> {
-        let t0 = Instant::now();
-        let mut wait = Duration::from_millis(50);
-        loop {
-            let (nodes, holders) = self.locate(pieces).await?;
-            if !short(&holders) || t0.elapsed() + wait > patience {
-                return Ok((nodes, holders));
-            }
-            debug!("some pieces not located yet; asking again");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(400));
-        }
-    }
-
-    /// Where every piece of `m` is held right now, stripe by stripe, as the network
-    /// reports it (`Locate`).
-    pub async fn placement(&self, m: &Manifest) -> Result<Vec<StripePlacement>, ClientError> {
-        let ids: Vec<PieceId> = m.pieces().map(|r| r.id).collect();
-        let (nodes, holders) = self.locate(&ids).await?;
-        let mut out = Vec::new();
-        let mut at = 0;
-        for (fi, f) in m.files().iter().enumerate() {
-            for (si, s) in f.stripes.iter().enumerate() {
-                let hs: Vec<Vec<String>> = holders[at..at + s.pieces.len()]
-                    .iter()
-                    .map(|ixs| ixs.iter().map(|&i| nodes[i].peer.clone()).collect())
-                    .collect();
-                at += s.pieces.len();
-                out.push(StripePlacement {
-                    file: fi,
-                    stripe: si,
-                    spread: super::placement::spread(&hs),
-                    holders: hs,
-                });
-            }
-        }
-        Ok(out)
-    }
-
     /// The version a new push of `name` by `key` follows: its latest, `None` for a new
     /// dataset, or [`ClientError::NotOwner`] when another publisher owns the name.
     pub async fn parent_for(
@@ -512,8 +433,10 @@ async fn run(
                 None => break,
                 Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
-                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::Provide(_)) => {}
+                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::Provide(_) | Command::StoreRecord(_)) => {}
                 Some(Command::Providers { reply, .. }) => { reply.send(Vec::new()).ok(); }
+                Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
+                Some(Command::GetRecord { reply, .. }) => { reply.send(None).ok(); }
             },
             Some(event) = swarm.next() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Control(e)) = event

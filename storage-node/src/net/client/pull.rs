@@ -102,7 +102,7 @@ impl Client {
             .flat_map(|&(fi, si)| manifest.files()[fi].stripes[si].pieces.iter().map(|p| p.id))
             .collect();
         let (nodes, holders) = self
-            .locate_patiently(&ids, LOCATE_PATIENCE, |h| {
+            .locate_patiently(manifest, &stripes, LOCATE_PATIENCE, |h| {
                 !short_stripes(manifest, &stripes, h, k).is_empty()
             })
             .await?;

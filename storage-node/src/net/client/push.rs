@@ -3,6 +3,7 @@
 //! manifest only once every piece is held and locatable.
 
 use std::{
+    collections::HashMap,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
@@ -15,12 +16,16 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use futures::StreamExt;
+
 use super::{Client, ClientError, Progress, parse_peer, refusal};
 use crate::{
     engine::{self, EncodeOptions, PieceSlot},
-    ids::{PieceId, VersionId},
+    ids::{NodeId, PieceId, VersionId},
+    location::{Holder, PlacementRecord},
     manifest::{Manifest, PublisherKey},
     net::{
+        NetError,
         budget::ByteBudget,
         domain::Interner,
         placement::{Candidate, PlacementError, Placer},
@@ -28,6 +33,7 @@ use crate::{
         swarm::Control,
         wire::{self, ErrorCode, NodeInfo, Request, Response, Trust},
     },
+    repair::stripe_id,
 };
 
 /// Bytes of pieces a push keeps in memory waiting for their holders to fetch them.
@@ -36,9 +42,10 @@ const PUSH_BUDGET: u64 = 96 << 20;
 const HOLD_ATTEMPTS: u32 = 4;
 /// `Hold` requests in flight to one node: what it fetches at once, so none wait there.
 const HOLDS_PER_NODE: usize = 16;
-/// How long a push waits, before it publishes, for its bootstrap node to locate every
-/// piece it placed, so that reads through that node work the moment the push returns.
-const PUSH_LOCATE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// How long a push waits, before it publishes, for its bootstrap node to hear every
+/// piece it placed announced by its holder.
+const PUSH_ANNOUNCE_PATIENCE: Duration = Duration::from_secs(15);
 
 /// What a push did.
 #[derive(Debug, Clone)]
@@ -128,13 +135,13 @@ impl Client {
 
         // Encoder thread -> bounded channel -> one Hold task per piece, bounded by bytes.
         let (tx, mut rx) = mpsc::channel::<(PieceSlot, PieceId, Vec<u8>)>(2 * n);
-        let key = PublisherKey::from_secret_bytes(&key.secret_bytes());
+        let encoding_key = PublisherKey::from_secret_bytes(&key.secret_bytes());
         let progress_enc = progress.clone();
         let encoder = tokio::task::spawn_blocking(move || {
             engine::encode_files(
                 &files,
                 &opts,
-                &key,
+                &encoding_key,
                 |slot, r, bytes| {
                     tx.blocking_send((slot, r.id, bytes.to_vec()))
                         .map_err(|_| "push stopped".into())
@@ -152,7 +159,8 @@ impl Client {
         let domains = Arc::new(domains);
         let mut last = (usize::MAX, usize::MAX);
         let mut targets: Vec<usize> = Vec::new();
-        let (mut pieces, mut sent, mut bytes_sent) = (0u64, 0u64, 0u64);
+        let mut pieces = 0u64;
+        let mut tally = Tally::default();
         let mut failure: Option<ClientError> = None;
         while let Some((slot, id, bytes)) = rx.recv().await {
             if (slot.file, slot.stripe) != last {
@@ -173,7 +181,7 @@ impl Client {
             let permit = tokio::select! {
                 p = budget.spend(want) => p.map_err(|e| ClientError::Internal(e.to_string()))?,
                 Some(done) = tasks.join_next() => {
-                    if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) { failure = Some(e); break; }
+                    if let Some(e) = tally.add(done, n) { failure = Some(e); break; }
                     budget.spend(want).await.map_err(|e| ClientError::Internal(e.to_string()))?
                 }
             };
@@ -188,7 +196,7 @@ impl Client {
                 vetting: vetting.clone(),
                 from: self.data.addr(),
                 stripe: targets.clone(),
-                slot: slot.index,
+                slot,
             };
             let first = targets[slot.index];
             let outbox = self.outbox.0.clone();
@@ -201,7 +209,7 @@ impl Client {
                 r
             });
             while let Some(done) = tasks.try_join_next() {
-                if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) {
+                if let Some(e) = tally.add(done, n) {
                     failure = Some(e);
                     break;
                 }
@@ -218,7 +226,7 @@ impl Client {
             return Err(e);
         }
         while let Some(done) = tasks.join_next().await {
-            if let Some(e) = self.tally(done, &mut sent, &mut bytes_sent) {
+            if let Some(e) = tally.add(done, n) {
                 tasks.abort_all();
                 self.outbox.0.map().clear();
                 return Err(e);
@@ -233,12 +241,13 @@ impl Client {
             && same_content(prev.body(), manifest.body())
         {
             info!(version = %prev.version(), "content unchanged; not publishing a new version");
+            self.place_records(&prev, key, &nodes, &tally.held).await?;
             return Ok(PushReport {
                 version: prev.version(),
                 manifest: prev,
                 pieces,
-                sent,
-                bytes_sent,
+                sent: tally.sent,
+                bytes_sent: tally.bytes,
                 elapsed: t0.elapsed(),
                 unchanged: true,
             });
@@ -251,19 +260,18 @@ impl Client {
                 "nodes acknowledged pieces they could not prove; their pieces were placed elsewhere"
             );
         }
-        // Before the version becomes visible, wait until the node
-        // that answers this client's reads can locate every piece, so that every read
-        // path works the moment the push returns.
+        // A node takes a version only once it sees its pieces held (some of them held
+        // here, or proven by holders that announced them), so wait for the bootstrap
+        // node to hear every piece announced before publishing through it.
         {
             let ids: Vec<PieceId> = manifest.pieces().map(|r| r.id).collect();
-            let (_, holders) = self
-                .locate_patiently(&ids, PUSH_LOCATE_PATIENCE, |h| h.iter().any(Vec::is_empty))
+            let unheard = self
+                .announced_patiently(&ids, PUSH_ANNOUNCE_PATIENCE)
                 .await?;
-            let unknown = holders.iter().filter(|h| h.is_empty()).count();
-            if unknown > 0 {
+            if unheard > 0 {
                 warn!(
-                    unknown,
-                    "{} does not know the holders of every piece yet; reads through it may wait",
+                    unheard,
+                    "{} has not heard every piece announced yet; publishing may be refused",
                     self.bootstrap
                 );
             }
@@ -280,35 +288,124 @@ impl Client {
             Response::Error { message, .. } => return Err(ClientError::Publish(message)),
             other => return Err(refusal(&self.bootstrap, other).into()),
         }
-        info!(version = %manifest.version(), pieces, sent, "published");
+        info!(version = %manifest.version(), pieces, sent = tally.sent, "published");
+        self.place_records(&manifest, key, &nodes, &tally.held)
+            .await?;
         Ok(PushReport {
             version: manifest.version(),
             manifest,
             pieces,
-            sent,
-            bytes_sent,
+            sent: tally.sent,
+            bytes_sent: tally.bytes,
             elapsed: t0.elapsed(),
             unchanged: false,
         })
     }
+}
 
-    fn tally(
-        &self,
+/// What the acknowledgements of a push add up to.
+#[derive(Default)]
+struct Tally {
+    /// Pieces transferred.
+    sent: u64,
+    /// Their bytes.
+    bytes: u64,
+    /// Per stripe (file, stripe), the node holding each piece.
+    held: HashMap<(usize, usize), Vec<Option<usize>>>,
+}
+
+impl Tally {
+    /// Counts one finished piece task of a stripe of `n` pieces; its error, if it failed.
+    fn add(
+        &mut self,
         done: Result<Result<Acked, ClientError>, tokio::task::JoinError>,
-        sent: &mut u64,
-        bytes: &mut u64,
+        n: usize,
     ) -> Option<ClientError> {
         match done {
             Ok(Ok(a)) => {
                 if !a.already {
-                    *sent += 1;
-                    *bytes += u64::from(a.len);
+                    self.sent += 1;
+                    self.bytes += u64::from(a.len);
+                }
+                let stripe = self
+                    .held
+                    .entry((a.slot.file, a.slot.stripe))
+                    .or_insert_with(|| vec![None; n]);
+                if let Some(h) = stripe.get_mut(a.slot.index) {
+                    *h = Some(a.node);
                 }
                 None
             }
             Ok(Err(e)) => Some(e),
             Err(e) => Some(ClientError::Internal(e.to_string())),
         }
+    }
+}
+
+impl Client {
+    /// Signs a placement record for every stripe of `manifest`, naming the nodes that
+    /// acknowledged its pieces in this push, and has the bootstrap node store them in
+    /// the DHT. Once this returns, every node can find every stripe's holders.
+    async fn place_records(
+        &self,
+        manifest: &Manifest,
+        key: &PublisherKey,
+        nodes: &[NodeInfo],
+        held: &HashMap<(usize, usize), Vec<Option<usize>>>,
+    ) -> Result<(), ClientError> {
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut records = Vec::new();
+        for (fi, f) in manifest.files().iter().enumerate() {
+            for (si, stripe) in f.stripes.iter().enumerate() {
+                let holders = (0..stripe.pieces.len())
+                    .map(|i| {
+                        let node = held.get(&(fi, si))?.get(i).copied().flatten()?;
+                        let info = nodes.get(node)?;
+                        Some(Holder {
+                            node: NodeId(info.data.id),
+                            addrs: info.data.addrs.clone(),
+                        })
+                    })
+                    .collect();
+                let record = PlacementRecord {
+                    publisher: key.id(),
+                    stripe: stripe_id(stripe),
+                    version: manifest.version(),
+                    file: fi as u32,
+                    index: si as u32,
+                    seq,
+                    holders,
+                };
+                records.push(serde_bytes::ByteBuf::from(
+                    record.sign(key).as_bytes().to_vec(),
+                ));
+            }
+        }
+        let mut batches = Vec::new();
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(wire::MAX_PLACE));
+            batches.push(std::mem::replace(&mut records, rest));
+        }
+        let answers: Vec<Result<Response, NetError>> = futures::stream::iter(batches)
+            .map(|records| {
+                self.ask(Request::Place {
+                    records,
+                    publish: true,
+                })
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        for a in answers {
+            match a.map_err(|e| ClientError::Records(e.to_string()))? {
+                Response::Placed { .. } => {}
+                Response::Error { message, .. } => return Err(ClientError::Records(message)),
+                other => return Err(refusal(&self.bootstrap, other).into()),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -336,6 +433,10 @@ struct Acked {
     len: u32,
     /// It said it held the piece already, so nothing was transferred.
     already: bool,
+    /// Which piece: file, stripe, index in the stripe.
+    slot: PieceSlot,
+    /// The node that holds it.
+    node: usize,
 }
 
 /// What a push's task needs to place one piece: the nodes, their turns, what the push
@@ -349,8 +450,8 @@ struct Placing {
     vetting: Arc<Vetting>,
     from: wire::DataAddr,
     stripe: Vec<usize>,
-    /// The piece's place in the stripe.
-    slot: usize,
+    /// The piece's place.
+    slot: PieceSlot,
 }
 
 impl Placing {
@@ -384,14 +485,23 @@ impl Placing {
                 if !self.vetting.is_vetted(node) {
                     if self.proven(node, id, len).await {
                         self.vetting.passed(node);
-                        return Ok(Acked { len, already });
+                        return Ok(self.acked(len, already, node));
                     }
                     continue;
                 }
             }
             if !self.vetting.sampled(node, &id) || self.proven(node, id, len).await {
-                return Ok(Acked { len, already });
+                return Ok(self.acked(len, already, node));
             }
+        }
+    }
+
+    fn acked(&self, len: u32, already: bool, node: usize) -> Acked {
+        Acked {
+            len,
+            already,
+            slot: self.slot,
+            node,
         }
     }
 
@@ -427,7 +537,7 @@ impl Placing {
     fn replacement(&self, after: usize, id: PieceId) -> Result<usize, ClientError> {
         let n = self.nodes.len();
         let others: Vec<u32> = (self.stripe.iter().enumerate())
-            .filter(|&(s, _)| s != self.slot)
+            .filter(|&(s, _)| s != self.slot.index)
             .flat_map(|(_, &i)| self.domains[i].iter().copied())
             .collect();
         let free = |i: &usize| {

@@ -51,7 +51,7 @@ pub(super) async fn run(
     let mut rounds = 0usize;
     let orphans: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>> = Arc::default();
     let mut provided_all = false;
-    let mut provider_queries = ProviderQueries::new();
+    let mut queries = Queries::default();
     let upkeep = state.upkeep.clone();
     // The first audit round comes after a full interval, once holdings have been heard.
     let mut next_audit = tokio::time::Instant::now() + jittered(upkeep.audit_interval);
@@ -70,7 +70,7 @@ pub(super) async fn run(
             reannounce.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             () = cancel.cancelled() => break,
-            Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &mut provider_queries, &state, cmd),
+            Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &mut queries, &state, cmd),
             _ = flush.tick() => {
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
                 if !fresh.is_empty() {
@@ -156,6 +156,9 @@ pub(super) async fn run(
                         if let Ok(ids) = s.blocking(move || store.piece_ids()).await {
                             s.announce(ids.into_iter().map(|p| p.0).collect(), provide).await;
                         }
+                        if provide {
+                            s.republish_placements().await;
+                        }
                     }).ok();
                 }
             }
@@ -228,15 +231,54 @@ pub(super) async fn run(
                 })) => {
                     let done = match r {
                         Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
-                            if let Some((_, found)) = provider_queries.get_mut(&id) {
+                            if let Some((_, found)) = queries.providers.get_mut(&id) {
                                 found.extend(providers.into_iter().take(MAX_PROVIDERS));
                             }
                             step.last
                         }
                         _ => true,
                     };
-                    if done && let Some((tx, found)) = provider_queries.remove(&id) {
+                    if done && let Some((tx, found)) = queries.providers.remove(&id) {
                         tx.send(found).ok();
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                    id,
+                    result: kad::QueryResult::GetRecord(r),
+                    step,
+                    ..
+                })) => {
+                    let found = match r {
+                        Ok(kad::GetRecordOk::FoundRecord(p)) => Some(p.record.value),
+                        _ => None,
+                    };
+                    if found.is_some() || step.last {
+                        if let Some(tx) = queries.get.remove(&id) {
+                            tx.send(found).ok();
+                        }
+                        if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
+                            q.finish();
+                        }
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                    id,
+                    result: kad::QueryResult::PutRecord(r),
+                    ..
+                })) => {
+                    if let Some(tx) = queries.put.remove(&id) {
+                        tx.send(r.is_ok()).ok();
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest { request })) => {
+                    match request {
+                        kad::InboundRequest::PutRecord { record: Some(record), source, .. } => {
+                            state.offered_record(source, record);
+                        }
+                        kad::InboundRequest::AddProvider { record: Some(p) } => {
+                            kad::store::RecordStore::add_provider(swarm.behaviour_mut().kad.store_mut(), p).ok();
+                        }
+                        _ => {}
                     }
                 }
                 SwarmEvent::NewListenAddr { address, .. } => {
@@ -266,13 +308,19 @@ pub(super) async fn run(
     }
 }
 
-/// Kademlia provider lookups in flight: who asked, and what was found so far.
-type ProviderQueries = HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>;
+/// Kademlia queries in flight, and who waits for each.
+#[derive(Default)]
+struct Queries {
+    /// Provider lookups, and what was found so far.
+    providers: HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>,
+    get: HashMap<kad::QueryId, oneshot::Sender<Option<Vec<u8>>>>,
+    put: HashMap<kad::QueryId, oneshot::Sender<bool>>,
+}
 
 fn on_command(
     swarm: &mut Swarm<Behaviour>,
     pending: &mut Pending,
-    queries: &mut ProviderQueries,
+    queries: &mut Queries,
     state: &Arc<State>,
     cmd: Command,
 ) {
@@ -311,7 +359,47 @@ fn on_command(
         }
         Command::Providers { key, reply } => {
             let id = swarm.behaviour_mut().kad.get_providers(key);
-            queries.insert(id, (reply, Vec::new()));
+            queries.providers.insert(id, (reply, Vec::new()));
+        }
+        Command::PutRecord { record, reply } => {
+            match swarm
+                .behaviour_mut()
+                .kad
+                .put_record(record, kad::Quorum::One)
+            {
+                Ok(id) => {
+                    if let Some(tx) = reply {
+                        queries.put.insert(id, tx);
+                    }
+                }
+                Err(e) => {
+                    debug!("record not stored: {e}");
+                    if let Some(tx) = reply {
+                        tx.send(false).ok();
+                    }
+                }
+            }
+        }
+        Command::GetRecord { key, reply } => {
+            let kad = &mut swarm.behaviour_mut().kad;
+            if let Some(r) = kad::store::RecordStore::get(kad.store_mut(), &key) {
+                reply.send(Some(r.value.clone())).ok();
+            } else {
+                let id = kad.get_record(key);
+                queries.get.insert(id, reply);
+            }
+        }
+        Command::StoreRecord(record) => {
+            let store = swarm.behaviour_mut().kad.store_mut();
+            let newer = kad::store::RecordStore::get(store, &record.key).is_none_or(|old| {
+                crate::location::SignedPlacement::peek(&old.value).map_or(true, |o| {
+                    crate::location::SignedPlacement::peek(&record.value)
+                        .is_ok_and(|n| n.seq > o.seq)
+                })
+            });
+            if newer {
+                kad::store::RecordStore::put(store, record).ok();
+            }
         }
         Command::Validate { id, from, verdict } => {
             swarm

@@ -52,9 +52,11 @@ impl State {
         }
         let refs: Vec<PieceId> = m.pieces().map(|r| r.id).collect();
         let name = m.name().clone();
+        let kept = m.clone();
         let res = self.blocking(move || store.put_manifest(&m)).await;
         match res {
             Ok(true) => {
+                self.adopt_placements(kept);
                 self.control
                     .send(Command::Gossip {
                         topic: wire::MANIFEST_TOPIC,

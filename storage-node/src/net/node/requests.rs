@@ -1,27 +1,20 @@
 //! Answers to the control-plane requests peers and clients send: each runs on its own
 //! bounded handler task, never on the swarm task.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, atomic::Ordering},
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use libp2p::{Multiaddr, PeerId, kad};
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::{
-    INFO_TIMEOUT, MAX_PROVIDER_LOOKUPS, PROVIDER_TIMEOUT, State, data_id_of, data_ref, lock, upkeep,
-};
+use super::{INFO_TIMEOUT, PROVIDER_TIMEOUT, State, data_id_of, lock, upkeep};
 use crate::{
     erasure::MAX_BLOCK_SIZE,
     ids::{DatasetName, NodeId, PieceId, VersionId},
     manifest::Manifest,
     net::{
         swarm::Command,
-        wire::{
-            self, DataAddr, DatasetSummary, ErrorCode, NodeInfo, NodeRef, Request, Response, Trust,
-        },
+        wire::{self, DataAddr, DatasetSummary, ErrorCode, NodeInfo, Request, Response, Trust},
     },
     store::{PieceStore, Put, StoreError},
 };
@@ -184,92 +177,18 @@ impl State {
                         format!("at most {} pieces per Locate", wire::MAX_LOCATE),
                     ));
                 }
-                let store = self.store.clone();
                 let ids: Vec<PieceId> = pieces.into_iter().map(PieceId).collect();
-                let ids2 = ids.clone();
-                let mine: Vec<bool> = self
-                    .blocking(move || {
-                        Ok::<_, StoreError>(
-                            ids2.iter()
-                                .map(|p| store.has_piece(p).unwrap_or(false))
-                                .collect(),
-                        )
-                    })
+                let named = vec![Vec::new(); ids.len()];
+                Ok(Response::Located(self.locate(ids, named).await?))
+            }
+            Request::LocateStripes { publisher, stripes } => {
+                self.locate_stripes(crate::ids::PublisherId(publisher), stripes)
                     .await
-                    .map_err(|e| internal(&e))?;
-                let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected)
-                    .iter()
-                    .filter(|(p, _)| !self.is_flagged(p))
-                    .map(|(p, a)| (*p, a.clone()))
-                    .collect();
-                // Standing once per connected peer, before the holder table is locked.
-                let now = upkeep::now_unix();
-                let established: HashSet<PeerId> = {
-                    let ledger = lock(&self.ledger);
-                    connected
-                        .keys()
-                        .filter(|p| {
-                            data_id_of(p).is_some_and(|id| {
-                                ledger.trust(&NodeId(id), now) == Trust::Established
-                            })
-                        })
-                        .copied()
-                        .collect()
-                };
-                let standing = |p: &PeerId| established.contains(p);
-                let mut out: Vec<Vec<NodeRef>> = {
-                    let holders = lock(&self.holders);
-                    ids.iter()
-                        .zip(mine)
-                        .map(|(id, mine)| {
-                            let mut v: Vec<NodeRef> = Vec::new();
-                            if mine {
-                                v.extend(self.node_ref(&self.peer));
-                            }
-                            // Filter first, then cut: announcers that are gone or
-                            // flagged must not crowd the real holders out, and those
-                            // with standing come before those without.
-                            let mut found: Vec<(&PeerId, &DataAddr)> = holders
-                                .holders(id)
-                                .filter(|(p, _)| connected.contains_key(*p))
-                                .collect();
-                            found.sort_by_key(|(p, _)| !standing(p));
-                            v.extend(found.into_iter().take(wire::MAX_HOLDERS_LISTED).map(
-                                |(p, d)| NodeRef {
-                                    peer: p.to_string(),
-                                    data: d.clone(),
-                                },
-                            ));
-                            v
-                        })
-                        .collect()
-                };
-                // Pieces no announcement covered: ask the DHT's provider records.
-                let missing: Vec<usize> = (0..ids.len())
-                    .filter(|&i| out[i].is_empty())
-                    .take(MAX_PROVIDER_LOOKUPS)
-                    .collect();
-                let lookups = missing.iter().map(|&i| self.providers(ids[i]));
-                let found = futures::future::join_all(lookups).await;
-                // A provider record outlives the piece (it stays in the DHT after a holder
-                // deletes a corrupt copy): a peer whose announcements this node has, and
-                // which did not announce the piece, does not hold it.
-                let announced: HashSet<PeerId> =
-                    lock(&self.holders).by_peer.keys().copied().collect();
-                for (&i, peers) in missing.iter().zip(found) {
-                    for p in peers {
-                        if announced.contains(&p) {
-                            continue;
-                        }
-                        if let Some(r) = connected.get(&p).and_then(|a| data_ref(&p, a)) {
-                            out[i].push(r);
-                        }
-                    }
-                }
-                Ok(Response::Located(out))
             }
             Request::Challenge { challenge } => self.answer_challenge(from, &challenge).await,
             Request::Ledger => Ok(Response::Ledger(self.ledger_entries())),
+            Request::Place { records, publish } => self.place(records, publish).await,
+            Request::Placements { keys } => self.placements(keys).await,
         }
     }
 
@@ -297,7 +216,7 @@ impl State {
 
     /// Whether the ledger has caught `peer` forging: it is not named as a holder to
     /// readers, and no repair reads from it.
-    fn is_flagged(&self, peer: &PeerId) -> bool {
+    pub(super) fn is_flagged(&self, peer: &PeerId) -> bool {
         data_id_of(peer).is_some_and(|id| lock(&self.ledger).flagged(&NodeId(id)))
     }
 

@@ -25,11 +25,7 @@ pub(super) fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The libp2p peer id of a node id (its ed25519 key).
-pub(super) fn peer_of_node(id: &NodeId) -> Option<PeerId> {
-    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&id.0).ok()?;
-    Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
-}
+pub(super) use crate::net::peer_of_node;
 
 /// A stripe that contains a piece this node holds, with where to find it again.
 #[derive(Debug, Clone)]

@@ -37,8 +37,11 @@ pub(super) enum Work {
     CatchUp,
     /// Fetching one manifest announced on gossip.
     Manifest,
-    /// Checking the signatures of one gossiped batch of audit records.
+    /// Checking the signatures of one gossiped batch of audit records, or one placement
+    /// record offered to the DHT.
     Records,
+    /// Taking the placement records of a newly kept version's stripes held here.
+    Adopt,
     /// One audit round.
     Audit,
     /// One scrub pass over this node's pieces.
@@ -52,7 +55,7 @@ pub(super) enum Work {
 }
 
 impl Work {
-    const ALL: [Work; 13] = [
+    const ALL: [Work; 14] = [
         Work::Handler,
         Work::Hold,
         Work::Announce,
@@ -61,6 +64,7 @@ impl Work {
         Work::CatchUp,
         Work::Manifest,
         Work::Records,
+        Work::Adopt,
         Work::Audit,
         Work::Scrub,
         Work::Repair,
@@ -76,7 +80,7 @@ impl Work {
             Work::Records => 16,
             Work::Repair | Work::Vet => 8,
             Work::CatchUp | Work::Manifest => 4,
-            Work::Fresh => 2,
+            Work::Fresh | Work::Adopt => 2,
             Work::Announce | Work::Orphans | Work::Audit | Work::Scrub | Work::Resume => 1,
         }
     }
@@ -91,6 +95,7 @@ impl Work {
             Work::CatchUp => "catch_up",
             Work::Manifest => "manifest",
             Work::Records => "records",
+            Work::Adopt => "adopt",
             Work::Audit => "audit",
             Work::Scrub => "scrub",
             Work::Repair => "repair",

@@ -1,0 +1,188 @@
+//! Answers to `Locate` and `LocateStripes`: who holds each piece, as far as this node
+//! knows. A stripe's placement record (when the request names stripes) gives the holder
+//! of each piece first; holders heard announcing a piece follow; Kademlia's provider
+//! records fill in pieces neither covers. Only holders connected to this node and not
+//! caught forging are named.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use libp2p::{Multiaddr, PeerId};
+
+use super::{MAX_PROVIDER_LOOKUPS, State, data_id_of, data_ref, lock, upkeep};
+use crate::{
+    ids::{NodeId, PieceId, PublisherId, StripeId},
+    location::{PlacementKey, SignedPlacement},
+    net::{
+        peer_of_node,
+        wire::{self, DataAddr, ErrorCode, NodeRef, Response, Trust},
+    },
+    store::StoreError,
+};
+
+impl State {
+    /// `LocateStripes`: the holders of every piece of `stripes` (each given by its piece
+    /// ids) of `publisher`'s versions, each stripe's placement record first.
+    pub(super) async fn locate_stripes(
+        self: &Arc<Self>,
+        publisher: PublisherId,
+        stripes: Vec<Vec<[u8; 32]>>,
+    ) -> Result<Response, (ErrorCode, String)> {
+        let pieces: usize = stripes.iter().map(Vec::len).sum();
+        if pieces > wire::MAX_LOCATE || stripes.len() > wire::MAX_PLACE {
+            return Err((
+                ErrorCode::BadRequest,
+                format!(
+                    "at most {} pieces in {} stripes per LocateStripes",
+                    wire::MAX_LOCATE,
+                    wire::MAX_PLACE
+                ),
+            ));
+        }
+        let ids: Vec<Vec<PieceId>> = stripes
+            .into_iter()
+            .map(|s| s.into_iter().map(PieceId).collect())
+            .collect();
+        let keys: Vec<[u8; 32]> = ids
+            .iter()
+            .map(|s| PlacementKey::of(&publisher, &StripeId::of_pieces(s)).0)
+            .collect();
+        let Response::Placements(found) = self.placements(keys).await? else {
+            return Err((ErrorCode::Internal, "placements answered otherwise".into()));
+        };
+        let mut named = Vec::with_capacity(pieces);
+        for (stripe, bytes) in ids.iter().zip(found) {
+            let record = bytes.and_then(|b| {
+                let r = SignedPlacement::decode(&b).ok()?;
+                r.check(&publisher, &StripeId::of_pieces(stripe), stripe.len())
+                    .ok()?;
+                Some(r)
+            });
+            for i in 0..stripe.len() {
+                let holder = record
+                    .as_ref()
+                    .and_then(|r| r.record().holders.get(i)?.as_ref())
+                    .and_then(|h| {
+                        Some(NodeRef {
+                            peer: peer_of_node(&h.node)?.to_string(),
+                            data: DataAddr {
+                                id: h.node.0,
+                                addrs: h.addrs.clone(),
+                            },
+                        })
+                    });
+                named.push(holder.into_iter().collect());
+            }
+        }
+        let ids: Vec<PieceId> = ids.into_iter().flatten().collect();
+        Ok(Response::Located(self.locate(ids, named).await?))
+    }
+
+    /// The holders of each of `ids`: this node, then `named` (a placement record's
+    /// holder), then announcers with standing, then the others, then providers.
+    pub(super) async fn locate(
+        self: &Arc<Self>,
+        ids: Vec<PieceId>,
+        named: Vec<Vec<NodeRef>>,
+    ) -> Result<Vec<Vec<NodeRef>>, (ErrorCode, String)> {
+        let store = self.store.clone();
+        let asked = ids.clone();
+        let mine: Vec<bool> = self
+            .blocking(move || {
+                Ok::<_, StoreError>(
+                    asked
+                        .iter()
+                        .map(|p| store.has_piece(p).unwrap_or(false))
+                        .collect(),
+                )
+            })
+            .await
+            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+        let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected)
+            .iter()
+            .filter(|(p, _)| !self.is_flagged(p))
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        // Standing once per connected peer, before the holder table is locked.
+        let now = upkeep::now_unix();
+        let established: HashSet<PeerId> = {
+            let ledger = lock(&self.ledger);
+            connected
+                .keys()
+                .filter(|p| {
+                    data_id_of(p)
+                        .is_some_and(|id| ledger.trust(&NodeId(id), now) == Trust::Established)
+                })
+                .copied()
+                .collect()
+        };
+        let standing = |p: &PeerId| established.contains(p);
+        let mut out: Vec<Vec<NodeRef>> = {
+            let holders = lock(&self.holders);
+            ids.iter()
+                .zip(mine)
+                .zip(named)
+                .map(|((id, mine), named)| {
+                    let mut v: Vec<NodeRef> = Vec::new();
+                    if mine {
+                        v.extend(self.node_ref(&self.peer));
+                    }
+                    // The placement record's holder next, if it is here to serve
+                    // (connected, and not caught forging): it may not have announced
+                    // the piece yet.
+                    for r in named {
+                        let live = r
+                            .peer
+                            .parse::<PeerId>()
+                            .is_ok_and(|p| connected.contains_key(&p));
+                        if live && !v.iter().any(|x| x.peer == r.peer) {
+                            v.push(r);
+                        }
+                    }
+                    // Filter first, then cut: announcers that are gone or
+                    // flagged must not crowd the real holders out, and those
+                    // with standing come before those without.
+                    let mut found: Vec<(&PeerId, &DataAddr)> = holders
+                        .holders(id)
+                        .filter(|(p, _)| connected.contains_key(*p))
+                        .collect();
+                    found.sort_by_key(|(p, _)| !standing(p));
+                    for (p, d) in found.into_iter().take(wire::MAX_HOLDERS_LISTED) {
+                        let peer = p.to_string();
+                        if !v.iter().any(|x| x.peer == peer) {
+                            v.push(NodeRef {
+                                peer,
+                                data: d.clone(),
+                            });
+                        }
+                    }
+                    v
+                })
+                .collect()
+        };
+        // Pieces no announcement covered: ask the DHT's provider records.
+        let missing: Vec<usize> = (0..ids.len())
+            .filter(|&i| out[i].is_empty())
+            .take(MAX_PROVIDER_LOOKUPS)
+            .collect();
+        let lookups = missing.iter().map(|&i| self.providers(ids[i]));
+        let found = futures::future::join_all(lookups).await;
+        // A provider record outlives the piece (it stays in the DHT after a holder
+        // deletes a corrupt copy): a peer whose announcements this node has, and
+        // which did not announce the piece, does not hold it.
+        let announced: HashSet<PeerId> = lock(&self.holders).by_peer.keys().copied().collect();
+        for (&i, peers) in missing.iter().zip(found) {
+            for p in peers {
+                if announced.contains(&p) {
+                    continue;
+                }
+                if let Some(r) = connected.get(&p).and_then(|a| data_ref(&p, a)) {
+                    out[i].push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
