@@ -8,13 +8,15 @@
 //!
 //! What a node knows about other nodes' pieces comes from holdings announcements on
 //! gossipsub, each signed by the announcing node, so a node can only speak for itself.
-//! Each held piece is also announced as a Kademlia provider record. New manifest versions
+//! Each stripe's holders are also in its placement record, which the DHT stores (the
+//! `placements` module). New manifest versions
 //! are announced by id; every node fetches, verifies and stores each one, and catches up on
 //! versions it missed from every peer it connects to.
 //!
 //! Here: the node's shared `State` and starting and stopping a [`Node`]. The swarm
 //! task is `event_loop`, the request handlers `requests`; `holders`, `challenges`,
-//! `claims`, `manifests` and `upkeep` each own one concern of what a node decides.
+//! `claims`, `manifests`, `placements`, `locate` and `upkeep` each own one concern of
+//! what a node decides.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,7 +29,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use libp2p::{Multiaddr, PeerId, gossipsub, kad, multiaddr::Protocol, swarm::SwarmEvent};
+use libp2p::{Multiaddr, PeerId, gossipsub, multiaddr::Protocol, swarm::SwarmEvent};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -38,7 +40,7 @@ use super::{
     identity::NodeKey,
     metrics::NetMetrics,
     swarm::{self, Command, Control},
-    wire::{self, DataAddr, Holdings, NodeInfo, NodeRef, Trust},
+    wire::{self, Holdings, NodeInfo, NodeRef, Trust},
 };
 use crate::{
     audit::{Auditor, Ledger},
@@ -81,12 +83,6 @@ pub const MAX_HOLDS: usize = 256;
 const MAX_HOLD_FETCHES: usize = 16;
 /// Most manifests fetched at once while catching up.
 const MAX_CATCH_UP: usize = 4;
-/// Most providers taken from one Kademlia lookup.
-const MAX_PROVIDERS: usize = 32;
-/// Most pieces looked up in Kademlia for one `Locate` (those no announcement covered).
-const MAX_PROVIDER_LOOKUPS: usize = 64;
-/// How long a Kademlia provider lookup may take.
-const PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a started node waits before it repairs anything: its peers announce all they
 /// hold to each new subscriber within a second or so.
 const REPAIR_WARMUP: Duration = Duration::from_secs(5);
@@ -191,21 +187,6 @@ pub fn data_id_of(peer: &PeerId) -> Option<[u8; 32]> {
     }
     let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
     Some(pk.try_into_ed25519().ok()?.to_bytes())
-}
-
-/// A node's data-plane address from its libp2p addresses: the same key, and the same IP
-/// and port over UDP.
-fn data_ref(peer: &PeerId, addrs: &[Multiaddr]) -> Option<NodeRef> {
-    let id = data_id_of(peer)?;
-    let addrs: Vec<SocketAddr> = addrs
-        .iter()
-        .filter_map(|a| Some(SocketAddr::new(ip_of(a), tcp_port_of(a)?)))
-        .filter(|s| !s.ip().is_unspecified())
-        .collect();
-    (!addrs.is_empty()).then(|| NodeRef {
-        peer: peer.to_string(),
-        data: DataAddr { id, addrs },
-    })
 }
 
 /// A running storage node.
@@ -451,11 +432,6 @@ impl Node {
         &self.state.0.data
     }
 
-    /// Who the DHT's provider records say holds `piece`.
-    pub async fn providers(&self, piece: PieceId) -> Vec<PeerId> {
-        self.state.0.providers(piece).await
-    }
-
     /// Status for `cairn node status`.
     pub fn status(&self) -> NodeStatus {
         let s = &self.state.0;
@@ -573,9 +549,8 @@ impl State {
         })
     }
 
-    /// Announces `pieces` on gossip (in batches) and, with `provide`, as Kademlia provider
-    /// records (needed once per piece per run: Kademlia republishes them itself).
-    async fn announce(&self, pieces: Vec<[u8; 32]>, provide: bool) {
+    /// Announces `pieces` on gossip, in batches.
+    async fn announce(&self, pieces: Vec<[u8; 32]>) {
         for chunk in pieces.chunks(wire::HOLDINGS_BATCH) {
             let h = Holdings {
                 data: self.data.addr(),
@@ -588,12 +563,6 @@ impl State {
             };
             if self.control.send(gossip).await.is_err() {
                 return;
-            }
-            if provide {
-                let keys = chunk.iter().map(kad::RecordKey::new).collect();
-                if self.control.send(Command::Provide(keys)).await.is_err() {
-                    return;
-                }
             }
         }
     }

@@ -84,14 +84,14 @@ pub(crate) fn build(
             kcfg.set_query_timeout(Duration::from_secs(30));
             // Records others ask this node to store are checked before they are kept
             // (`Command::StoreRecord`): only placement records of known stripes, signed by
-            // their publishers.
+            // their publishers. Provider records are not used, so none are kept.
             kcfg.set_record_filtering(kad::StoreInserts::FilterBoth);
             let store = kad::store::MemoryStore::with_config(
                 peer,
                 kad::store::MemoryStoreConfig {
-                    max_provided_keys: 1 << 20,
+                    max_provided_keys: 0,
                     max_records: 1 << 16,
-                    max_providers_per_key: 32,
+                    max_providers_per_key: 0,
                     max_value_bytes: crate::location::MAX_PLACEMENT_LEN,
                 },
             );
@@ -246,11 +246,6 @@ pub(crate) enum Command {
         id: gossipsub::MessageId,
         from: PeerId,
         verdict: gossipsub::MessageAcceptance,
-    },
-    Provide(Vec<kad::RecordKey>),
-    Providers {
-        key: kad::RecordKey,
-        reply: oneshot::Sender<Vec<PeerId>>,
     },
     /// Store a record in the DHT (here and at the closest peers); with a reply, say
     /// whether at least one other peer stored it.

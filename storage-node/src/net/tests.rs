@@ -63,49 +63,6 @@ fn source(len: usize) -> tempfile::TempDir {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn held_pieces_are_found_through_provider_records() {
-    let c = cluster(3, None).await;
-    let client = Client::connect(c.nodes[0].peer_addr()).await.unwrap();
-    let src = source(100 << 10);
-    let key = PublisherKey::generate().unwrap();
-    let r = client
-        .push(
-            src.path(),
-            opts(2, 1, "t/providers"),
-            &key,
-            std::sync::Arc::new(|_| {}),
-        )
-        .await
-        .unwrap();
-    for piece in r.manifest.pieces() {
-        let holders: Vec<_> = c
-            .nodes
-            .iter()
-            .filter(|n| n.store().has_piece(&piece.id).unwrap())
-            .map(Node::peer_id)
-            .collect();
-        assert!(!holders.is_empty());
-        let t0 = Instant::now();
-        loop {
-            let found = c.nodes[2].providers(piece.id).await;
-            if found.iter().any(|p| holders.contains(p)) {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "no provider record for {}",
-                piece.id
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    client.shutdown().await;
-    for n in c.nodes {
-        n.shutdown().await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_refuses_without_room_and_publishes_nothing() {
     let c = cluster(3, Some(8 << 10)).await;
     let client = Client::connect(c.nodes[0].peer_addr()).await.unwrap();

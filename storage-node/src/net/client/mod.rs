@@ -433,8 +433,7 @@ async fn run(
                 None => break,
                 Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
-                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::Provide(_) | Command::StoreRecord(_)) => {}
-                Some(Command::Providers { reply, .. }) => { reply.send(Vec::new()).ok(); }
+                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::StoreRecord(_)) => {}
                 Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
                 Some(Command::GetRecord { reply, .. }) => { reply.send(None).ok(); }
             },

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use std::sync::Mutex;
 
-use super::{super::jittered, MAX_PROVIDERS, State, Work, data_id_of, ip_of, lock, upkeep};
+use super::{super::jittered, State, Work, data_id_of, ip_of, lock, upkeep};
 use crate::{
     ids::{NodeId, PieceId},
     net::{
@@ -50,7 +50,7 @@ pub(super) async fn run(
     let mut met: HashSet<PeerId> = HashSet::new();
     let mut rounds = 0usize;
     let orphans: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>> = Arc::default();
-    let mut provided_all = false;
+    let mut republished = false;
     let mut queries = Queries::default();
     let upkeep = state.upkeep.clone();
     // The first audit round comes after a full interval, once holdings have been heard.
@@ -78,7 +78,7 @@ pub(super) async fn run(
                     let (tx, rx) = oneshot::channel();
                     let spawned = workers.spawn(Work::Fresh, async move {
                         let fresh = rx.await.unwrap_or_default();
-                        s.announce(fresh, true).await;
+                        s.announce(fresh).await;
                     });
                     if spawned.is_ok() {
                         tx.send(fresh).ok();
@@ -148,15 +148,16 @@ pub(super) async fn run(
                 reannounce = running.then(|| tokio::time::Instant::now() + Duration::from_millis(500));
                 if !running {
                     let s = state.clone();
-                    // Provider records need someone to store them at: wait for a peer.
-                    let provide = !provided_all && !lock(&state.connected).is_empty();
-                    provided_all |= provide;
+                    // The DHT's copies of this node's placement records live in memory:
+                    // put them back once, when there is a peer to store them at.
+                    let republish = !republished && !lock(&state.connected).is_empty();
+                    republished |= republish;
                     workers.spawn(Work::Announce, async move {
                         let store = s.store.clone();
                         if let Ok(ids) = s.blocking(move || store.piece_ids()).await {
-                            s.announce(ids.into_iter().map(|p| p.0).collect(), provide).await;
+                            s.announce(ids.into_iter().map(|p| p.0).collect()).await;
                         }
-                        if provide {
+                        if republish {
                             s.republish_placements().await;
                         }
                     }).ok();
@@ -225,25 +226,6 @@ pub(super) async fn run(
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                     id,
-                    result: kad::QueryResult::GetProviders(r),
-                    step,
-                    ..
-                })) => {
-                    let done = match r {
-                        Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
-                            if let Some((_, found)) = queries.providers.get_mut(&id) {
-                                found.extend(providers.into_iter().take(MAX_PROVIDERS));
-                            }
-                            step.last
-                        }
-                        _ => true,
-                    };
-                    if done && let Some((tx, found)) = queries.providers.remove(&id) {
-                        tx.send(found).ok();
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                    id,
                     result: kad::QueryResult::GetRecord(r),
                     step,
                     ..
@@ -270,17 +252,11 @@ pub(super) async fn run(
                         tx.send(r.is_ok()).ok();
                     }
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest { request })) => {
-                    match request {
-                        kad::InboundRequest::PutRecord { record: Some(record), source, .. } => {
-                            state.offered_record(source, record);
-                        }
-                        kad::InboundRequest::AddProvider { record: Some(p) } => {
-                            kad::store::RecordStore::add_provider(swarm.behaviour_mut().kad.store_mut(), p).ok();
-                        }
-                        _ => {}
-                    }
-                }
+                // Kademlia holds back what others ask it to store (`FilterBoth`): placement
+                // records are checked first; provider records are not used and dropped.
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest {
+                    request: kad::InboundRequest::PutRecord { record: Some(record), source, .. },
+                })) => state.offered_record(source, record),
                 SwarmEvent::NewListenAddr { address, .. } => {
                     let full = address.with(Protocol::P2p(state.peer));
                     let mut l = lock(&state.listen);
@@ -311,8 +287,6 @@ pub(super) async fn run(
 /// Kademlia queries in flight, and who waits for each.
 #[derive(Default)]
 struct Queries {
-    /// Provider lookups, and what was found so far.
-    providers: HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>,
     get: HashMap<kad::QueryId, oneshot::Sender<Option<Vec<u8>>>>,
     put: HashMap<kad::QueryId, oneshot::Sender<bool>>,
 }
@@ -356,10 +330,6 @@ fn on_command(
             {
                 debug!(topic, "gossip not sent: {e}");
             }
-        }
-        Command::Providers { key, reply } => {
-            let id = swarm.behaviour_mut().kad.get_providers(key);
-            queries.providers.insert(id, (reply, Vec::new()));
         }
         Command::PutRecord { record, reply } => {
             match swarm
@@ -406,11 +376,6 @@ fn on_command(
                 .behaviour_mut()
                 .gossip
                 .report_message_validation_result(&id, &from, verdict);
-        }
-        Command::Provide(keys) => {
-            for k in keys {
-                swarm.behaviour_mut().kad.start_providing(k).ok();
-            }
         }
     }
 }

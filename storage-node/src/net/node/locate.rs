@@ -1,8 +1,7 @@
 //! Answers to `Locate` and `LocateStripes`: who holds each piece, as far as this node
 //! knows. A stripe's placement record (when the request names stripes) gives the holder
-//! of each piece first; holders heard announcing a piece follow; Kademlia's provider
-//! records fill in pieces neither covers. Only holders connected to this node and not
-//! caught forging are named.
+//! of each piece first; holders heard announcing a piece follow. Only holders connected
+//! to this node and not caught forging are named.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,7 +10,7 @@ use std::{
 
 use libp2p::{Multiaddr, PeerId};
 
-use super::{MAX_PROVIDER_LOOKUPS, State, data_id_of, data_ref, lock, upkeep};
+use super::{State, data_id_of, lock, upkeep};
 use crate::{
     ids::{NodeId, PieceId, PublisherId, StripeId},
     location::{PlacementKey, SignedPlacement},
@@ -81,7 +80,7 @@ impl State {
     }
 
     /// The holders of each of `ids`: this node, then `named` (a placement record's
-    /// holder), then announcers with standing, then the others, then providers.
+    /// holder), then announcers with standing, then the others.
     pub(super) async fn locate(
         self: &Arc<Self>,
         ids: Vec<PieceId>,
@@ -119,7 +118,7 @@ impl State {
                 .collect()
         };
         let standing = |p: &PeerId| established.contains(p);
-        let mut out: Vec<Vec<NodeRef>> = {
+        let out: Vec<Vec<NodeRef>> = {
             let holders = lock(&self.holders);
             ids.iter()
                 .zip(mine)
@@ -162,27 +161,6 @@ impl State {
                 })
                 .collect()
         };
-        // Pieces no announcement covered: ask the DHT's provider records.
-        let missing: Vec<usize> = (0..ids.len())
-            .filter(|&i| out[i].is_empty())
-            .take(MAX_PROVIDER_LOOKUPS)
-            .collect();
-        let lookups = missing.iter().map(|&i| self.providers(ids[i]));
-        let found = futures::future::join_all(lookups).await;
-        // A provider record outlives the piece (it stays in the DHT after a holder
-        // deletes a corrupt copy): a peer whose announcements this node has, and
-        // which did not announce the piece, does not hold it.
-        let announced: HashSet<PeerId> = lock(&self.holders).by_peer.keys().copied().collect();
-        for (&i, peers) in missing.iter().zip(found) {
-            for p in peers {
-                if announced.contains(&p) {
-                    continue;
-                }
-                if let Some(r) = connected.get(&p).and_then(|a| data_ref(&p, a)) {
-                    out[i].push(r);
-                }
-            }
-        }
         Ok(out)
     }
 }

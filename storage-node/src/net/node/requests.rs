@@ -3,19 +3,15 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use libp2p::{Multiaddr, PeerId, kad};
-use tokio::sync::oneshot;
+use libp2p::{Multiaddr, PeerId};
 use tracing::debug;
 
-use super::{INFO_TIMEOUT, PROVIDER_TIMEOUT, State, data_id_of, lock, upkeep};
+use super::{INFO_TIMEOUT, State, data_id_of, lock, upkeep};
 use crate::{
     erasure::MAX_BLOCK_SIZE,
     ids::{DatasetName, NodeId, PieceId, VersionId},
     manifest::Manifest,
-    net::{
-        swarm::Command,
-        wire::{self, DataAddr, DatasetSummary, ErrorCode, NodeInfo, Request, Response, Trust},
-    },
+    net::wire::{self, DataAddr, DatasetSummary, ErrorCode, NodeInfo, Request, Response, Trust},
     store::{PieceStore, Put, StoreError},
 };
 
@@ -218,23 +214,6 @@ impl State {
     /// readers, and no repair reads from it.
     pub(super) fn is_flagged(&self, peer: &PeerId) -> bool {
         data_id_of(peer).is_some_and(|id| lock(&self.ledger).flagged(&NodeId(id)))
-    }
-
-    /// Providers of `piece` from Kademlia, within a deadline.
-    pub(super) async fn providers(&self, piece: PieceId) -> Vec<PeerId> {
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Providers {
-            key: kad::RecordKey::new(&piece.0),
-            reply,
-        };
-        if self.control.send(cmd).await.is_err() {
-            return Vec::new();
-        }
-        tokio::time::timeout(PROVIDER_TIMEOUT, rx)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default()
     }
 
     async fn hold(
