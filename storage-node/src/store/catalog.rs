@@ -566,46 +566,8 @@ fn version_key(name: &DatasetName, created: u64, version: &VersionId) -> Vec<u8>
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
-    use crate::engine::{self, EncodeOptions, SourceFile};
-    use crate::manifest::PublisherKey;
-    use crate::store::StoreOptions;
-
-    fn open(dir: &std::path::Path) -> PieceStore {
-        PieceStore::open(StoreOptions {
-            dir: dir.to_path_buf(),
-            capacity: None,
-        })
-        .expect("open")
-        .0
-    }
-
-    /// A signed manifest of `name` with one file of `len` bytes per seed, coded 2-of-3.
-    fn manifest(dir: &std::path::Path, name: &str, created: u64, seeds: &[u64]) -> Manifest {
-        let files: Vec<SourceFile> = seeds
-            .iter()
-            .map(|&s| {
-                let disk = dir.join(format!("src-{s}"));
-                fs::write(&disk, crate::local::synthetic(300, s)).expect("write");
-                SourceFile {
-                    path: format!("f{s}").parse().expect("path"),
-                    disk,
-                    size: 300,
-                }
-            })
-            .collect();
-        let opts = EncodeOptions {
-            name: name.parse().expect("name"),
-            parent: None,
-            license: "CC-BY-4.0 ".repeat(40),
-            params: ErasureParams::new(2, 1, 64).expect("params"),
-            created_unix: created,
-        };
-        let key = PublisherKey::from_secret_bytes(&[7; 32]);
-        engine::encode_files(&files, &opts, &key, |_, _, _| Ok(()), |_| {}).expect("encode")
-    }
+    use crate::store::test_support::{manifest, open};
 
     #[test]
     fn records_and_refs_answer_without_manifests() {

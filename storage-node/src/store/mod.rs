@@ -50,6 +50,8 @@ mod catalog;
 mod pieces;
 mod placements;
 mod records;
+#[cfg(test)]
+mod test_support;
 
 pub use catalog::{DatasetRecord, MAX_RECORD_LICENSE, StripeRef, VersionRecord};
 pub use records::RepairJob;

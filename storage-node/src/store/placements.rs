@@ -1,10 +1,15 @@
 //! Placement records of the stripes this node holds pieces of: the node is one of the
 //! stripe's group, which keeps its record and publishes it in the DHT.
 
-use rocksdb::IteratorMode;
+use std::collections::HashSet;
+
+use rocksdb::{IteratorMode, WriteBatch};
 
 use super::{CF_PLACEMENTS, PieceStore, StoreError};
-use crate::location::{PlacementKey, SignedPlacement};
+use crate::{
+    ids::StripeId,
+    location::{PlacementKey, SignedPlacement},
+};
 
 impl PieceStore {
     /// Keeps `record` unless one at least as new is stored under its key. Returns
@@ -49,8 +54,89 @@ impl PieceStore {
             .unwrap_or(0))
     }
 
-    /// Forgets the record under `key` (the node no longer holds a piece of its stripe).
-    pub fn remove_placement(&self, key: &PlacementKey) -> Result<(), StoreError> {
-        Ok(self.db.delete_cf(self.cf(CF_PLACEMENTS)?, key.0)?)
+    /// Forgets the records of stripes this node no longer holds a piece of (found through
+    /// the `refs` index: no manifest is read), and any that no longer decode. Returns
+    /// how many were forgotten.
+    pub fn prune_placements(&self) -> Result<usize, StoreError> {
+        let mut held: HashSet<StripeId> = HashSet::new();
+        for p in self.piece_ids()? {
+            held.extend(self.stripes_of(&p)?.into_iter().map(|r| r.stripe));
+        }
+        let cf = self.cf(CF_PLACEMENTS)?;
+        let mut batch = WriteBatch::default();
+        let mut stale = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            if !SignedPlacement::peek(&v).is_ok_and(|r| held.contains(&r.stripe)) {
+                batch.delete_cf(cf, k);
+                stale += 1;
+            }
+        }
+        if stale > 0 {
+            self.db.write(batch)?;
+        }
+        Ok(stale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        location::PlacementRecord,
+        repair::stripe_id,
+        store::test_support::{key, manifest_and_pieces, open},
+    };
+
+    #[test]
+    fn records_of_stripes_no_longer_held_are_pruned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let (m, pieces) = manifest_and_pieces(dir.path(), "a/b", 1, &[1]);
+        assert!(store.put_manifest(&m).expect("put"));
+        let stripes = &m.files()[0].stripes;
+        assert!(stripes.len() >= 2);
+        // This node holds a piece of the first stripe only.
+        let (_, id, bytes) = pieces
+            .iter()
+            .find(|(s, _, _)| s.stripe == 0)
+            .expect("piece");
+        store.put_piece(*id, bytes).expect("put piece");
+        let records: Vec<SignedPlacement> = (0..2)
+            .map(|i| {
+                PlacementRecord {
+                    publisher: key().id(),
+                    stripe: stripe_id(&stripes[i]),
+                    version: m.version(),
+                    file: 0,
+                    index: i as u32,
+                    seq: 1,
+                    holders: vec![None; stripes[i].pieces.len()],
+                }
+                .sign(&key())
+            })
+            .collect();
+        for r in &records {
+            assert!(store.put_placement(r).expect("put record"));
+            // The same or an older one changes nothing.
+            assert!(!store.put_placement(r).expect("put record"));
+        }
+        assert_eq!(store.prune_placements().expect("prune"), 1);
+        assert!(
+            store
+                .placement(&records[0].record().key())
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            store
+                .placement(&records[1].record().key())
+                .expect("read")
+                .is_none()
+        );
+        // Once the piece is gone, so is the last record.
+        store.remove_piece(id).expect("remove");
+        assert_eq!(store.prune_placements().expect("prune"), 1);
+        assert_eq!(store.placements().expect("list").len(), 0);
     }
 }

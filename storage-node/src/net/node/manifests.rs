@@ -263,6 +263,18 @@ impl State {
         let Ok(Ok(unreferenced)) = scan else {
             return;
         };
+        // The group of a stripe this node no longer holds a piece of is not its to keep.
+        let store = self.store.clone();
+        if let Ok(Ok(n @ 1..)) = self
+            .workers
+            .blocking(move || store.prune_placements())
+            .await
+        {
+            debug!(
+                records = n,
+                "forgot placement records of stripes no longer held"
+            );
+        }
         let expired: Vec<PieceId> = {
             let mut seen = lock(&seen);
             let now_set: HashSet<PieceId> = unreferenced.iter().copied().collect();
