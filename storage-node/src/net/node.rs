@@ -57,6 +57,7 @@ mod event_loop;
 mod holders;
 mod locate;
 mod manifests;
+mod placement_check;
 mod placements;
 mod repairs;
 mod requests;
@@ -136,6 +137,10 @@ struct State {
     forge_proofs: bool,
     /// Every task the node runs besides the swarm task.
     workers: Workers,
+    /// Versions' stripes, for checking placement records without decoding manifests.
+    stripe_tables: placement_check::StripeTables,
+    /// Peers' allowances for DHT records, and records waiting for their version.
+    offers: Mutex<placement_check::Offers>,
 }
 
 /// Where a connected peer sits: the address its connection comes from, and the operator
@@ -375,6 +380,8 @@ impl Node {
             upkeep: config.upkeep.clone(),
             forge_proofs: faults.forge_proofs,
             workers: Workers::new(cancel.child_token()),
+            stripe_tables: placement_check::StripeTables::new(),
+            offers: Mutex::default(),
         });
         let task = tokio::spawn(run(
             swarm,

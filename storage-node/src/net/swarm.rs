@@ -86,13 +86,16 @@ pub(crate) fn build(
             // (`Command::StoreRecord`): only placement records of known stripes, signed by
             // their publishers. Provider records are not used, so none are kept.
             kcfg.set_record_filtering(kad::StoreInserts::FilterBoth);
+            // A placement record of the widest stripe must fit in one message.
+            kcfg.set_max_packet_size(crate::location::MAX_PLACEMENT_LEN + 4096);
             let store = kad::store::MemoryStore::with_config(
                 peer,
                 kad::store::MemoryStoreConfig {
                     max_provided_keys: 0,
                     max_records: 1 << 16,
                     max_providers_per_key: 0,
-                    max_value_bytes: crate::location::MAX_PLACEMENT_LEN,
+                    // The store refuses a value of `max_value_bytes` itself.
+                    max_value_bytes: crate::location::MAX_PLACEMENT_LEN + 1,
                 },
             );
             let mut kad = kad::Behaviour::with_config(peer, store, kcfg);
@@ -248,15 +251,16 @@ pub(crate) enum Command {
         verdict: gossipsub::MessageAcceptance,
     },
     /// Store a record in the DHT (here and at the closest peers); with a reply, say
-    /// whether at least one other peer stored it.
+    /// whether it was stored here and sent to the closest peers (who answer before they
+    /// have checked it, so their answer says nothing more).
     PutRecord {
         record: kad::Record,
         reply: Option<oneshot::Sender<bool>>,
     },
-    /// A record from the DHT: this node's own copy, or the first one a lookup finds.
+    /// Records from the DHT: this node's own copy, or what a lookup finds (a few).
     GetRecord {
         key: kad::RecordKey,
-        reply: oneshot::Sender<Option<Vec<u8>>>,
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
     },
     /// Keep a record another peer asked this node to store, now that it checked it.
     StoreRecord(kad::Record),

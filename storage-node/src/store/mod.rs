@@ -302,6 +302,8 @@ pub struct PieceStore {
     durable_dirs: Mutex<HashSet<PathBuf>>,
     /// Serialises manifest writes so an ownership check and its write are atomic.
     names_lock: Mutex<()>,
+    /// Serialises read-compare-write of placement records.
+    placements_lock: Mutex<()>,
     /// Most versions and manifest bytes per publisher.
     quota: (u64, u64),
 }
@@ -363,6 +365,7 @@ impl PieceStore {
             acct: Mutex::new(Accounting::default()),
             durable_dirs: Mutex::new(HashSet::new()),
             names_lock: Mutex::new(()),
+            placements_lock: Mutex::new(()),
             quota: (MAX_VERSIONS_PER_PUBLISHER, MAX_MANIFEST_BYTES_PER_PUBLISHER),
         };
         let report = store.recover()?;

@@ -17,6 +17,10 @@ impl PieceStore {
     pub fn put_placement(&self, record: &SignedPlacement) -> Result<bool, StoreError> {
         let cf = self.cf(CF_PLACEMENTS)?;
         let key = record.record().key();
+        let _guard = self
+            .placements_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(old) = self.db.get_pinned_cf(cf, key.0)?
             && SignedPlacement::peek(&old).is_ok_and(|old| old.seq >= record.record().seq)
         {

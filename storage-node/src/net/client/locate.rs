@@ -5,8 +5,8 @@
 //! only holders it can reach and has not caught forging.
 //!
 //! The record is what makes read after write hold: a push returns only once every
-//! stripe's record is stored in the DHT, so any node finds the holders at once, before
-//! any announcement reached it.
+//! stripe's record is stored in the DHT, so a node finds the holders at once, before any
+//! announcement reached it (see ARCHITECTURE.md for how far that goes).
 
 use std::{
     collections::HashMap,

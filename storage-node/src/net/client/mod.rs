@@ -435,7 +435,7 @@ async fn run(
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
                 Some(Command::Gossip { .. } | Command::Validate { .. } | Command::StoreRecord(_)) => {}
                 Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
-                Some(Command::GetRecord { reply, .. }) => { reply.send(None).ok(); }
+                Some(Command::GetRecord { reply, .. }) => { reply.send(Vec::new()).ok(); }
             },
             Some(event) = swarm.next() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Control(e)) = event

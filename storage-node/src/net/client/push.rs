@@ -357,8 +357,13 @@ impl Client {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let mut records = Vec::new();
+        // Identical files have identical stripes, under one key: one record each.
+        let mut seen = std::collections::HashSet::new();
         for (fi, f) in manifest.files().iter().enumerate() {
             for (si, stripe) in f.stripes.iter().enumerate() {
+                if !seen.insert(stripe_id(stripe)) {
+                    continue;
+                }
                 let holders = (0..stripe.pieces.len())
                     .map(|i| {
                         let node = held.get(&(fi, si))?.get(i).copied().flatten()?;

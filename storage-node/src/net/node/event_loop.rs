@@ -230,12 +230,14 @@ pub(super) async fn run(
                     step,
                     ..
                 })) => {
-                    let found = match r {
-                        Ok(kad::GetRecordOk::FoundRecord(p)) => Some(p.record.value),
-                        _ => None,
-                    };
-                    if found.is_some() || step.last {
-                        if let Some(tx) = queries.get.remove(&id) {
+                    if let Some((_, found)) = queries.get.get_mut(&id)
+                        && let Ok(kad::GetRecordOk::FoundRecord(p)) = r
+                    {
+                        found.push(p.record.value);
+                    }
+                    let enough = queries.get.get(&id).is_some_and(|(_, f)| f.len() >= MAX_FOUND);
+                    if enough || step.last {
+                        if let Some((tx, found)) = queries.get.remove(&id) {
                             tx.send(found).ok();
                         }
                         if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
@@ -284,10 +286,17 @@ pub(super) async fn run(
     }
 }
 
+/// Record values, as a lookup finds them.
+type Values = Vec<Vec<u8>>;
+
+/// Records a lookup collects before it answers.
+const MAX_FOUND: usize = 4;
+
 /// Kademlia queries in flight, and who waits for each.
 #[derive(Default)]
 struct Queries {
-    get: HashMap<kad::QueryId, oneshot::Sender<Option<Vec<u8>>>>,
+    /// Record lookups, and the values found so far.
+    get: HashMap<kad::QueryId, (oneshot::Sender<Values>, Values)>,
     put: HashMap<kad::QueryId, oneshot::Sender<bool>>,
 }
 
@@ -331,19 +340,31 @@ fn on_command(
                 debug!(topic, "gossip not sent: {e}");
             }
         }
-        Command::PutRecord { record, reply } => {
-            match swarm
+        Command::Validate { id, from, verdict } => {
+            swarm
                 .behaviour_mut()
-                .kad
-                .put_record(record, kad::Quorum::One)
-            {
+                .gossip
+                .report_message_validation_result(&id, &from, verdict);
+        }
+        Command::PutRecord { record, reply } => {
+            let kad = &mut swarm.behaviour_mut().kad;
+            // Never put an older record over a newer one.
+            let stale = kad::store::RecordStore::get(kad.store_mut(), &record.key)
+                .is_some_and(|old| seq_of(&old.value) >= seq_of(&record.value));
+            if stale {
+                if let Some(tx) = reply {
+                    tx.send(true).ok();
+                }
+                return;
+            }
+            match kad.put_record(record, kad::Quorum::One) {
                 Ok(id) => {
                     if let Some(tx) = reply {
                         queries.put.insert(id, tx);
                     }
                 }
                 Err(e) => {
-                    debug!("record not stored: {e}");
+                    warn!("a placement record was not stored: {e}");
                     if let Some(tx) = reply {
                         tx.send(false).ok();
                     }
@@ -353,31 +374,31 @@ fn on_command(
         Command::GetRecord { key, reply } => {
             let kad = &mut swarm.behaviour_mut().kad;
             if let Some(r) = kad::store::RecordStore::get(kad.store_mut(), &key) {
-                reply.send(Some(r.value.clone())).ok();
+                reply.send(vec![r.value.clone()]).ok();
             } else {
                 let id = kad.get_record(key);
-                queries.get.insert(id, reply);
+                queries.get.insert(id, (reply, Vec::new()));
             }
         }
-        Command::StoreRecord(record) => {
+        Command::StoreRecord(mut record) => {
             let store = swarm.behaviour_mut().kad.store_mut();
-            let newer = kad::store::RecordStore::get(store, &record.key).is_none_or(|old| {
-                crate::location::SignedPlacement::peek(&old.value).map_or(true, |o| {
-                    crate::location::SignedPlacement::peek(&record.value)
-                        .is_ok_and(|n| n.seq > o.seq)
-                })
-            });
+            let newer = kad::store::RecordStore::get(store, &record.key)
+                .is_none_or(|old| seq_of(&old.value) < seq_of(&record.value));
             if newer {
-                kad::store::RecordStore::put(store, record).ok();
+                record.expires = Some(std::time::Instant::now() + super::placements::RECORD_TTL);
+                if let Err(e) = kad::store::RecordStore::put(store, record) {
+                    debug!("a checked placement record was not stored: {e}");
+                }
             }
-        }
-        Command::Validate { id, from, verdict } => {
-            swarm
-                .behaviour_mut()
-                .gossip
-                .report_message_validation_result(&id, &from, verdict);
         }
     }
+}
+
+/// The `seq` of a placement record's bytes; `None` (older than any) if they are none.
+fn seq_of(bytes: &[u8]) -> Option<u64> {
+    crate::location::SignedPlacement::peek(bytes)
+        .ok()
+        .map(|r| r.seq)
 }
 
 fn on_request(

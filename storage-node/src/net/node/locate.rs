@@ -51,30 +51,38 @@ impl State {
         let Response::Placements(found) = self.placements(keys).await? else {
             return Err((ErrorCode::Internal, "placements answered otherwise".into()));
         };
-        let mut named = Vec::with_capacity(pieces);
-        for (stripe, bytes) in ids.iter().zip(found) {
-            let record = bytes.and_then(|b| {
-                let r = SignedPlacement::decode(&b).ok()?;
-                r.check(&publisher, &StripeId::of_pieces(stripe), stripe.len())
-                    .ok()?;
-                Some(r)
-            });
-            for i in 0..stripe.len() {
-                let holder = record
-                    .as_ref()
-                    .and_then(|r| r.record().holders.get(i)?.as_ref())
-                    .and_then(|h| {
-                        Some(NodeRef {
-                            peer: peer_of_node(&h.node)?.to_string(),
-                            data: DataAddr {
-                                id: h.node.0,
-                                addrs: h.addrs.clone(),
-                            },
-                        })
+        // Signatures are checked off the async threads.
+        let stripes = ids.clone();
+        let named: Vec<Vec<NodeRef>> = self
+            .blocking(move || -> Result<_, StoreError> {
+                let mut named = Vec::with_capacity(pieces);
+                for (stripe, bytes) in stripes.iter().zip(found) {
+                    let record = bytes.and_then(|b| {
+                        let r = SignedPlacement::decode(&b).ok()?;
+                        r.check(&publisher, &StripeId::of_pieces(stripe), stripe.len())
+                            .ok()?;
+                        Some(r)
                     });
-                named.push(holder.into_iter().collect());
-            }
-        }
+                    for i in 0..stripe.len() {
+                        let holder = record
+                            .as_ref()
+                            .and_then(|r| r.record().holders.get(i)?.as_ref())
+                            .and_then(|h| {
+                                Some(NodeRef {
+                                    peer: peer_of_node(&h.node)?.to_string(),
+                                    data: DataAddr {
+                                        id: h.node.0,
+                                        addrs: h.addrs.clone(),
+                                    },
+                                })
+                            });
+                        named.push(holder.into_iter().collect());
+                    }
+                }
+                Ok(named)
+            })
+            .await
+            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
         let ids: Vec<PieceId> = ids.into_iter().flatten().collect();
         Ok(Response::Located(self.locate(ids, named).await?))
     }
@@ -128,18 +136,6 @@ impl State {
                     if mine {
                         v.extend(self.node_ref(&self.peer));
                     }
-                    // The placement record's holder next, if it is here to serve
-                    // (connected, and not caught forging): it may not have announced
-                    // the piece yet.
-                    for r in named {
-                        let live = r
-                            .peer
-                            .parse::<PeerId>()
-                            .is_ok_and(|p| connected.contains_key(&p));
-                        if live && !v.iter().any(|x| x.peer == r.peer) {
-                            v.push(r);
-                        }
-                    }
                     // Filter first, then cut: announcers that are gone or
                     // flagged must not crowd the real holders out, and those
                     // with standing come before those without.
@@ -147,6 +143,22 @@ impl State {
                         .holders(id)
                         .filter(|(p, _)| connected.contains_key(*p))
                         .collect();
+                    // The placement record's holder next, if it is here to serve
+                    // (connected, and not caught forging): it may not have announced
+                    // the piece yet. Where it did, its address as announced, which is
+                    // newer than the record's.
+                    for mut r in named {
+                        let Ok(peer) = r.peer.parse::<PeerId>() else {
+                            continue;
+                        };
+                        if !connected.contains_key(&peer) || v.iter().any(|x| x.peer == r.peer) {
+                            continue;
+                        }
+                        if let Some((_, d)) = found.iter().find(|(p, _)| **p == peer) {
+                            r.data = (*d).clone();
+                        }
+                        v.push(r);
+                    }
                     found.sort_by_key(|(p, _)| !standing(p));
                     for (p, d) in found.into_iter().take(wire::MAX_HOLDERS_LISTED) {
                         let peer = p.to_string();

@@ -56,6 +56,7 @@ impl State {
         let res = self.blocking(move || store.put_manifest(&m)).await;
         match res {
             Ok(true) => {
+                self.unpark(&version);
                 self.adopt_placements(kept);
                 self.control
                     .send(Command::Gossip {

@@ -1,10 +1,7 @@
 //! The node's side of placement records (`location`): keeping those of the stripes it
 //! holds pieces of, storing them in the DHT for a pusher, checking the ones other peers
-//! ask it to store, and finding them for readers.
-//!
-//! A record is checked against the manifest this node has of the version it names
-//! before its signature is: a key that published nothing here has no say, and a record
-//! of a stripe this node cannot find costs one rocksdb read.
+//! ask it to store, and finding them for readers. How a record is checked, and what
+//! that may cost, is `placement_check`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,11 +11,14 @@ use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::{State, Work};
+use super::{
+    State, Work, lock,
+    placement_check::{Refused, StripeTables},
+};
 use crate::{
-    ids::NodeId,
-    location::{MAX_PLACEMENT_LEN, PlacementKey, PlacementRecordError, SignedPlacement},
-    manifest::{Manifest, Stripe},
+    ids::{NodeId, PieceId, VersionId},
+    location::{MAX_PLACEMENT_LEN, PlacementKey, SignedPlacement},
+    manifest::Manifest,
     net::{
         swarm::Command,
         wire::{self, ErrorCode, Response},
@@ -29,8 +29,11 @@ use crate::{
 
 /// How long a DHT lookup or store may take.
 const DHT_TIMEOUT: Duration = Duration::from_secs(10);
-/// DHT lookups or stores one request runs at once.
+/// DHT lookups or stores one request or task runs at once.
 const DHT_AT_ONCE: usize = 16;
+/// How long a DHT record lives where it is stored, unless stored again (Kademlia's
+/// default): the holders put their records back at each start.
+pub(super) const RECORD_TTL: Duration = Duration::from_secs(36 * 3600);
 /// When a node looks for the records of a version it just kept: at once, then again.
 const ADOPT_WAITS: [Duration; 3] = [
     Duration::ZERO,
@@ -38,69 +41,42 @@ const ADOPT_WAITS: [Duration; 3] = [
     Duration::from_secs(8),
 ];
 
-/// Why a placement record was not taken.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum Refused {
-    #[error(transparent)]
-    Record(#[from] PlacementRecordError),
-    #[error("no manifest of version {0} here")]
-    UnknownVersion(crate::ids::VersionId),
-    #[error("the version has no stripe {file}/{index}")]
-    NoSuchStripe { file: u32, index: u32 },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Checks `bytes` as a placement record: the cheap decoding, the manifest of the version
-/// it names (this node's copy), then the signature and that the record fits the stripe.
-pub(super) fn checked(
-    store: &PieceStore,
-    bytes: &[u8],
-) -> Result<(SignedPlacement, Stripe), Refused> {
-    let r = SignedPlacement::peek(bytes)?;
-    let m = store
-        .manifest(&r.version)?
-        .ok_or(Refused::UnknownVersion(r.version))?;
-    if m.publisher() != r.publisher {
-        return Err(PlacementRecordError::NotPublisher.into());
-    }
-    let stripe = m
-        .files()
-        .get(r.file as usize)
-        .and_then(|f| f.stripes.get(r.index as usize))
-        .ok_or(Refused::NoSuchStripe {
-            file: r.file,
-            index: r.index,
-        })?
-        .clone();
-    let record = SignedPlacement::decode(bytes)?;
-    record.check(&m.publisher(), &stripe_id(&stripe), stripe.pieces.len())?;
-    Ok((record, stripe))
-}
-
-/// Keeps `record` if it names this node (`me`) for a piece of `stripe` that this node
-/// holds: the group keeps its stripe's record, and no one else is made to.
+/// Keeps `record` if it names this node (`me`) for a piece (of `pieces`, the stripe's)
+/// that this node holds: the group keeps its stripe's record, and no one else is made to.
 fn keep_if_member(
     store: &PieceStore,
     me: NodeId,
     record: &SignedPlacement,
-    stripe: &Stripe,
+    pieces: &[PieceId],
 ) -> Result<bool, StoreError> {
-    let mine = record
-        .record()
-        .holders
-        .iter()
-        .zip(&stripe.pieces)
-        .any(|(h, p)| {
-            h.as_ref().is_some_and(|h| h.node == me) && store.has_piece(&p.id).unwrap_or(false)
-        });
+    let mine = record.record().holders.iter().zip(pieces).any(|(h, p)| {
+        h.as_ref().is_some_and(|h| h.node == me) && store.has_piece(p).unwrap_or(false)
+    });
     if mine {
         store.put_placement(record)?;
     }
     Ok(mine)
 }
 
+/// Of the records found under `key`, the newest that its publisher signed.
+fn newest(key: &PlacementKey, found: &[Vec<u8>]) -> Option<Vec<u8>> {
+    found
+        .iter()
+        .filter(|b| b.len() <= MAX_PLACEMENT_LEN)
+        .filter_map(|b| {
+            let r = SignedPlacement::decode(b).ok()?;
+            (r.record().key() == *key && r.signer() == r.record().publisher)
+                .then_some((r.record().seq, b))
+        })
+        .max_by_key(|(seq, _)| *seq)
+        .map(|(_, b)| b.clone())
+}
+
 impl State {
+    fn tables(&self) -> &StripeTables {
+        &self.stripe_tables
+    }
+
     /// Takes, in the background, the placement records of `m`'s stripes that this node
     /// holds pieces of, from the DHT, as one of their group. Called when a version is
     /// kept: its push stores the records just after publishing, so stripes not found at
@@ -130,15 +106,19 @@ impl State {
                 })
                 .await;
             let Ok(mut pending) = held else { return };
+            let s = &s;
             for wait in ADOPT_WAITS {
                 tokio::time::sleep(wait).await;
-                let mut missing = Vec::new();
-                for key in pending {
-                    if !s.adopt(key).await {
-                        missing.push(key);
-                    }
-                }
-                pending = missing;
+                let adopted: Vec<(PlacementKey, bool)> = futures::stream::iter(pending)
+                    .map(|key| async move { (key, s.adopt(key).await) })
+                    .buffer_unordered(DHT_AT_ONCE)
+                    .collect()
+                    .await;
+                pending = adopted
+                    .into_iter()
+                    .filter(|(_, ok)| !ok)
+                    .map(|(k, _)| k)
+                    .collect();
                 if pending.is_empty() {
                     return;
                 }
@@ -165,20 +145,19 @@ impl State {
         let Some(bytes) = self.get_record(key.0).await else {
             return false;
         };
-        let store = self.store.clone();
-        let me = self.me;
+        let s = self.clone();
         let kept = self
             .blocking(move || -> Result<bool, Refused> {
-                let (record, stripe) = checked(&store, &bytes)?;
-                Ok(record.record().key() == key && keep_if_member(&store, me, &record, &stripe)?)
+                let (record, pieces) = s.tables().check(&s.store, &bytes)?;
+                Ok(record.record().key() == key
+                    && keep_if_member(&s.store, s.me, &record, &pieces)?)
             })
             .await;
         matches!(kept, Ok(true))
     }
 
     /// `Request::Place`: keeps the records of stripes this node holds a piece of (as the
-    /// record says); with `publish`, stores every record in the DHT and answers only once
-    /// each reached at least one other node, so that any node can find it.
+    /// record says); with `publish`, also stores every record in the DHT before it answers.
     pub(super) async fn place(
         self: &Arc<Self>,
         records: Vec<ByteBuf>,
@@ -190,15 +169,14 @@ impl State {
                 format!("at most {} records per Place", wire::MAX_PLACE),
             ));
         }
-        let store = self.store.clone();
-        let me = self.me;
+        let s = self.clone();
         let checked = self
             .blocking(move || -> Result<_, Refused> {
                 let mut kept = 0u32;
                 let mut valid = Vec::with_capacity(records.len());
                 for bytes in &records {
-                    let (record, stripe) = checked(&store, bytes)?;
-                    if keep_if_member(&store, me, &record, &stripe)? {
+                    let (record, pieces) = s.tables().check(&s.store, bytes)?;
+                    if keep_if_member(&s.store, s.me, &record, &pieces)? {
                         kept += 1;
                     }
                     valid.push(record);
@@ -227,8 +205,8 @@ impl State {
                 return Err((
                     ErrorCode::Internal,
                     format!(
-                        "{failed} of {} placement records reached no other node in the DHT; \
-                         the node may not know its peers yet, so try again",
+                        "{failed} of {} placement records could not be stored in the DHT \
+                         (no peer took them, or this node's record store is full); try again",
                         stored.len()
                     ),
                 ));
@@ -237,12 +215,11 @@ impl State {
         Ok(Response::Placed { kept })
     }
 
-    /// `Request::Placements`: each record from this node's store, else from the DHT.
-    /// Records found in the DHT are passed on unchecked: the reader checks them against
-    /// its manifest.
+    /// `Request::Placements`: each record from this node's store, else the newest its
+    /// publisher signed that the DHT has. The reader checks it against its manifest.
     pub(super) async fn placements(
         self: &Arc<Self>,
-        keys: Vec<[u8; 32]>,
+        mut keys: Vec<[u8; 32]>,
     ) -> Result<Response, (ErrorCode, String)> {
         if keys.len() > wire::MAX_PLACE {
             return Err((
@@ -250,11 +227,14 @@ impl State {
                 format!("at most {} keys per Placements", wire::MAX_PLACE),
             ));
         }
-        let store = self.store.clone();
         let asked = keys.clone();
+        keys.sort_unstable();
+        keys.dedup();
+        let store = self.store.clone();
+        let wanted = keys.clone();
         let local: Vec<Option<Vec<u8>>> = self
             .blocking(move || -> Result<_, StoreError> {
-                Ok(asked
+                Ok(wanted
                     .iter()
                     .map(|k| {
                         store
@@ -267,25 +247,36 @@ impl State {
             })
             .await
             .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-        let found: Vec<Option<ByteBuf>> = futures::stream::iter(keys.into_iter().zip(local))
-            .map(|(key, local)| async move {
-                match local {
-                    Some(b) => Some(b),
-                    None => self.get_record(key).await,
-                }
-                .map(ByteBuf::from)
-            })
-            .buffered(DHT_AT_ONCE)
-            .collect()
-            .await;
-        Ok(Response::Placements(found))
+        let found: std::collections::HashMap<[u8; 32], Vec<u8>> =
+            futures::stream::iter(keys.into_iter().zip(local))
+                .map(|(key, local)| async move {
+                    match local {
+                        Some(b) => Some((key, b)),
+                        None => self.get_record(key).await.map(|b| (key, b)),
+                    }
+                })
+                .buffer_unordered(DHT_AT_ONCE)
+                .filter_map(|x| async move { x })
+                .collect()
+                .await;
+        Ok(Response::Placements(
+            asked
+                .iter()
+                .map(|k| found.get(k).cloned().map(ByteBuf::from))
+                .collect(),
+        ))
     }
 
     /// A record a peer asks this node to store in the DHT. The cheap checks run here,
-    /// on the swarm task; the manifest lookup and the signature on a worker, and only
-    /// a record that passes is stored. When the workers are busy, it is dropped: the
-    /// DHT stores it at others, and its holders store it again.
+    /// on the swarm task (the peer's allowance, the size, the key); the rest on a worker,
+    /// and only a record that passes is stored. One of a version this node has not kept
+    /// yet waits for it (`unpark`), since a push stores its records right after it
+    /// publishes. When the workers are busy, it is dropped.
     pub(super) fn offered_record(self: &Arc<Self>, from: PeerId, record: kad::Record) {
+        if !lock(&self.offers).allow(from, std::time::Instant::now()) {
+            debug!(%from, "DHT record dropped: the peer is over its allowance");
+            return;
+        }
         let fits = record.value.len() <= MAX_PLACEMENT_LEN
             && SignedPlacement::peek(&record.value)
                 .is_ok_and(|r| record.key.as_ref() == r.key().0.as_slice());
@@ -293,72 +284,90 @@ impl State {
             debug!(%from, "a DHT record that is no placement record refused");
             return;
         }
+        self.check_offered(from, vec![record]);
+    }
+
+    /// Checks offered records on a worker and stores those that pass.
+    fn check_offered(self: &Arc<Self>, from: PeerId, records: Vec<kad::Record>) {
         let s = self.clone();
         let spawned = self.workers.spawn(Work::Records, async move {
-            let store = s.store.clone();
-            let value = record.value.clone();
-            match s.blocking(move || checked(&store, &value)).await {
-                Ok(_) => {
-                    s.control.send(Command::StoreRecord(record)).await.ok();
+            for record in records {
+                let value = record.value.clone();
+                let t = s.clone();
+                match s.blocking(move || t.tables().check(&t.store, &value)).await {
+                    Ok(_) => {
+                        s.control.send(Command::StoreRecord(record)).await.ok();
+                    }
+                    Err(Refused::UnknownVersion(v)) => {
+                        lock(&s.offers).park(v, record, std::time::Instant::now());
+                    }
+                    Err(e) => debug!(%from, "placement record refused: {e}"),
                 }
-                Err(e) => debug!(%from, "placement record refused: {e}"),
             }
         });
         if spawned.is_err() {
-            debug!(%from, "placement record dropped: record checks are at their cap");
+            debug!(%from, "placement records dropped: record checks are at their cap");
         }
     }
 
-    /// Stores `record` in the DHT; with `wait`, returns whether another node stored it.
-    pub(super) async fn put_record(&self, key: PlacementKey, bytes: Vec<u8>, wait: bool) -> bool {
-        let record = kad::Record::new(kad::RecordKey::new(&key.0), bytes);
-        if !wait {
-            return self
-                .control
-                .send(Command::PutRecord {
-                    record,
-                    reply: None,
-                })
-                .await
-                .is_ok();
+    /// Checks the records that waited for `version`, now that it is kept here.
+    pub(super) fn unpark(self: &Arc<Self>, version: &VersionId) {
+        let waiting = lock(&self.offers).unpark(version);
+        if !waiting.is_empty() {
+            self.check_offered(self.peer, waiting);
         }
+    }
+
+    /// Stores a record in the DHT (unless this node has a newer one under its key);
+    /// with `wait`, returns whether it was stored here and sent on.
+    pub(super) async fn put_record(&self, key: PlacementKey, bytes: Vec<u8>, wait: bool) -> bool {
+        let mut record = kad::Record::new(kad::RecordKey::new(&key.0), bytes);
+        record.expires = Some(std::time::Instant::now() + RECORD_TTL);
         let (reply, rx) = oneshot::channel();
         let cmd = Command::PutRecord {
             record,
-            reply: Some(reply),
+            reply: wait.then_some(reply),
         };
         if self.control.send(cmd).await.is_err() {
             return false;
         }
-        matches!(tokio::time::timeout(DHT_TIMEOUT, rx).await, Ok(Ok(true)))
+        !wait || matches!(tokio::time::timeout(DHT_TIMEOUT, rx).await, Ok(Ok(true)))
     }
 
-    /// The record under `key` in the DHT, if found in time.
-    pub(super) async fn get_record(&self, key: [u8; 32]) -> Option<Vec<u8>> {
+    /// The newest record its publisher signed under `key` that a DHT lookup finds in
+    /// time (this node's own copy, if it has one).
+    pub(super) async fn get_record(self: &Arc<Self>, key: [u8; 32]) -> Option<Vec<u8>> {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::GetRecord {
             key: kad::RecordKey::new(&key),
             reply,
         };
         self.control.send(cmd).await.ok()?;
-        tokio::time::timeout(DHT_TIMEOUT, rx)
+        let found = tokio::time::timeout(DHT_TIMEOUT, rx).await.ok()?.ok()?;
+        if found.is_empty() {
+            return None;
+        }
+        self.blocking(move || Ok::<_, StoreError>(newest(&PlacementKey(key), &found)))
             .await
-            .ok()?
-            .ok()?
-            .filter(|v| v.len() <= MAX_PLACEMENT_LEN)
+            .ok()
+            .flatten()
     }
 
     /// Stores every record this node keeps in the DHT again (after a start, once it has
-    /// peers: the DHT's copies live in memory).
+    /// peers: the DHT's copies live in memory), a few at a time.
     pub(super) async fn republish_placements(&self) {
         let store = self.store.clone();
         let Ok(all) = self.blocking(move || store.placements()).await else {
             return;
         };
-        for bytes in all {
-            if let Ok(r) = SignedPlacement::peek(&bytes) {
-                self.put_record(r.key(), bytes, false).await;
-            }
-        }
+        futures::stream::iter(all)
+            .filter_map(|bytes| async move {
+                let key = SignedPlacement::peek(&bytes).ok()?.key();
+                Some((key, bytes))
+            })
+            .map(|(key, bytes)| self.put_record(key, bytes, true))
+            .buffer_unordered(DHT_AT_ONCE)
+            .collect::<Vec<bool>>()
+            .await;
     }
 }

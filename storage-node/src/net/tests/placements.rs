@@ -249,3 +249,33 @@ async fn the_dht_keeps_no_record_its_publisher_did_not_sign() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_outlive_the_node_a_push_went_through() {
+    let (mut c, client, _key, r) = pushed(5, 2, 2, "t/outlive", 200 << 10).await;
+    client.shutdown().await;
+    // The other nodes took the records into the DHT (each once it kept the version: a
+    // record offered before waits for it), so they are found with the entry node gone.
+    let entry = c.nodes.remove(0);
+    entry.shutdown().await;
+    let all = stripes(&r.manifest);
+    let reader = Client::connect(c.nodes[1].peer_addr()).await.unwrap();
+    let t0 = Instant::now();
+    loop {
+        let found = reader.records(&r.manifest, &all).await;
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{} of {} records lost with the entry node",
+            found.iter().filter(|f| f.is_none()).count(),
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reader.shutdown().await;
+    for n in c.nodes {
+        n.shutdown().await;
+    }
+}

@@ -1,0 +1,243 @@
+//! Checking placement records at a bounded cost: against a table of the version's
+//! stripes (decoded from its manifest once, then cached), with an allowance per peer for
+//! records offered through the DHT, and a bounded wait for records of versions this
+//! node has not kept yet.
+//!
+//! Order of checks, cheapest first: the encoding (bounded), the version known here and
+//! its publisher the record's (a key that published nothing here has no say), the
+//! stripe at the record's place, then the signature.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use libp2p::{PeerId, kad};
+use quick_cache::{Weighter, sync::Cache};
+
+use crate::{
+    ids::{PieceId, PublisherId, StripeId, VersionId},
+    location::{PlacementRecordError, SignedPlacement},
+    manifest::Manifest,
+    repair::stripe_id,
+    store::{PieceStore, StoreError},
+};
+
+/// Stripes and pieces, over all cached versions, that the tables may describe.
+const TABLE_BUDGET: u64 = 1 << 19;
+/// Records a peer may offer through the DHT per second, and at once.
+const OFFER_RATE: f64 = 256.0;
+const OFFER_BURST: f64 = 4096.0;
+/// Peers whose allowance is tracked; past that, peers idle for a minute are forgotten.
+const MAX_OFFERERS: usize = 4096;
+/// Records of versions not kept here yet that wait, and for how long.
+const MAX_PARKED: usize = 8192;
+const PARK_FOR: Duration = Duration::from_secs(60);
+
+/// Why a placement record was not taken.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Refused {
+    #[error(transparent)]
+    Record(#[from] PlacementRecordError),
+    #[error("no manifest of version {0} here")]
+    UnknownVersion(VersionId),
+    #[error("the version has no stripe {file}/{index}")]
+    NoSuchStripe { file: u32, index: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A version's stripes: publisher, and per file, per stripe, its id and piece ids.
+pub(super) struct VersionTable {
+    publisher: PublisherId,
+    stripes: Vec<Vec<(StripeId, std::ops::Range<usize>)>>,
+    pieces: Vec<PieceId>,
+}
+
+impl VersionTable {
+    fn of(m: &Manifest) -> Self {
+        let mut pieces = Vec::new();
+        let stripes = m
+            .files()
+            .iter()
+            .map(|f| {
+                f.stripes
+                    .iter()
+                    .map(|s| {
+                        let at = pieces.len();
+                        pieces.extend(s.pieces.iter().map(|p| p.id));
+                        (stripe_id(s), at..pieces.len())
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            publisher: m.publisher(),
+            stripes,
+            pieces,
+        }
+    }
+
+    fn weight(&self) -> u64 {
+        (self.pieces.len() + self.stripes.iter().map(Vec::len).sum::<usize>()) as u64
+    }
+}
+
+#[derive(Clone)]
+struct TableWeight;
+
+impl Weighter<VersionId, Arc<VersionTable>> for TableWeight {
+    fn weight(&self, _: &VersionId, t: &Arc<VersionTable>) -> u64 {
+        t.weight().max(1)
+    }
+}
+
+/// The stripe tables of recently checked versions.
+pub(super) struct StripeTables(Cache<VersionId, Arc<VersionTable>, TableWeight>);
+
+impl StripeTables {
+    pub(super) fn new() -> Self {
+        Self(Cache::with_weighter(256, TABLE_BUDGET, TableWeight))
+    }
+
+    fn get(
+        &self,
+        store: &PieceStore,
+        v: &VersionId,
+    ) -> Result<Option<Arc<VersionTable>>, StoreError> {
+        if let Some(t) = self.0.get(v) {
+            return Ok(Some(t));
+        }
+        let Some(m) = store.manifest(v)? else {
+            return Ok(None);
+        };
+        let t = Arc::new(VersionTable::of(&m));
+        self.0.insert(*v, t.clone());
+        Ok(Some(t))
+    }
+
+    /// Checks `bytes` as a placement record of a version this node keeps; returns it
+    /// with its stripe's piece ids.
+    pub(super) fn check(
+        &self,
+        store: &PieceStore,
+        bytes: &[u8],
+    ) -> Result<(SignedPlacement, Vec<PieceId>), Refused> {
+        let r = SignedPlacement::peek(bytes)?;
+        let table = self
+            .get(store, &r.version)?
+            .ok_or(Refused::UnknownVersion(r.version))?;
+        if table.publisher != r.publisher {
+            return Err(PlacementRecordError::NotPublisher.into());
+        }
+        let (stripe, range) = table
+            .stripes
+            .get(r.file as usize)
+            .and_then(|f| f.get(r.index as usize))
+            .ok_or(Refused::NoSuchStripe {
+                file: r.file,
+                index: r.index,
+            })?;
+        let pieces = table.pieces.get(range.clone()).unwrap_or_default().to_vec();
+        let record = SignedPlacement::decode(bytes)?;
+        record.check(&table.publisher, stripe, pieces.len())?;
+        Ok((record, pieces))
+    }
+}
+
+/// What peers offered through the DHT: each peer's allowance, and records of versions
+/// not kept here yet, waiting for their manifest.
+#[derive(Default)]
+pub(super) struct Offers {
+    allowance: HashMap<PeerId, (f64, Instant)>,
+    parked: VecDeque<(Instant, VersionId, kad::Record)>,
+}
+
+impl Offers {
+    /// Whether `peer` may offer one more record now.
+    pub(super) fn allow(&mut self, peer: PeerId, now: Instant) -> bool {
+        if self.allowance.len() >= MAX_OFFERERS && !self.allowance.contains_key(&peer) {
+            self.allowance
+                .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
+            if self.allowance.len() >= MAX_OFFERERS {
+                return false;
+            }
+        }
+        let (tokens, at) = self.allowance.entry(peer).or_insert((OFFER_BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * OFFER_RATE).min(OFFER_BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+
+    /// Keeps `record` until `version` is kept here, for a while; the oldest give way.
+    pub(super) fn park(&mut self, version: VersionId, record: kad::Record, now: Instant) {
+        while self
+            .parked
+            .front()
+            .is_some_and(|(at, _, _)| now.duration_since(*at) > PARK_FOR)
+        {
+            self.parked.pop_front();
+        }
+        if self.parked.len() >= MAX_PARKED {
+            self.parked.pop_front();
+        }
+        self.parked.push_back((now, version, record));
+    }
+
+    /// The records that waited for `version`.
+    pub(super) fn unpark(&mut self, version: &VersionId) -> Vec<kad::Record> {
+        let mut out = Vec::new();
+        self.parked.retain(|(_, v, r)| {
+            if v == version {
+                out.push(r.clone());
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_offers_at_its_rate_and_no_faster() {
+        let mut o = Offers::default();
+        let (p, q) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let taken = (0..5000).filter(|_| o.allow(p, t0)).count();
+        assert_eq!(taken, OFFER_BURST as usize);
+        // Another peer has its own allowance; time refills the first.
+        assert!(o.allow(q, t0));
+        let later = t0 + Duration::from_secs(1);
+        let more = (0..1000).filter(|_| o.allow(p, later)).count();
+        assert_eq!(more, OFFER_RATE as usize);
+    }
+
+    #[test]
+    fn parked_records_wait_for_their_version_within_bounds() {
+        let mut o = Offers::default();
+        let t0 = Instant::now();
+        let record = |i: u8| kad::Record::new(kad::RecordKey::new(&[i]), vec![i]);
+        for i in 0..10u8 {
+            o.park(VersionId([i % 2; 32]), record(i), t0);
+        }
+        assert_eq!(o.unpark(&VersionId([1; 32])).len(), 5);
+        assert!(o.unpark(&VersionId([1; 32])).is_empty());
+        // Past their time they are gone; past the cap the oldest give way.
+        o.park(VersionId([2; 32]), record(99), t0 + PARK_FOR * 2);
+        assert!(o.unpark(&VersionId([0; 32])).is_empty());
+        for i in 0..MAX_PARKED + 5 {
+            o.park(VersionId([3; 32]), record(i as u8), t0 + PARK_FOR * 2);
+        }
+        assert_eq!(o.parked.len(), MAX_PARKED);
+    }
+}
