@@ -31,6 +31,10 @@ const OFFER_RATE: f64 = 256.0;
 const OFFER_BURST: f64 = 4096.0;
 /// Peers whose allowance is tracked; past that, peers idle for a minute are forgotten.
 const MAX_OFFERERS: usize = 4096;
+/// Offered records waiting to be checked.
+const MAX_QUEUED: usize = 8192;
+/// Records checked in one go on the blocking pool.
+pub(super) const CHECK_BATCH: usize = 64;
 /// Records of versions not kept here yet that wait, and for how long.
 const MAX_PARKED: usize = 8192;
 const PARK_FOR: Duration = Duration::from_secs(60);
@@ -146,15 +150,42 @@ impl StripeTables {
     }
 }
 
-/// What peers offered through the DHT: each peer's allowance, and records of versions
-/// not kept here yet, waiting for their manifest.
+/// What peers offered through the DHT: each peer's allowance, the records waiting to be
+/// checked (by one worker at a time, in batches), and records of versions not kept here
+/// yet, waiting for their manifest.
 #[derive(Default)]
 pub(super) struct Offers {
     allowance: HashMap<PeerId, (f64, Instant)>,
+    queue: VecDeque<(PeerId, kad::Record)>,
+    /// Whether a worker is checking the queue.
+    draining: bool,
     parked: VecDeque<(Instant, VersionId, kad::Record)>,
 }
 
 impl Offers {
+    /// Queues a record to be checked; whether a worker must be started for it. A full
+    /// queue drops it.
+    pub(super) fn queue(&mut self, from: PeerId, record: kad::Record) -> bool {
+        if self.queue.len() < MAX_QUEUED {
+            self.queue.push_back((from, record));
+        }
+        !std::mem::replace(&mut self.draining, true)
+    }
+
+    /// The next records to check; none, and the worker stops, once the queue is empty.
+    pub(super) fn take(&mut self, n: usize) -> Vec<(PeerId, kad::Record)> {
+        let n = n.min(self.queue.len());
+        if n == 0 {
+            self.draining = false;
+        }
+        self.queue.drain(..n).collect()
+    }
+
+    /// No worker is checking the queue after all (it could not be started).
+    pub(super) fn stopped(&mut self) {
+        self.draining = false;
+    }
+
     /// Whether `peer` may offer one more record now.
     pub(super) fn allow(&mut self, peer: PeerId, now: Instant) -> bool {
         if self.allowance.len() >= MAX_OFFERERS && !self.allowance.contains_key(&peer) {
@@ -220,6 +251,28 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         let more = (0..1000).filter(|_| o.allow(p, later)).count();
         assert_eq!(more, OFFER_RATE as usize);
+    }
+
+    #[test]
+    fn one_worker_drains_the_queue_and_a_new_one_starts_after_it() {
+        let mut o = Offers::default();
+        let p = PeerId::random();
+        let record = |i: u8| kad::Record::new(kad::RecordKey::new(&[i]), vec![i]);
+        assert!(o.queue(p, record(1)), "the first record starts a worker");
+        assert!(
+            !o.queue(p, record(2)),
+            "the running worker takes the second"
+        );
+        assert_eq!(o.take(CHECK_BATCH).len(), 2);
+        assert!(o.take(CHECK_BATCH).is_empty());
+        assert!(
+            o.queue(p, record(3)),
+            "the worker stopped: a new one starts"
+        );
+        for i in 0..MAX_QUEUED + 10 {
+            o.queue(p, record(i as u8));
+        }
+        assert_eq!(o.queue.len(), MAX_QUEUED);
     }
 
     #[test]

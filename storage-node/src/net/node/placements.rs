@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::{
     State, Work, lock,
-    placement_check::{Refused, StripeTables},
+    placement_check::{CHECK_BATCH, Refused, StripeTables},
 };
 use crate::{
     ids::{NodeId, PieceId, VersionId},
@@ -268,10 +268,10 @@ impl State {
     }
 
     /// A record a peer asks this node to store in the DHT. The cheap checks run here,
-    /// on the swarm task (the peer's allowance, the size, the key); the rest on a worker,
-    /// and only a record that passes is stored. One of a version this node has not kept
-    /// yet waits for it (`unpark`), since a push stores its records right after it
-    /// publishes. When the workers are busy, it is dropped.
+    /// on the swarm task (the peer's allowance, the size, the key); the rest wait in a
+    /// bounded queue that one worker drains in batches, and only a record that passes is
+    /// stored. One of a version this node has not kept yet waits for it (`unpark`),
+    /// since a push stores its records right after it publishes.
     pub(super) fn offered_record(self: &Arc<Self>, from: PeerId, record: kad::Record) {
         if !lock(&self.offers).allow(from, std::time::Instant::now()) {
             debug!(%from, "DHT record dropped: the peer is over its allowance");
@@ -284,37 +284,71 @@ impl State {
             debug!(%from, "a DHT record that is no placement record refused");
             return;
         }
-        self.check_offered(from, vec![record]);
+        if lock(&self.offers).queue(from, record) {
+            self.check_offers();
+        }
     }
 
-    /// Checks offered records on a worker and stores those that pass.
-    fn check_offered(self: &Arc<Self>, from: PeerId, records: Vec<kad::Record>) {
+    /// Checks queued offers on one worker, a batch at a time on the blocking pool, and
+    /// stores those that pass; one of a version not kept yet is parked.
+    fn check_offers(self: &Arc<Self>) {
         let s = self.clone();
         let spawned = self.workers.spawn(Work::Records, async move {
-            for record in records {
-                let value = record.value.clone();
+            loop {
+                let batch = lock(&s.offers).take(CHECK_BATCH);
+                if batch.is_empty() {
+                    return;
+                }
                 let t = s.clone();
-                match s.blocking(move || t.tables().check(&t.store, &value)).await {
-                    Ok(_) => {
-                        s.control.send(Command::StoreRecord(record)).await.ok();
+                let checked = s
+                    .blocking(move || {
+                        Ok::<_, StoreError>(
+                            batch
+                                .into_iter()
+                                .map(|(from, r)| {
+                                    let verdict = t.tables().check(&t.store, &r.value).map(|_| ());
+                                    (from, r, verdict)
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .await;
+                let Ok(checked) = checked else {
+                    lock(&s.offers).stopped();
+                    return;
+                };
+                for (from, record, verdict) in checked {
+                    match verdict {
+                        Ok(()) => {
+                            s.control.send(Command::StoreRecord(record)).await.ok();
+                        }
+                        Err(Refused::UnknownVersion(v)) => {
+                            lock(&s.offers).park(v, record, std::time::Instant::now());
+                        }
+                        Err(e) => debug!(%from, "placement record refused: {e}"),
                     }
-                    Err(Refused::UnknownVersion(v)) => {
-                        lock(&s.offers).park(v, record, std::time::Instant::now());
-                    }
-                    Err(e) => debug!(%from, "placement record refused: {e}"),
                 }
             }
         });
         if spawned.is_err() {
-            debug!(%from, "placement records dropped: record checks are at their cap");
+            lock(&self.offers).stopped();
+            debug!("placement records wait: record checks are at their cap");
         }
     }
 
     /// Checks the records that waited for `version`, now that it is kept here.
     pub(super) fn unpark(self: &Arc<Self>, version: &VersionId) {
-        let waiting = lock(&self.offers).unpark(version);
-        if !waiting.is_empty() {
-            self.check_offered(self.peer, waiting);
+        let start = {
+            let mut offers = lock(&self.offers);
+            let waiting = offers.unpark(version);
+            let mut start = false;
+            for r in waiting {
+                start |= offers.queue(self.peer, r);
+            }
+            start
+        };
+        if start {
+            self.check_offers();
         }
     }
 
