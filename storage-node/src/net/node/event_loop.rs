@@ -72,6 +72,7 @@ pub(super) async fn run(
             () = cancel.cancelled() => break,
             Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &mut queries, &state, cmd),
             _ = flush.tick() => {
+                answer_due_lookups(&mut swarm, &mut queries);
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
                 if !fresh.is_empty() {
                     let s = state.clone();
@@ -230,19 +231,16 @@ pub(super) async fn run(
                     step,
                     ..
                 })) => {
-                    if let Some((_, found)) = queries.get.get_mut(&id)
+                    if let Some(l) = queries.get.get_mut(&id)
                         && let Ok(kad::GetRecordOk::FoundRecord(p)) = r
+                        && !l.found.contains(&p.record.value)
                     {
-                        found.push(p.record.value);
+                        l.found.push(p.record.value);
+                        l.first.get_or_insert_with(tokio::time::Instant::now);
                     }
-                    let enough = queries.get.get(&id).is_some_and(|(_, f)| f.len() >= MAX_FOUND);
+                    let enough = queries.get.get(&id).is_some_and(|l| l.found.len() >= MAX_FOUND);
                     if enough || step.last {
-                        if let Some((tx, found)) = queries.get.remove(&id) {
-                            tx.send(found).ok();
-                        }
-                        if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
-                            q.finish();
-                        }
+                        answer_lookup(&mut swarm, &mut queries, id);
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
@@ -257,8 +255,25 @@ pub(super) async fn run(
                 // Kademlia holds back what others ask it to store (`FilterBoth`): placement
                 // records are checked first; provider records are not used and dropped.
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest {
-                    request: kad::InboundRequest::PutRecord { record: Some(record), source, .. },
-                })) => state.offered_record(source, record),
+                    request: kad::InboundRequest::PutRecord { record: Some(mut record), source, .. },
+                })) => {
+                    // What this node already stores needs no check: the same record (as
+                    // Kademlia's hourly replication sends it) renews its expiry; an older
+                    // one is dropped.
+                    let store = swarm.behaviour_mut().kad.store_mut();
+                    let known = kad::store::RecordStore::get(store, &record.key)
+                        .map(|old| (old.value == record.value, old.expires.is_none(), seq_of(&old.value)));
+                    match known {
+                        // This node's own (it renews it itself).
+                        Some((true, true, _)) => {}
+                        Some((true, false, _)) => {
+                            record.expires = Some(std::time::Instant::now() + super::placements::RECORD_TTL);
+                            kad::store::RecordStore::put(store, record).ok();
+                        }
+                        Some((false, _, old)) if old > seq_of(&record.value) => {}
+                        _ => state.offered_record(source, record),
+                    }
+                }
                 SwarmEvent::NewListenAddr { address, .. } => {
                     let full = address.with(Protocol::P2p(state.peer));
                     let mut l = lock(&state.listen);
@@ -286,8 +301,46 @@ pub(super) async fn run(
     }
 }
 
-/// Record values, as a lookup finds them.
-type Values = Vec<Vec<u8>>;
+/// A record lookup in flight.
+struct Lookup {
+    reply: oneshot::Sender<Vec<Vec<u8>>>,
+    /// Distinct values found so far.
+    found: Vec<Vec<u8>>,
+    started: tokio::time::Instant,
+    /// When the first value came.
+    first: Option<tokio::time::Instant>,
+}
+
+/// How long a lookup waits for more values once it has one, and in all: a peer that
+/// does not answer holds a Kademlia query for 10 s, and the asker waits no longer.
+const MORE_VALUES_FOR: Duration = Duration::from_secs(1);
+const LOOKUP_FOR: Duration = Duration::from_secs(8);
+
+/// Answers lookup `id` with what it found, and ends its query.
+fn answer_lookup(swarm: &mut Swarm<Behaviour>, queries: &mut Queries, id: kad::QueryId) {
+    if let Some(l) = queries.get.remove(&id) {
+        l.reply.send(l.found).ok();
+    }
+    if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
+        q.finish();
+    }
+}
+
+/// Answers the lookups that have waited long enough, with what they found.
+fn answer_due_lookups(swarm: &mut Swarm<Behaviour>, queries: &mut Queries) {
+    let now = tokio::time::Instant::now();
+    let due: Vec<kad::QueryId> = queries
+        .get
+        .iter()
+        .filter(|(_, l)| {
+            l.first.is_some_and(|t| now >= t + MORE_VALUES_FOR) || now >= l.started + LOOKUP_FOR
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in due {
+        answer_lookup(swarm, queries, id);
+    }
+}
 
 /// Records a lookup collects before it answers.
 const MAX_FOUND: usize = 4;
@@ -296,7 +349,7 @@ const MAX_FOUND: usize = 4;
 #[derive(Default)]
 struct Queries {
     /// Record lookups, and the values found so far.
-    get: HashMap<kad::QueryId, (oneshot::Sender<Values>, Values)>,
+    get: HashMap<kad::QueryId, Lookup>,
     put: HashMap<kad::QueryId, oneshot::Sender<bool>>,
 }
 
@@ -348,9 +401,9 @@ fn on_command(
         }
         Command::PutRecord { record, reply } => {
             let kad = &mut swarm.behaviour_mut().kad;
-            // Never put an older record over a newer one.
+            // Never put an older record over a newer one (the same one is sent again).
             let stale = kad::store::RecordStore::get(kad.store_mut(), &record.key)
-                .is_some_and(|old| seq_of(&old.value) >= seq_of(&record.value));
+                .is_some_and(|old| seq_of(&old.value) > seq_of(&record.value));
             if stale {
                 if let Some(tx) = reply {
                     tx.send(true).ok();
@@ -373,17 +426,30 @@ fn on_command(
         }
         Command::GetRecord { key, reply } => {
             let kad = &mut swarm.behaviour_mut().kad;
-            if let Some(r) = kad::store::RecordStore::get(kad.store_mut(), &key) {
-                reply.send(vec![r.value.clone()]).ok();
-            } else {
-                let id = kad.get_record(key);
-                queries.get.insert(id, (reply, Vec::new()));
+            let now = std::time::Instant::now();
+            match kad::store::RecordStore::get(kad.store_mut(), &key) {
+                Some(r) if !r.is_expired(now) => {
+                    reply.send(vec![r.value.clone()]).ok();
+                }
+                _ => {
+                    let id = kad.get_record(key);
+                    queries.get.insert(
+                        id,
+                        Lookup {
+                            reply,
+                            found: Vec::new(),
+                            started: tokio::time::Instant::now(),
+                            first: None,
+                        },
+                    );
+                }
             }
         }
         Command::StoreRecord(mut record) => {
             let store = swarm.behaviour_mut().kad.store_mut();
+            // The same record again renews its expiry.
             let newer = kad::store::RecordStore::get(store, &record.key)
-                .is_none_or(|old| seq_of(&old.value) < seq_of(&record.value));
+                .is_none_or(|old| seq_of(&old.value) <= seq_of(&record.value));
             if newer {
                 record.expires = Some(std::time::Instant::now() + super::placements::RECORD_TTL);
                 if let Err(e) = kad::store::RecordStore::put(store, record) {

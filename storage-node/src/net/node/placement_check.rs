@@ -24,20 +24,26 @@ use crate::{
     store::{PieceStore, StoreError},
 };
 
-/// Stripes and pieces, over all cached versions, that the tables may describe.
-const TABLE_BUDGET: u64 = 1 << 19;
+/// Stripes and pieces, over all cached versions, that the tables may describe (about
+/// 40 MB at most): the largest manifest the network carries fits.
+const TABLE_BUDGET: u64 = 1 << 20;
 /// Records a peer may offer through the DHT per second, and at once.
 const OFFER_RATE: f64 = 256.0;
 const OFFER_BURST: f64 = 4096.0;
 /// Peers whose allowance is tracked; past that, peers idle for a minute are forgotten.
 const MAX_OFFERERS: usize = 4096;
 /// Offered records waiting to be checked.
-const MAX_QUEUED: usize = 8192;
+const MAX_QUEUED: usize = 2048;
 /// Records checked in one go on the blocking pool.
 pub(super) const CHECK_BATCH: usize = 64;
 /// Records of versions not kept here yet that wait, and for how long.
-const MAX_PARKED: usize = 8192;
+const MAX_PARKED: usize = 2048;
 const PARK_FOR: Duration = Duration::from_secs(60);
+/// Records one peer may have waiting for their versions.
+const MAX_PARKED_PER_PEER: usize = 256;
+/// Versions remembered as just kept, so that a record checked while its version was
+/// being kept is checked again rather than parked.
+const RECENTLY_KEPT: usize = 256;
 
 /// Why a placement record was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +108,22 @@ pub(super) struct StripeTables(Cache<VersionId, Arc<VersionTable>, TableWeight>)
 
 impl StripeTables {
     pub(super) fn new() -> Self {
-        Self(Cache::with_weighter(256, TABLE_BUDGET, TableWeight))
+        // One shard: quick_cache refuses an item heavier than a shard's share, and a large
+        // version's table must fit.
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(256)
+            .weight_capacity(TABLE_BUDGET)
+            .shards(1)
+            .build();
+        Self(match options {
+            Ok(o) => Cache::with_options(
+                o,
+                TableWeight,
+                quick_cache::DefaultHashBuilder::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
+            Err(_) => Cache::with_weighter(256, TABLE_BUDGET, TableWeight),
+        })
     }
 
     fn get(
@@ -159,7 +180,9 @@ pub(super) struct Offers {
     queue: VecDeque<(PeerId, kad::Record)>,
     /// Whether a worker is checking the queue.
     draining: bool,
-    parked: VecDeque<(Instant, VersionId, kad::Record)>,
+    parked: VecDeque<(Instant, VersionId, PeerId, kad::Record)>,
+    /// Versions kept a moment ago.
+    kept: VecDeque<VersionId>,
 }
 
 impl Offers {
@@ -205,33 +228,58 @@ impl Offers {
         true
     }
 
-    /// Keeps `record` until `version` is kept here, for a while; the oldest give way.
-    pub(super) fn park(&mut self, version: VersionId, record: kad::Record, now: Instant) {
+    /// Keeps `record` from `from` until `version` is kept here, for a while; the oldest
+    /// give way, and a peer that has many waiting gets no more. A version kept a moment
+    /// ago (while the record was being checked) has it queued to be checked again.
+    /// Whether a worker must be started for it.
+    pub(super) fn park(
+        &mut self,
+        version: VersionId,
+        from: PeerId,
+        record: kad::Record,
+        now: Instant,
+    ) -> bool {
+        if self.kept.contains(&version) {
+            return self.queue(from, record);
+        }
         while self
             .parked
             .front()
-            .is_some_and(|(at, _, _)| now.duration_since(*at) > PARK_FOR)
+            .is_some_and(|(at, _, _, _)| now.duration_since(*at) > PARK_FOR)
         {
             self.parked.pop_front();
+        }
+        if self.parked.iter().filter(|(_, _, p, _)| *p == from).count() >= MAX_PARKED_PER_PEER {
+            return false;
         }
         if self.parked.len() >= MAX_PARKED {
             self.parked.pop_front();
         }
-        self.parked.push_back((now, version, record));
+        self.parked.push_back((now, version, from, record));
+        false
     }
 
-    /// The records that waited for `version`.
-    pub(super) fn unpark(&mut self, version: &VersionId) -> Vec<kad::Record> {
-        let mut out = Vec::new();
-        self.parked.retain(|(_, v, r)| {
+    /// Queues the records that waited for `version`, now kept here. Whether a worker
+    /// must be started for them.
+    pub(super) fn unpark(&mut self, version: &VersionId) -> bool {
+        if self.kept.len() >= RECENTLY_KEPT {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(*version);
+        let mut waiting = Vec::new();
+        self.parked.retain(|(_, v, p, r)| {
             if v == version {
-                out.push(r.clone());
+                waiting.push((*p, r.clone()));
                 false
             } else {
                 true
             }
         });
-        out
+        let mut start = false;
+        for (p, r) in waiting {
+            start |= self.queue(p, r);
+        }
+        start
     }
 }
 
@@ -278,18 +326,36 @@ mod tests {
     #[test]
     fn parked_records_wait_for_their_version_within_bounds() {
         let mut o = Offers::default();
+        let p = PeerId::random();
         let t0 = Instant::now();
         let record = |i: u8| kad::Record::new(kad::RecordKey::new(&[i]), vec![i]);
         for i in 0..10u8 {
-            o.park(VersionId([i % 2; 32]), record(i), t0);
+            assert!(!o.park(VersionId([i % 2; 32]), p, record(i), t0));
         }
-        assert_eq!(o.unpark(&VersionId([1; 32])).len(), 5);
-        assert!(o.unpark(&VersionId([1; 32])).is_empty());
-        // Past their time they are gone; past the cap the oldest give way.
-        o.park(VersionId([2; 32]), record(99), t0 + PARK_FOR * 2);
-        assert!(o.unpark(&VersionId([0; 32])).is_empty());
+        // Kept: its five are queued to be checked, and a worker must start.
+        assert!(o.unpark(&VersionId([1; 32])));
+        assert_eq!(o.take(CHECK_BATCH).len(), 5);
+        assert!(o.take(CHECK_BATCH).is_empty());
+        // One checked while its version was being kept is checked again, not parked.
+        assert!(o.park(VersionId([1; 32]), p, record(50), t0));
+        assert_eq!(o.take(CHECK_BATCH).len(), 1);
+        assert!(o.take(CHECK_BATCH).is_empty());
+        // Past their time they are gone.
+        o.park(VersionId([2; 32]), p, record(99), t0 + PARK_FOR * 2);
+        o.unpark(&VersionId([0; 32]));
+        assert!(o.take(CHECK_BATCH).is_empty());
+        // A peer has a share; past the cap the oldest give way.
+        for i in 0..MAX_PARKED_PER_PEER + 5 {
+            o.park(VersionId([3; 32]), p, record(i as u8), t0 + PARK_FOR * 2);
+        }
+        assert_eq!(o.parked.len(), MAX_PARKED_PER_PEER);
         for i in 0..MAX_PARKED + 5 {
-            o.park(VersionId([3; 32]), record(i as u8), t0 + PARK_FOR * 2);
+            o.park(
+                VersionId([4; 32]),
+                PeerId::random(),
+                record(i as u8),
+                t0 + PARK_FOR * 2,
+            );
         }
         assert_eq!(o.parked.len(), MAX_PARKED);
     }

@@ -31,8 +31,9 @@ use crate::{
 const DHT_TIMEOUT: Duration = Duration::from_secs(10);
 /// DHT lookups or stores one request or task runs at once.
 const DHT_AT_ONCE: usize = 16;
-/// How long a DHT record lives where it is stored, unless stored again (Kademlia's
-/// default): the holders put their records back at each start.
+/// How long a record another peer stored here lives, unless stored again (Kademlia's
+/// default, and how its copies are renewed: the node that put a record puts it again
+/// each day).
 pub(super) const RECORD_TTL: Duration = Duration::from_secs(36 * 3600);
 /// When a node looks for the records of a version it just kept: at once, then again.
 const ADOPT_WAITS: [Duration; 3] = [
@@ -323,7 +324,9 @@ impl State {
                             s.control.send(Command::StoreRecord(record)).await.ok();
                         }
                         Err(Refused::UnknownVersion(v)) => {
-                            lock(&s.offers).park(v, record, std::time::Instant::now());
+                            // Queued again if the version was kept meanwhile: this
+                            // worker, still running, takes it.
+                            lock(&s.offers).park(v, from, record, std::time::Instant::now());
                         }
                         Err(e) => debug!(%from, "placement record refused: {e}"),
                     }
@@ -338,15 +341,7 @@ impl State {
 
     /// Checks the records that waited for `version`, now that it is kept here.
     pub(super) fn unpark(self: &Arc<Self>, version: &VersionId) {
-        let start = {
-            let mut offers = lock(&self.offers);
-            let waiting = offers.unpark(version);
-            let mut start = false;
-            for r in waiting {
-                start |= offers.queue(self.peer, r);
-            }
-            start
-        };
+        let start = lock(&self.offers).unpark(version);
         if start {
             self.check_offers();
         }
@@ -355,8 +350,9 @@ impl State {
     /// Stores a record in the DHT (unless this node has a newer one under its key);
     /// with `wait`, returns whether it was stored here and sent on.
     pub(super) async fn put_record(&self, key: PlacementKey, bytes: Vec<u8>, wait: bool) -> bool {
-        let mut record = kad::Record::new(kad::RecordKey::new(&key.0), bytes);
-        record.expires = Some(std::time::Instant::now() + RECORD_TTL);
+        // No expiry here: Kademlia gives the copies it sends one, and renews them when it
+        // publishes the record again.
+        let record = kad::Record::new(kad::RecordKey::new(&key.0), bytes);
         let (reply, rx) = oneshot::channel();
         let cmd = Command::PutRecord {
             record,

@@ -252,8 +252,8 @@ async fn the_dht_keeps_no_record_its_publisher_did_not_sign() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_outlive_the_node_a_push_went_through() {
-    // 32 stripes: more records at once than a node checks at once.
-    let (mut c, client, _key, r) = pushed(5, 2, 2, "t/outlive", 1 << 20).await;
+    // 96 stripes: several batches of records for each node to check.
+    let (mut c, client, _key, r) = pushed(5, 2, 2, "t/outlive", 3 << 20).await;
     client.shutdown().await;
     // The other nodes took the records into the DHT (each once it kept the version: a
     // record offered before waits for it), so they are found with the entry node gone.
