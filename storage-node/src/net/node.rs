@@ -49,6 +49,7 @@ use crate::{
     store::{PieceStore, StoreError, StoreOptions},
 };
 
+mod allowance;
 mod audits;
 mod challenges;
 mod claims;
@@ -141,6 +142,8 @@ struct State {
     stripe_tables: placement_check::StripeTables,
     /// Peers' allowances for DHT records, and records waiting for their version.
     offers: Mutex<placement_check::Offers>,
+    /// Each peer's allowance of DHT lookups and stores made for its requests.
+    lookups: Mutex<allowance::Allowances>,
 }
 
 /// Where a connected peer sits: the address its connection comes from, and the operator
@@ -382,6 +385,10 @@ impl Node {
             workers: Workers::new(cancel.child_token()),
             stripe_tables: placement_check::StripeTables::new(),
             offers: Mutex::default(),
+            lookups: Mutex::new(allowance::Allowances::new(
+                placement_check::LOOKUP_RATE,
+                placement_check::LOOKUP_BURST,
+            )),
         });
         let task = tokio::spawn(run(
             swarm,

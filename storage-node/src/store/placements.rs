@@ -31,13 +31,11 @@ impl PieceStore {
         Ok(true)
     }
 
-    /// The record stored under `key`, if any (and if it still verifies).
-    pub fn placement(&self, key: &PlacementKey) -> Result<Option<SignedPlacement>, StoreError> {
+    /// The record stored under `key`, if any, as stored: it was checked before it was
+    /// written, and whoever uses it checks it against its manifest again.
+    pub fn placement(&self, key: &PlacementKey) -> Result<Option<Vec<u8>>, StoreError> {
         let cf = self.cf(CF_PLACEMENTS)?;
-        Ok(self
-            .db
-            .get_pinned_cf(cf, key.0)?
-            .and_then(|b| SignedPlacement::decode(&b).ok()))
+        Ok(self.db.get_cf(cf, key.0)?)
     }
 
     /// Every stored record, as stored (they were verified when written).

@@ -10,16 +10,15 @@
 //! new co-holders must be able to prove themselves to each other.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, atomic::Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use libp2p::PeerId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-use super::{State, lock};
+use super::{State, allowance::Allowances, lock};
 use crate::{
     ids::{NodeId, PieceId},
     net::{
@@ -40,52 +39,6 @@ pub(super) const STRANGER_PROVING: usize = 2;
 /// How long a co-holder's challenge may wait for a proving slot (an auditor gives a
 /// holder 10 s to answer).
 const CO_HOLDER_WAIT: Duration = Duration::from_secs(5);
-/// Peers whose allowance is tracked; beyond this, full allowances are forgotten first.
-const MAX_PEERS: usize = 1 << 14;
-
-/// Per-peer allowances, without I/O: whether a peer may be answered now.
-#[derive(Debug)]
-pub(super) struct Allowances {
-    started: Instant,
-    tokens: HashMap<PeerId, (f64, f64)>,
-}
-
-impl Default for Allowances {
-    fn default() -> Self {
-        Self {
-            started: Instant::now(),
-            tokens: HashMap::new(),
-        }
-    }
-}
-
-impl Allowances {
-    /// Whether `peer` may be answered at `now` (seconds on the allowances' clock); takes
-    /// one challenge from its allowance if so.
-    fn admit_at(&mut self, peer: PeerId, now: f64) -> bool {
-        if self.tokens.len() >= MAX_PEERS && !self.tokens.contains_key(&peer) {
-            self.tokens
-                .retain(|_, (tokens, at)| *tokens + (now - *at) * PEER_RATE < PEER_BURST);
-            if self.tokens.len() >= MAX_PEERS {
-                return false;
-            }
-        }
-        let (tokens, at) = self.tokens.entry(peer).or_insert((PEER_BURST, now));
-        *tokens = (*tokens + (now - *at).max(0.0) * PEER_RATE).min(PEER_BURST);
-        *at = now;
-        if *tokens < 1.0 {
-            return false;
-        }
-        *tokens -= 1.0;
-        true
-    }
-
-    fn admit(&mut self, peer: PeerId) -> bool {
-        let now = self.started.elapsed().as_secs_f64();
-        self.admit_at(peer, now)
-    }
-}
-
 /// The gate every challenge passes: allowances, and slots to prove in.
 #[derive(Debug)]
 pub(super) struct ChallengeGate {
@@ -97,7 +50,7 @@ pub(super) struct ChallengeGate {
 impl Default for ChallengeGate {
     fn default() -> Self {
         Self {
-            allowances: Mutex::default(),
+            allowances: Mutex::new(Allowances::new(PEER_RATE, PEER_BURST)),
             proving: Arc::new(Semaphore::new(MAX_PROVING)),
             strangers: Arc::new(Semaphore::new(STRANGER_PROVING)),
         }
@@ -112,7 +65,7 @@ impl ChallengeGate {
     /// came free in time. Co-holders (peers that announce or proved a piece of the
     /// stripe) wait for any slot; strangers may use only a few, and do not wait.
     pub(super) async fn enter(&self, peer: PeerId, co_holder: bool) -> Option<Turn> {
-        if !lock(&self.allowances).admit(peer) {
+        if !lock(&self.allowances).admit(peer, 1.0) {
             return None;
         }
         if co_holder {
@@ -233,20 +186,6 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_peer_is_held_to_its_allowance_and_it_refills() {
-        let mut a = Allowances::default();
-        let p = PeerId::random();
-        let taken = (0..(PEER_BURST as usize + 10))
-            .filter(|_| a.admit_at(p, 0.0))
-            .count();
-        assert_eq!(taken, PEER_BURST as usize);
-        // Another peer has an allowance of its own; time refills the first one's.
-        assert!(a.admit_at(PeerId::random(), 0.0));
-        assert!(!a.admit_at(p, 0.0));
-        assert!(a.admit_at(p, 1.0));
-    }
 
     #[tokio::test]
     async fn co_holders_wait_for_a_slot_and_strangers_keep_to_their_share() {

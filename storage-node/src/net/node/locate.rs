@@ -24,8 +24,10 @@ use crate::{
 impl State {
     /// `LocateStripes`: the holders of every piece of `stripes` (each given by its piece
     /// ids) of `publisher`'s versions, each stripe's placement record first.
+    /// A publisher with no manifest here has no records looked up.
     pub(super) async fn locate_stripes(
         self: &Arc<Self>,
+        from: PeerId,
         publisher: PublisherId,
         stripes: Vec<Vec<[u8; 32]>>,
     ) -> Result<Response, (ErrorCode, String)> {
@@ -48,8 +50,18 @@ impl State {
             .iter()
             .map(|s| PlacementKey::of(&publisher, &StripeId::of_pieces(s)).0)
             .collect();
-        let Response::Placements(found) = self.placements(keys).await? else {
-            return Err((ErrorCode::Internal, "placements answered otherwise".into()));
+        let store = self.store.clone();
+        let known = self
+            .blocking(move || store.publisher_usage(&publisher))
+            .await
+            .is_ok_and(|(versions, _)| versions > 0);
+        let found = if known {
+            let Response::Placements(found) = self.placements(from, keys).await? else {
+                return Err((ErrorCode::Internal, "placements answered otherwise".into()));
+            };
+            found
+        } else {
+            vec![None; keys.len()]
         };
         // Signatures are checked off the async threads.
         let stripes = ids.clone();

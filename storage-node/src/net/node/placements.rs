@@ -159,8 +159,10 @@ impl State {
 
     /// `Request::Place`: keeps the records of stripes this node holds a piece of (as the
     /// record says); with `publish`, also stores every record in the DHT before it answers.
+    /// Each record stored in the DHT is charged to `from`'s allowance.
     pub(super) async fn place(
         self: &Arc<Self>,
+        from: PeerId,
         records: Vec<ByteBuf>,
         publish: bool,
     ) -> Result<Response, (ErrorCode, String)> {
@@ -168,6 +170,12 @@ impl State {
             return Err((
                 ErrorCode::BadRequest,
                 format!("at most {} records per Place", wire::MAX_PLACE),
+            ));
+        }
+        if publish && !lock(&self.lookups).admit(from, records.len() as f64) {
+            return Err((
+                ErrorCode::Busy,
+                "over this peer's allowance of DHT stores; try again in a few seconds".into(),
             ));
         }
         let s = self.clone();
@@ -218,8 +226,11 @@ impl State {
 
     /// `Request::Placements`: each record from this node's store, else the newest its
     /// publisher signed that the DHT has. The reader checks it against its manifest.
+    /// Lookups in the DHT are charged to `from`'s allowance; past it, keys this node
+    /// does not keep are answered as not found.
     pub(super) async fn placements(
         self: &Arc<Self>,
+        from: PeerId,
         mut keys: Vec<[u8; 32]>,
     ) -> Result<Response, (ErrorCode, String)> {
         if keys.len() > wire::MAX_PLACE {
@@ -237,13 +248,7 @@ impl State {
             .blocking(move || -> Result<_, StoreError> {
                 Ok(wanted
                     .iter()
-                    .map(|k| {
-                        store
-                            .placement(&PlacementKey(*k))
-                            .ok()
-                            .flatten()
-                            .map(|r| r.as_bytes().to_vec())
-                    })
+                    .map(|k| store.placement(&PlacementKey(*k)).ok().flatten())
                     .collect())
             })
             .await
@@ -253,7 +258,10 @@ impl State {
                 .map(|(key, local)| async move {
                     match local {
                         Some(b) => Some((key, b)),
-                        None => self.get_record(key).await.map(|b| (key, b)),
+                        None if lock(&self.lookups).admit(from, 1.0) => {
+                            self.get_record(key).await.map(|b| (key, b))
+                        }
+                        None => None,
                     }
                 })
                 .buffer_unordered(DHT_AT_ONCE)
@@ -274,7 +282,7 @@ impl State {
     /// stored. One of a version this node has not kept yet waits for it (`unpark`),
     /// since a push stores its records right after it publishes.
     pub(super) fn offered_record(self: &Arc<Self>, from: PeerId, record: kad::Record) {
-        if !lock(&self.offers).allow(from, std::time::Instant::now()) {
+        if !lock(&self.offers).allow(from) {
             debug!(%from, "DHT record dropped: the peer is over its allowance");
             return;
         }

@@ -178,13 +178,13 @@ impl State {
                 Ok(Response::Located(self.locate(ids, named).await?))
             }
             Request::LocateStripes { publisher, stripes } => {
-                self.locate_stripes(crate::ids::PublisherId(publisher), stripes)
+                self.locate_stripes(from, crate::ids::PublisherId(publisher), stripes)
                     .await
             }
             Request::Challenge { challenge } => self.answer_challenge(from, &challenge).await,
             Request::Ledger => Ok(Response::Ledger(self.ledger_entries())),
-            Request::Place { records, publish } => self.place(records, publish).await,
-            Request::Placements { keys } => self.placements(keys).await,
+            Request::Place { records, publish } => self.place(from, records, publish).await,
+            Request::Placements { keys } => self.placements(from, keys).await,
         }
     }
 
