@@ -60,6 +60,7 @@ mod locate;
 mod manifests;
 mod placement_check;
 mod placements;
+mod repair_look;
 mod repairs;
 mod requests;
 mod status;
@@ -416,6 +417,24 @@ impl Node {
     #[cfg(test)]
     pub(crate) async fn dht_record(&self, key: [u8; 32]) -> Option<Vec<u8>> {
         self.state.0.get_record(key).await
+    }
+
+    /// Forgets what `peer` announced holding, as if its announcements had not arrived.
+    #[cfg(test)]
+    pub(crate) fn forget_holdings_of(&self, peer: &PeerId) {
+        lock(&self.state.0.holders).forget(peer);
+    }
+
+    /// The pieces of `stripe` (held here) that a repair's fresh look would rebuild now.
+    /// `None` while the node does not know the stripe as one it holds.
+    #[cfg(test)]
+    pub(crate) async fn pieces_to_rebuild(&self, stripe: &StripeId) -> Option<Vec<usize>> {
+        let s = upkeep::held_stripes(&self.state.0.store)
+            .ok()?
+            .into_iter()
+            .find(|h| h.id == *stripe)?;
+        let (plan, _) = self.state.0.plan_repair(&s).await.ok()?;
+        Some(plan.pieces.iter().map(|(i, _)| *i).collect())
     }
 
     /// The node's id: its key, as placement records and audit records name it.

@@ -362,3 +362,4 @@ async fn shutdown_ends_every_task_and_closes_the_store() {
 }
 
 mod placements;
+mod repair;

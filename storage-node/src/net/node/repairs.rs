@@ -1,6 +1,7 @@
-//! Repair of stripes this node holds that fell below their threshold: health from the
-//! holder table and the ledger, a claim so one node repairs each stripe, the fetch of `k`
-//! pieces, rebuilding and placing the lost ones, and resuming claimed jobs after a crash.
+//! Repair of stripes this node holds that fell below their threshold: which stripes need
+//! it, a claim so one node repairs each stripe, the fetch of `k` pieces, rebuilding and
+//! placing the lost ones, and resuming claimed jobs after a crash. A job's fresh look
+//! (health, targets) is `repair_look.rs`.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,9 +13,8 @@ use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
 use super::{
-    State, Work,
-    audits::AUDIT_DEADLINE,
-    lock,
+    State, Work, lock,
+    repair_look::Look,
     upkeep::{HeldStripe, now_unix, peer_of_node},
 };
 use crate::{
@@ -22,20 +22,12 @@ use crate::{
     ids::{NodeId, PieceId, StripeId},
     net::{
         client::fetch_pieces,
-        placement,
         swarm::Command,
         wire::{self, NodeRef, Request, Response},
     },
-    repair::{self, Action, Claim, Decision, Event, Holds, Outcome, Plan, RepairJob},
+    repair::{self, Action, Claim, Decision, Event, Holds, Outcome, RepairJob},
     store::RepairJob as StoreJob,
 };
-
-/// What a repair's fresh look found, kept for its rebuild: the pieces held here, and
-/// which of the stripe's pieces are healthy.
-struct Look {
-    mine: HashSet<PieceId>,
-    healthy: Vec<bool>,
-}
 
 /// How long a claimant waits for competing claims before it starts.
 const CLAIM_SETTLE: Duration = Duration::from_secs(2);
@@ -43,89 +35,6 @@ const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl State {
-    /// Whether each piece of `s` is healthy: held here, or held by a connected node whose
-    /// copy the ledger trusts, with a node of its own. Pieces with equal bytes share an id
-    /// and so their holders; a holder counts for one of them only
-    /// ([`placement::matching`]), so such pieces are spread like any others.
-    fn health(&self, s: &HeldStripe, mine: &HashSet<PieceId>) -> (Vec<bool>, Vec<NodeId>) {
-        let holders = lock(&self.holders);
-        let connected = lock(&self.connected);
-        let ledger = lock(&self.ledger);
-        let mut holding = vec![self.me];
-        let good: Vec<Vec<NodeId>> = s
-            .stripe
-            .pieces
-            .iter()
-            .map(|p| {
-                let mut v = Vec::new();
-                if mine.contains(&p.id) {
-                    v.push(self.me);
-                }
-                for (peer, _) in holders.holders(&p.id) {
-                    if let Some(id) = super::data_id_of(peer).map(NodeId) {
-                        holding.push(id);
-                        if connected.contains_key(peer) && ledger.trusted(&id, &p.id) {
-                            v.push(id);
-                        }
-                    }
-                }
-                v
-            })
-            .collect();
-        let healthy = placement::matching(&good)
-            .iter()
-            .map(Option::is_some)
-            .collect();
-        (healthy, holding)
-    }
-
-    /// Nodes a rebuilt piece of a stripe could go to: connected, neither flagged nor
-    /// failing, and holding no piece of the stripe (`holding`); those sharing no failure
-    /// domain with its holders first, then established nodes first, each group in the
-    /// stripe's own order.
-    fn free_targets(&self, s: &HeldStripe, holding: &[NodeId]) -> Vec<NodeId> {
-        let now = now_unix();
-        let (candidates, established): (Vec<NodeId>, HashSet<NodeId>) = {
-            let connected = lock(&self.connected);
-            let ledger = lock(&self.ledger);
-            let trusted: Vec<(NodeId, wire::Trust)> = connected
-                .keys()
-                .filter_map(|p| super::data_id_of(p).map(NodeId))
-                .map(|id| (id, ledger.trust(&id, now)))
-                .filter(|(_, t)| *t != wire::Trust::Shunned)
-                .collect();
-            (
-                trusted.iter().map(|(id, _)| *id).collect(),
-                trusted
-                    .iter()
-                    .filter(|(_, t)| *t == wire::Trust::Established)
-                    .map(|(id, _)| *id)
-                    .collect(),
-            )
-        };
-        let mut out = repair::targets(&s.id, &candidates, holding);
-        // Nodes in failure domains of their own first: a rebuilt piece goes to a shared
-        // domain only when no other node is free (redundancy first), never not at all.
-        out.sort_by_cached_key(|id| (self.shares_domain(id, holding), !established.contains(id)));
-        out
-    }
-
-    /// Whether `target` shares a failure domain (operator, /24, /48) with any node in
-    /// `holding`, as far as this node knows their domains.
-    fn shares_domain(&self, target: &NodeId, holding: &[NodeId]) -> bool {
-        let Some(t) = peer_of_node(target).map(|p| self.domains_of(&p)) else {
-            return false;
-        };
-        if t.is_empty() {
-            return false;
-        }
-        holding
-            .iter()
-            .filter(|h| *h != target)
-            .filter_map(peer_of_node)
-            .any(|h| self.domains_of(&h).iter().any(|d| t.contains(d)))
-    }
-
     /// Looks at every held stripe and starts repairs where the threshold is crossed.
     pub(super) async fn repair_check(self: &Arc<Self>, stripes: Vec<HeldStripe>) {
         let store = self.store.clone();
@@ -339,65 +248,6 @@ impl State {
         }
     }
 
-    /// A fresh look at `s` for its repair job: which pieces to rebuild and the nodes each
-    /// may go to, who holds a piece, and where each node sits.
-    async fn plan_repair(&self, s: &HeldStripe) -> Result<(Plan, Look), String> {
-        let store = self.store.clone();
-        let mine: HashSet<PieceId> = self
-            .blocking(move || store.piece_ids())
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .collect();
-        let (healthy, holding) = self.health(s, &mine);
-        // Rebuild only what can be placed, each piece on a node of its own: one holding
-        // none of the stripe, and not one whose copy of this very piece just failed an
-        // audit. The pieces are matched to such nodes so that one piece's choice does
-        // not strand another; the others allowed follow as fallbacks.
-        let targets = self.free_targets(s, &holding);
-        let pieces: Vec<(usize, Vec<NodeId>)> = {
-            // Locks in the order the rest of the node takes them: holders, then ledger.
-            let holders = lock(&self.holders);
-            let ledger = lock(&self.ledger);
-            let lost: Vec<usize> = (0..healthy.len()).filter(|&i| !healthy[i]).collect();
-            let allowed: Vec<Vec<NodeId>> = lost
-                .iter()
-                .map(|&i| {
-                    let id = s.stripe.pieces[i].id;
-                    targets
-                        .iter()
-                        .copied()
-                        .filter(|n| ledger.trusted(n, &id))
-                        .filter(|n| peer_of_node(n).is_none_or(|p| !holders.dropped(&p, &id)))
-                        .collect()
-                })
-                .collect();
-            lost.into_iter()
-                .zip(repair::assign(&allowed).into_iter().zip(allowed))
-                .filter_map(|(i, (first, rest))| {
-                    let first = first?;
-                    let plan = std::iter::once(first)
-                        .chain(rest.into_iter().filter(|n| *n != first))
-                        .collect();
-                    Some((i, plan))
-                })
-                .collect()
-        };
-        let mut numbers = crate::net::domain::Interner::default();
-        let domains = holding
-            .iter()
-            .chain(pieces.iter().flat_map(|(_, ts)| ts))
-            .filter_map(|n| Some((*n, peer_of_node(n)?)))
-            .map(|(n, p)| (n, numbers.ids(self.domains_of(&p))))
-            .collect();
-        let plan = Plan {
-            pieces,
-            holding,
-            domains,
-        };
-        Ok((plan, Look { mine, healthy }))
-    }
-
     /// Fetches `k` healthy pieces of `s` (those held here first) and rebuilds `want`.
     async fn rebuild(
         &self,
@@ -491,29 +341,6 @@ impl State {
             .await
             .ok();
         self.announce_claim(stripe, true).await;
-    }
-
-    /// The pieces of `s` that `target` holds, as it says itself; `None` when it cannot
-    /// say (then it counts as holding one: nothing is placed on a node that might
-    /// double up).
-    async fn pieces_held_by(&self, target: &NodeId, s: &HeldStripe) -> Option<Vec<PieceId>> {
-        let peer = peer_of_node(target)?;
-        let req = Request::Locate {
-            pieces: s.stripe.pieces.iter().map(|p| p.id.0).collect(),
-        };
-        let me = peer.to_string();
-        match tokio::time::timeout(AUDIT_DEADLINE, self.control.request(peer, vec![], req)).await {
-            Ok(Ok(Response::Located(l))) => Some(
-                s.stripe
-                    .pieces
-                    .iter()
-                    .zip(&l)
-                    .filter(|(_, hs)| hs.iter().any(|h| h.peer == me))
-                    .map(|(p, _)| p.id)
-                    .collect(),
-            ),
-            _ => None,
-        }
     }
 
     /// Asks `target` to hold a staged piece. The placement becomes known to others when
