@@ -13,6 +13,11 @@
 //! publisher of the manifest being read and shaped like the stripe. Of two records for
 //! one stripe, the one with the higher `seq` is the current one.
 //!
+//! Repair moves pieces, and the publisher is not there to sign again: a node of the
+//! stripe's group (a holder the current record names) signs an update, which others
+//! take only if [`update::moves`] allows it and every piece it moves is shown to have
+//! left its old holder and to be held by its new one.
+//!
 //! **Invariant:** a [`SignedPlacement`] value always carries a valid signature: it is
 //! made only by [`PlacementRecord::sign`] or [`SignedPlacement::decode`], which verifies.
 
@@ -146,7 +151,24 @@ impl PlacementRecord {
 
     /// Signs the record as its publisher. Addresses past [`MAX_HOLDER_ADDRS`] are
     /// dropped, and so are IPv6 flow labels and scopes: a record carries IP and port.
-    pub fn sign(mut self, key: &PublisherKey) -> SignedPlacement {
+    pub fn sign(self, key: &PublisherKey) -> SignedPlacement {
+        self.sign_with(key.id().0, |msg| key.sign_bytes(msg))
+    }
+
+    /// Signs the record as a node of the stripe's group: a repair's update, which others
+    /// take only as [`update::moves`] allows.
+    pub fn sign_as_node(self, key: &ed25519_dalek::SigningKey) -> SignedPlacement {
+        use ed25519_dalek::Signer;
+        self.sign_with(key.verifying_key().to_bytes(), |msg| {
+            key.sign(msg).to_bytes()
+        })
+    }
+
+    fn sign_with(
+        mut self,
+        signer: [u8; 32],
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> SignedPlacement {
         for h in self.holders.iter_mut().flatten() {
             h.addrs.truncate(MAX_HOLDER_ADDRS);
             for a in &mut h.addrs {
@@ -154,11 +176,10 @@ impl PlacementRecord {
             }
         }
         self.holders.truncate(MAX_SHARDS as usize);
-        let signer = key.id().0;
         let mut bytes = self.body(&signer).into_bytes();
         let mut msg = SIGNING_CONTEXT.to_vec();
         msg.extend_from_slice(&bytes);
-        bytes.extend_from_slice(&key.sign_bytes(&msg));
+        bytes.extend_from_slice(&sign(&msg));
         SignedPlacement {
             record: self,
             signer,
@@ -181,9 +202,14 @@ impl SignedPlacement {
         &self.record
     }
 
-    /// Who signed it.
+    /// Who signed it: as a publisher's id (its publisher, or a stranger).
     pub fn signer(&self) -> PublisherId {
         PublisherId(self.signer)
+    }
+
+    /// Whether its publisher signed it (else a node of the stripe's group did).
+    pub fn by_publisher(&self) -> bool {
+        self.signer == self.record.publisher.0
     }
 
     /// Its encoding, as signed.
@@ -227,7 +253,23 @@ impl SignedPlacement {
         stripe: &StripeId,
         pieces: usize,
     ) -> Result<(), PlacementRecordError> {
-        if self.signer != publisher.0 || self.record.publisher != *publisher {
+        if self.signer != publisher.0 {
+            return Err(PlacementRecordError::NotPublisher);
+        }
+        self.fits(publisher, stripe, pieces)
+    }
+
+    /// [`check`](Self::check) but for the signer: a record of `publisher`'s stripe, of
+    /// its shape, signed by the publisher or by a node of the group. For a record that
+    /// was checked, signer and all, on its way in (a node's own store, a DHT lookup's
+    /// chain from the publisher's record).
+    pub fn fits(
+        &self,
+        publisher: &PublisherId,
+        stripe: &StripeId,
+        pieces: usize,
+    ) -> Result<(), PlacementRecordError> {
+        if self.record.publisher != *publisher {
             return Err(PlacementRecordError::NotPublisher);
         }
         if self.record.stripe != *stripe {
@@ -301,6 +343,8 @@ fn parse(bytes: &[u8]) -> Result<(PlacementRecord, [u8; 32]), PlacementRecordErr
         signer,
     ))
 }
+
+pub mod update;
 
 #[cfg(test)]
 mod tests;

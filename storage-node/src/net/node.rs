@@ -59,6 +59,7 @@ mod holders;
 mod locate;
 mod manifests;
 mod placement_check;
+mod placement_update;
 mod placements;
 mod repair_look;
 mod repairs;

@@ -264,6 +264,11 @@ pub(crate) enum Command {
     },
     /// Keep a record another peer asked this node to store, now that it checked it.
     StoreRecord(kad::Record),
+    /// This node's DHT copy of a record, if it has one (no lookup).
+    LocalRecord {
+        key: kad::RecordKey,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
 }
 
 /// A cheap handle for talking to a swarm task.

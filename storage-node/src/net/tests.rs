@@ -46,6 +46,32 @@ async fn cluster_with(n: usize, tune: impl Fn(&mut NodeConfig)) -> Cluster {
     Cluster { _dirs: dirs, nodes }
 }
 
+/// A cluster of `nodes` nodes (set up by `tune`) and a client of the first, which pushed
+/// `len` bytes as `name`, `k + m` pieces a stripe.
+async fn pushed_with(
+    nodes: usize,
+    tune: impl Fn(&mut NodeConfig),
+    k: u16,
+    m: u16,
+    name: &str,
+    len: usize,
+) -> (Cluster, Client, PublisherKey, PushReport) {
+    let c = cluster_with(nodes, tune).await;
+    let client = Client::connect(c.nodes[0].peer_addr()).await.unwrap();
+    let src = source(len);
+    let key = PublisherKey::generate().unwrap();
+    let r = client
+        .push(
+            src.path(),
+            opts(k, m, name),
+            &key,
+            std::sync::Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+    (c, client, key, r)
+}
+
 fn opts(k: u16, m: u16, name: &str) -> EncodeOptions {
     EncodeOptions {
         name: name.parse().unwrap(),

@@ -154,7 +154,7 @@ impl Client {
             for (stripe, bytes) in chunk.iter().zip(found) {
                 out.push(bytes.and_then(|b| {
                     let r = SignedPlacement::decode(&b).ok()?;
-                    r.check(&publisher, &stripe_id(stripe), stripe.pieces.len())
+                    r.fits(&publisher, &stripe_id(stripe), stripe.pieces.len())
                         .ok()?;
                     Some(r)
                 }));

@@ -436,6 +436,7 @@ async fn run(
                 Some(Command::Gossip { .. } | Command::Validate { .. } | Command::StoreRecord(_)) => {}
                 Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
                 Some(Command::GetRecord { reply, .. }) => { reply.send(Vec::new()).ok(); }
+                Some(Command::LocalRecord { reply, .. }) => { reply.send(None).ok(); }
             },
             Some(event) = swarm.next() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Control(e)) = event

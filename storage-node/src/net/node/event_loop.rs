@@ -445,6 +445,14 @@ fn on_command(
                 }
             }
         }
+        Command::LocalRecord { key, reply } => {
+            let store = swarm.behaviour_mut().kad.store_mut();
+            let now = std::time::Instant::now();
+            let copy = kad::store::RecordStore::get(store, &key)
+                .filter(|r| !r.is_expired(now))
+                .map(|r| r.value.clone());
+            reply.send(copy).ok();
+        }
         Command::StoreRecord(mut record) => {
             let store = swarm.behaviour_mut().kad.store_mut();
             // The same record again renews its expiry.

@@ -71,7 +71,7 @@ impl State {
                 for (stripe, bytes) in stripes.iter().zip(found) {
                     let record = bytes.and_then(|b| {
                         let r = SignedPlacement::decode(&b).ok()?;
-                        r.check(&publisher, &StripeId::of_pieces(stripe), stripe.len())
+                        r.fits(&publisher, &StripeId::of_pieces(stripe), stripe.len())
                             .ok()?;
                         Some(r)
                     });

@@ -58,6 +58,14 @@ pub(super) enum Refused {
     NoSuchStripe { file: u32, index: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A node's update of a record this node does not have.
+    #[error("an update of a record this node does not have")]
+    NoBase,
+    #[error(transparent)]
+    Update(#[from] crate::location::update::UpdateError),
+    /// A node's update whose moves its nodes did not bear out.
+    #[error("update not borne out: {0}")]
+    Unproven(&'static str),
 }
 
 /// A version's stripes: publisher, and per file, per stripe, its id and piece ids.
@@ -145,7 +153,8 @@ impl StripeTables {
     }
 
     /// Checks `bytes` as a placement record of a version this node keeps; returns it
-    /// with its stripe's piece ids.
+    /// with its stripe's piece ids. One its publisher did not sign is a node's update,
+    /// which the caller must still prove (`prove_update`) before taking it.
     pub(super) fn check(
         &self,
         store: &PieceStore,
@@ -168,7 +177,7 @@ impl StripeTables {
             })?;
         let pieces = table.pieces.get(range.clone()).unwrap_or_default().to_vec();
         let record = SignedPlacement::decode(bytes)?;
-        record.check(&table.publisher, stripe, pieces.len())?;
+        record.fits(&table.publisher, stripe, pieces.len())?;
         Ok((record, pieces))
     }
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     ids::{NodeId, PieceId, VersionId},
-    location::{MAX_PLACEMENT_LEN, PlacementKey, SignedPlacement},
+    location::{MAX_PLACEMENT_LEN, PlacementKey, SignedPlacement, update},
     manifest::Manifest,
     net::{
         swarm::Command,
@@ -59,18 +59,15 @@ fn keep_if_member(
     Ok(mine)
 }
 
-/// Of the records found under `key`, the newest that its publisher signed.
-fn newest(key: &PlacementKey, found: &[Vec<u8>]) -> Option<Vec<u8>> {
-    found
+/// Of the records found under `key`, the current one: the newest its publisher signed,
+/// or an update of it by its group, or an update alone as a hint ([`update::current`]).
+fn newest(key: &PlacementKey, found: &[Vec<u8>]) -> Option<(SignedPlacement, update::Proof)> {
+    let records: Vec<SignedPlacement> = found
         .iter()
         .filter(|b| b.len() <= MAX_PLACEMENT_LEN)
-        .filter_map(|b| {
-            let r = SignedPlacement::decode(b).ok()?;
-            (r.record().key() == *key && r.signer() == r.record().publisher)
-                .then_some((r.record().seq, b))
-        })
-        .max_by_key(|(seq, _)| *seq)
-        .map(|(_, b)| b.clone())
+        .filter_map(|b| SignedPlacement::decode(b).ok())
+        .collect();
+    update::current(key, &records)
 }
 
 impl State {
@@ -143,9 +140,12 @@ impl State {
         ) {
             return true;
         }
-        let Some(bytes) = self.get_record(key.0).await else {
+        // A group member keeps only what follows from its publisher's word: an update
+        // alone reaches it from the repairer, who can show it.
+        let Some((found, update::Proof::Chain)) = self.get_current(key.0).await else {
             return false;
         };
+        let bytes = found.as_bytes().to_vec();
         let s = self.clone();
         let kept = self
             .blocking(move || -> Result<bool, Refused> {
@@ -178,13 +178,37 @@ impl State {
                 "over this peer's allowance of DHT stores; try again in a few seconds".into(),
             ));
         }
+        let refused = |e: Refused| match e {
+            Refused::Store(e) => (ErrorCode::Internal, e.to_string()),
+            e => (
+                ErrorCode::BadRequest,
+                format!("placement record refused: {e}"),
+            ),
+        };
         let s = self.clone();
         let checked = self
             .blocking(move || -> Result<_, Refused> {
+                records
+                    .iter()
+                    .map(|bytes| s.tables().check(&s.store, bytes))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(refused)?;
+        // A node's update is taken only once its moves are borne out.
+        for (record, pieces) in &checked {
+            if !record.by_publisher() {
+                self.prove_update(record, pieces, true)
+                    .await
+                    .map_err(refused)?;
+            }
+        }
+        let s = self.clone();
+        let (kept, valid) = self
+            .blocking(move || -> Result<_, Refused> {
                 let mut kept = 0u32;
-                let mut valid = Vec::with_capacity(records.len());
-                for bytes in &records {
-                    let (record, pieces) = s.tables().check(&s.store, bytes)?;
+                let mut valid = Vec::with_capacity(checked.len());
+                for (record, pieces) in checked {
                     if keep_if_member(&s.store, s.me, &record, &pieces)? {
                         kept += 1;
                     }
@@ -192,17 +216,8 @@ impl State {
                 }
                 Ok((kept, valid))
             })
-            .await;
-        let (kept, valid) = match checked {
-            Ok(v) => v,
-            Err(Refused::Store(e)) => return Err((ErrorCode::Internal, e.to_string())),
-            Err(e) => {
-                return Err((
-                    ErrorCode::BadRequest,
-                    format!("placement record refused: {e}"),
-                ));
-            }
-        };
+            .await
+            .map_err(refused)?;
         if publish {
             let stored: Vec<bool> = futures::stream::iter(valid)
                 .map(|r| self.put_record(r.record().key(), r.as_bytes().to_vec(), true))
@@ -315,7 +330,7 @@ impl State {
                             batch
                                 .into_iter()
                                 .map(|(from, r)| {
-                                    let verdict = t.tables().check(&t.store, &r.value).map(|_| ());
+                                    let verdict = t.tables().check(&t.store, &r.value);
                                     (from, r, verdict)
                                 })
                                 .collect::<Vec<_>>(),
@@ -327,6 +342,13 @@ impl State {
                     return;
                 };
                 for (from, record, verdict) in checked {
+                    let verdict = match verdict {
+                        Ok((r, pieces)) if !r.by_publisher() => {
+                            s.prove_update(&r, &pieces, false).await
+                        }
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(e),
+                    };
                     match verdict {
                         Ok(()) => {
                             s.control.send(Command::StoreRecord(record)).await.ok();
@@ -372,9 +394,19 @@ impl State {
         !wait || matches!(tokio::time::timeout(DHT_TIMEOUT, rx).await, Ok(Ok(true)))
     }
 
-    /// The newest record its publisher signed under `key` that a DHT lookup finds in
-    /// time (this node's own copy, if it has one).
+    /// The current record under `key` that a DHT lookup finds in time (this node's own
+    /// copy, if it has one): see [`newest`].
     pub(super) async fn get_record(self: &Arc<Self>, key: [u8; 32]) -> Option<Vec<u8>> {
+        self.get_current(key)
+            .await
+            .map(|(r, _)| r.as_bytes().to_vec())
+    }
+
+    /// [`get_record`](Self::get_record), decoded, with how far it is shown.
+    pub(super) async fn get_current(
+        self: &Arc<Self>,
+        key: [u8; 32],
+    ) -> Option<(SignedPlacement, update::Proof)> {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::GetRecord {
             key: kad::RecordKey::new(&key),

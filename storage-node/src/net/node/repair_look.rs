@@ -16,13 +16,11 @@ use super::{
 };
 use crate::{
     ids::{NodeId, PieceId},
-    location::{PlacementKey, SignedPlacement},
     net::{
         placement,
         wire::{self, DataAddr, Request, Response},
     },
     repair::{self, Plan},
-    store::StoreError,
 };
 
 /// Most record-named holders asked at once in one repair's look.
@@ -237,43 +235,26 @@ impl State {
     /// its announcement yet: what this node has not heard of is not lost. Holders whose
     /// copy failed an audit are not asked. Whether any holder was learned.
     async fn hear_named_holders(self: &Arc<Self>, s: &HeldStripe, healthy: &[bool]) -> bool {
-        let store = self.store.clone();
-        let version = s.version;
-        let Ok(Some(publisher)) = self
-            .blocking(move || Ok::<_, StoreError>(store.manifest(&version)?.map(|m| m.publisher())))
-            .await
-        else {
+        let Some(key) = self.record_key(s).await else {
             return false;
         };
-        let key = PlacementKey::of(&publisher, &s.id);
-        let store = self.store.clone();
-        // This node's copy, or the DHT's when it has none (it may not have adopted the
-        // record yet, or holds a piece that a repair placed).
-        let bytes = match self.blocking(move || store.placement(&key)).await {
-            Ok(Some(b)) => Some(b),
-            _ => self.get_record(key.0).await,
-        };
-        let Some(bytes) = bytes else {
+        // The record this node keeps, or the DHT's when it keeps none (it may not have
+        // adopted it yet, or holds a piece that a repair placed).
+        let Some(record) = self.current_record(key).await else {
             debug!(stripe = %s.id, "no placement record to ask the holders of");
             return false;
         };
-        let (stripe, pieces) = (s.id, s.stripe.pieces.len());
-        let named: Vec<(usize, NodeId)> = self
-            .blocking(move || {
-                let record = SignedPlacement::decode(&bytes)
-                    .ok()
-                    .filter(|r| r.check(&publisher, &stripe, pieces).is_ok());
-                Ok::<_, StoreError>(record.map_or_else(Vec::new, |r| {
-                    r.record()
-                        .holders
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, h)| Some((i, h.as_ref()?.node)))
-                        .collect()
-                }))
-            })
-            .await
-            .unwrap_or_default();
+        if record.record().stripe != s.id || record.record().holders.len() != s.stripe.pieces.len()
+        {
+            return false;
+        }
+        let named: Vec<(usize, NodeId)> = record
+            .record()
+            .holders
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((i, h.as_ref()?.node)))
+            .collect();
         let ask: HashSet<NodeId> = {
             let ledger = lock(&self.ledger);
             named

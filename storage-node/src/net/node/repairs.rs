@@ -119,6 +119,8 @@ impl State {
         let mut event = Event::Start;
         let mut look = None;
         let mut rebuilt_at = None;
+        // Where each piece went, for the stripe's placement record.
+        let mut placed_on: Vec<(usize, NodeId)> = Vec::new();
         let outcome = loop {
             let claim = lock(&self.claims).holder(&s.id, now_unix());
             event = match job.step(t0.elapsed(), claim, event) {
@@ -189,6 +191,9 @@ impl State {
                 Action::Hold { index, target } => {
                     let piece = s.stripe.pieces[index];
                     let held = self.hold_on(&target, piece.id, piece.len).await;
+                    if held.is_some() {
+                        placed_on.push((index, target));
+                    }
                     match held {
                         Some(true) => {
                             // Between the look and the placement, another repairer whose
@@ -238,6 +243,7 @@ impl State {
             Outcome::Failed(e) => warn!(stripe = %s.id, "repair stopped: {e}; claim released"),
         }
         self.finish_repair(s.id).await;
+        self.publish_repair(&s, &placed_on).await;
     }
 
     /// Stops serving the rebuilt pieces of `s` from memory.

@@ -13,6 +13,7 @@ use super::{State, lock};
 use crate::{
     erasure::ErasureParams,
     ids::{NodeId, PieceId, StripeId, VersionId},
+    location::PlacementKey,
     manifest::Stripe,
     net::wire::DataAddr,
     store::{PieceStore, StoreError},
@@ -64,6 +65,18 @@ pub(super) fn held_stripes(store: &PieceStore) -> Result<Vec<HeldStripe>, StoreE
 }
 
 impl State {
+    /// The key of `s`'s placement record (its publisher's, as the manifest kept here
+    /// says), if the manifest is here.
+    pub(super) async fn record_key(&self, s: &HeldStripe) -> Option<PlacementKey> {
+        let store = self.store.clone();
+        let version = s.version;
+        let publisher = self
+            .blocking(move || Ok::<_, StoreError>(store.manifest(&version)?.map(|m| m.publisher())))
+            .await
+            .ok()??;
+        Some(PlacementKey::of(&publisher, &s.id))
+    }
+
     /// The data-plane address of `node`, if it is connected and announced one.
     pub(super) fn data_of(&self, node: &NodeId) -> Option<(PeerId, DataAddr)> {
         let peer = peer_of_node(node)?;

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::{cluster, opts, source};
 use crate::{
     PublisherKey,
     location::{Holder, PlacementRecord},
@@ -27,20 +26,7 @@ async fn pushed(
     name: &str,
     len: usize,
 ) -> (super::Cluster, Client, PublisherKey, crate::net::PushReport) {
-    let c = cluster(nodes, None).await;
-    let client = Client::connect(c.nodes[0].peer_addr()).await.unwrap();
-    let src = source(len);
-    let key = PublisherKey::generate().unwrap();
-    let r = client
-        .push(
-            src.path(),
-            opts(k, m, name),
-            &key,
-            std::sync::Arc::new(|_| {}),
-        )
-        .await
-        .unwrap();
-    (c, client, key, r)
+    super::pushed_with(nodes, |c| c.capacity = None, k, m, name, len).await
 }
 
 /// A record of the push's first stripe in `publisher`'s name, signed by `signer`, newer

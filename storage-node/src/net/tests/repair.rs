@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::{cluster_with, opts, source};
-use crate::{PublisherKey, net::Client, repair::stripe_id};
+use super::pushed_with;
+use crate::{net::Client, repair::stripe_id};
 
 /// A holder whose announcements have not reached a node (it has just joined, or come
 /// back) still holds its pieces: the stripe's placement record names it, so a repair's
@@ -12,26 +12,21 @@ use crate::{PublisherKey, net::Client, repair::stripe_id};
 /// holder no longer has is still counted lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_not_heard_from_is_asked_before_its_piece_is_rebuilt() {
-    let c = cluster_with(7, |cfg| {
-        // No announcement or audit round comes during the test to undo the forgetting.
-        cfg.announce_interval = Duration::from_secs(3600);
-        cfg.upkeep.audit_interval = Duration::from_secs(3600);
-        // Any missing piece is a loss to repair.
-        cfg.upkeep.repair_threshold = Some(6);
-    })
+    let (c, client, _key, r) = pushed_with(
+        7,
+        |cfg| {
+            // No announcement or audit round comes during the test to undo the forgetting.
+            cfg.announce_interval = Duration::from_secs(3600);
+            cfg.upkeep.audit_interval = Duration::from_secs(3600);
+            // Any missing piece is a loss to repair.
+            cfg.upkeep.repair_threshold = Some(6);
+        },
+        4,
+        2,
+        "t/unheard",
+        40 << 10,
+    )
     .await;
-    let client = Client::connect(c.nodes[0].peer_addr()).await.unwrap();
-    let src = source(40 << 10);
-    let key = PublisherKey::generate().unwrap();
-    let r = client
-        .push(
-            src.path(),
-            opts(4, 2, "t/unheard"),
-            &key,
-            std::sync::Arc::new(|_| {}),
-        )
-        .await
-        .unwrap();
     let stripe = &r.manifest.files()[0].stripes[0];
     let id = stripe_id(stripe);
     let holder_of = |piece| {
@@ -44,6 +39,15 @@ async fn a_holder_not_heard_from_is_asked_before_its_piece_is_rebuilt() {
         holder_of(stripe.pieces[0].id),
         holder_of(stripe.pieces[1].id),
     );
+    // The looker keeps the version's manifest (and so knows the stripe) in a moment.
+    let t0 = std::time::Instant::now();
+    while c.nodes[looker].pieces_to_rebuild(&id).await.is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the manifest never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(c.nodes[looker].pieces_to_rebuild(&id).await, Some(vec![]));
     // The looker forgets what the holder of piece 0 announced: it asks that holder.
     c.nodes[looker].forget_holdings_of(&c.nodes[quiet].peer_id());
@@ -61,6 +65,156 @@ async fn a_holder_not_heard_from_is_asked_before_its_piece_is_rebuilt() {
     );
     c.nodes[looker].forget_holdings_of(&c.nodes[quiet].peer_id());
     assert_eq!(c.nodes[looker].pieces_to_rebuild(&id).await, Some(vec![0]));
+    client.shutdown().await;
+    for n in c.nodes {
+        n.shutdown().await;
+    }
+}
+
+/// The signing key of the node whose data directory is `dir`.
+fn node_key(dir: &std::path::Path) -> ed25519_dalek::SigningKey {
+    let key = crate::net::NodeKey::load_or_create(dir).unwrap();
+    ed25519_dalek::SigningKey::from_bytes(&key.secret())
+}
+
+/// After a holder is lost and its piece rebuilt elsewhere, the stripe's placement record
+/// names the new holder: signed by the repairer, one of the group, and found through
+/// every node, so readers and the group go to the piece where it now is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_updates_the_stripes_placement_record() {
+    let (c, client, _key, r) = pushed_with(
+        7,
+        |cfg| {
+            cfg.announce_interval = Duration::from_secs(2);
+            cfg.upkeep.audit_interval = Duration::from_millis(400);
+            cfg.upkeep.lease = Duration::from_secs(5);
+            cfg.upkeep.repair_threshold = Some(6);
+        },
+        4,
+        2,
+        "t/moved",
+        40 << 10,
+    )
+    .await;
+    let stripe = &r.manifest.files()[0].stripes[0];
+    // A holder other than the node the client talks to is lost, with its piece `at`.
+    let (at, lost) = (0..stripe.pieces.len())
+        .find_map(|at| {
+            let lost =
+                (1..7).find(|&i| c.nodes[i].store().has_piece(&stripe.pieces[at].id).unwrap())?;
+            Some((at, lost))
+        })
+        .expect("a piece on a node besides the first");
+    let piece = stripe.pieces[at].id;
+    let lost_id = c.nodes[lost].node_id();
+    let super::Cluster { _dirs, mut nodes } = c;
+    nodes.remove(lost).shutdown().await;
+    let t0 = std::time::Instant::now();
+    let moved = loop {
+        let now = client.records(&r.manifest, &[stripe]).await;
+        if let Some(h) = now[0]
+            .as_ref()
+            .and_then(|rec| rec.record().holders[at].clone())
+            .filter(|h| h.node != lost_id)
+        {
+            break (now[0].clone().unwrap(), h);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the record still names the lost holder"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (record, holder) = moved;
+    assert!(
+        !record.by_publisher(),
+        "a node of the group signed the update"
+    );
+    let signer = crate::ids::NodeId(record.signer().0);
+    assert!(nodes.iter().any(|n| n.node_id() == signer));
+    let new = nodes
+        .iter()
+        .find(|n| n.node_id() == holder.node)
+        .expect("the new holder is a live node");
+    assert!(new.store().has_piece(&piece).unwrap(), "it holds the piece");
+    // Every node finds it so, through its own store and in the DHT.
+    for n in &nodes {
+        let reader = Client::connect(n.peer_addr()).await.unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            let names_it = |f: &crate::location::SignedPlacement| {
+                f.record().holders[at].as_ref().map(|h| h.node) == Some(holder.node)
+            };
+            let found = reader.records(&r.manifest, &[stripe]).await;
+            // And the DHT's copy at the node (each is among the closest peers here).
+            let dht = n
+                .dht_record(record.record().key().0)
+                .await
+                .and_then(|b| crate::location::SignedPlacement::decode(&b).ok());
+            if found[0].as_ref().is_some_and(names_it) && dht.as_ref().is_some_and(names_it) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{} still finds the old record",
+                n.peer_id()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        reader.shutdown().await;
+    }
+    client.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// A node of the group cannot move a piece that its holder still has, nor to a node
+/// that does not have it: its update is refused and the record stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_cannot_move_pieces_that_did_not_move() {
+    let (c, client, _key, r) = pushed_with(7, |_| {}, 4, 2, "t/stays", 40 << 10).await;
+    let stripe = &r.manifest.files()[0].stripes[0];
+    let record = client.records(&r.manifest, &[stripe]).await[0]
+        .clone()
+        .expect("the publisher's record");
+    let node_of = |id| c.nodes.iter().position(|n| n.node_id() == id).unwrap();
+    let named = |i: usize| record.record().holders[i].as_ref().unwrap().node;
+    // The holder of piece 1 signs; it moves piece 0, which its holder still has, to the
+    // node that holds no piece of the stripe.
+    let member = node_of(named(1));
+    let outsider = c
+        .nodes
+        .iter()
+        .find(|n| (0..6).all(|i| named(i) != n.node_id()))
+        .expect("a node outside the group");
+    let mut forged = record.record().clone();
+    forged.seq += 1;
+    forged.holders[0] = Some(crate::location::Holder {
+        node: outsider.node_id(),
+        addrs: vec![],
+    });
+    let forged = forged.sign_as_node(&node_key(c._dirs[member].path()));
+    // Each group member asked to take it refuses it.
+    for i in 2..6 {
+        let to = Client::connect(c.nodes[node_of(named(i))].peer_addr())
+            .await
+            .unwrap();
+        let answer = to
+            .ask(crate::net::wire::Request::Place {
+                records: vec![serde_bytes::ByteBuf::from(forged.as_bytes().to_vec())],
+                publish: false,
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer, crate::net::wire::Response::Error { .. }),
+            "{answer:?}"
+        );
+        let now = to.records(&r.manifest, &[stripe]).await;
+        assert_eq!(now[0].as_ref(), Some(&record), "the record stands");
+        to.shutdown().await;
+    }
     client.shutdown().await;
     for n in c.nodes {
         n.shutdown().await;

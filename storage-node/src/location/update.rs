@@ -1,0 +1,173 @@
+//! Updates of a placement record by the stripe's group: what a repairer may say, and
+//! what must then be shown before anyone takes it. Pure: the node asks the nodes.
+//!
+//! A record signed by its publisher replaces an older one on the publisher's word. One
+//! signed by anyone else is an update of the current record and is taken only if:
+//! - it describes the same stripe at the same place, with as many pieces, and is newer;
+//! - its signer is a holder the current record names (a key that holds nothing of the
+//!   stripe has no say about it);
+//! - it only replaces holders (never removes one), never names its signer for a piece
+//!   it did not hold, never names one node for two pieces, and changes no node's
+//!   addresses but the signer's own;
+//! - and then, for each [`Move`], the new holder says it holds the piece and the old
+//!   one does not (the node that checks asks both). A group member can thus only move a
+//!   piece that really left its holder, to a node that really has it.
+
+use super::{PlacementKey, SignedPlacement};
+use crate::ids::NodeId;
+
+/// One piece an update moves from one holder to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move {
+    /// The piece index.
+    pub index: usize,
+    /// Its holder in the current record, if it had one: it must no longer hold it.
+    pub from: Option<NodeId>,
+    /// Its holder in the update: it must hold it.
+    pub to: NodeId,
+}
+
+/// Why an update may not replace the current record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// Another stripe, another place in a version, or another number of pieces.
+    #[error("the update describes another stripe or place")]
+    Elsewhere,
+    /// Not newer than the current record.
+    #[error("the update is not newer than the current record")]
+    NotNewer,
+    /// Signed by a node the current record does not name.
+    #[error("the update's signer holds no piece of the stripe in the current record")]
+    NotInGroup,
+    /// It leaves a piece with no holder.
+    #[error("the update removes a holder without a replacement")]
+    Removed,
+    /// Its signer names itself for a piece it did not hold.
+    #[error("the update's signer names itself for a piece")]
+    SelfPlaced,
+    /// One node named for two pieces.
+    #[error("the update names one node for two pieces")]
+    Twice,
+    /// Another node's addresses changed.
+    #[error("the update changes another node's addresses")]
+    Addresses,
+    /// Nothing changes.
+    #[error("the update changes nothing")]
+    Nothing,
+}
+
+/// The pieces `update` moves, if it may replace `current` once each move is shown:
+/// none when its publisher signed it.
+pub fn moves(
+    current: &SignedPlacement,
+    update: &SignedPlacement,
+) -> Result<Vec<Move>, UpdateError> {
+    let (c, u) = (current.record(), update.record());
+    if (
+        c.publisher,
+        c.stripe,
+        c.version,
+        c.file,
+        c.index,
+        c.holders.len(),
+    ) != (
+        u.publisher,
+        u.stripe,
+        u.version,
+        u.file,
+        u.index,
+        u.holders.len(),
+    ) {
+        return Err(UpdateError::Elsewhere);
+    }
+    if u.seq <= c.seq {
+        return Err(UpdateError::NotNewer);
+    }
+    if update.by_publisher() {
+        return Ok(Vec::new());
+    }
+    let signer = NodeId(update.signer().0);
+    if !c.holders.iter().flatten().any(|h| h.node == signer) {
+        return Err(UpdateError::NotInGroup);
+    }
+    let mut out = Vec::new();
+    let mut changed = false;
+    for (index, (was, now)) in c.holders.iter().zip(&u.holders).enumerate() {
+        if was == now {
+            continue;
+        }
+        changed = true;
+        let Some(now) = now else {
+            return Err(UpdateError::Removed);
+        };
+        match was {
+            Some(was) if was.node == now.node => {
+                if now.node != signer {
+                    return Err(UpdateError::Addresses);
+                }
+            }
+            _ if now.node == signer => return Err(UpdateError::SelfPlaced),
+            _ => out.push(Move {
+                index,
+                from: was.as_ref().map(|h| h.node),
+                to: now.node,
+            }),
+        }
+    }
+    if !changed {
+        return Err(UpdateError::Nothing);
+    }
+    let twice = out.iter().any(|m| {
+        u.holders
+            .iter()
+            .enumerate()
+            .any(|(i, h)| i != m.index && h.as_ref().is_some_and(|h| h.node == m.to))
+    });
+    if twice {
+        return Err(UpdateError::Twice);
+    }
+    Ok(out)
+}
+
+/// Of records found under `key` (from a DHT lookup, each checked as a DHT node does on
+/// its way in, but here nobody can be asked), the current one as far as they show:
+/// the newest that its publisher signed, then each newer update that [`moves`] allows
+/// over the one before, in order of `seq`. With no record of the publisher among them
+/// (the DHT's nodes keep only the newest, which after a repair is an update), the newest
+/// update whose signer it names: a hint where to look, which nobody keeps on its word
+/// ([`Proof::Hint`]).
+pub fn current(key: &PlacementKey, found: &[SignedPlacement]) -> Option<(SignedPlacement, Proof)> {
+    let mut mine: Vec<&SignedPlacement> =
+        found.iter().filter(|r| r.record().key() == *key).collect();
+    mine.sort_by_key(|r| r.record().seq);
+    let Some(start) = mine.iter().rposition(|r| r.by_publisher()) else {
+        let hint = mine.into_iter().rev().find(|r| {
+            let signer = NodeId(r.signer().0);
+            r.record()
+                .holders
+                .iter()
+                .flatten()
+                .any(|h| h.node == signer)
+        })?;
+        return Some((hint.clone(), Proof::Hint));
+    };
+    let mut base = mine[start];
+    for r in &mine[start + 1..] {
+        if moves(base, r).is_ok() {
+            base = r;
+        }
+    }
+    Some((base.clone(), Proof::Chain))
+}
+
+/// How far [`current`]'s answer is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The publisher's record, or updates that follow from it.
+    Chain,
+    /// An update found without the record it follows from.
+    Hint,
+}
+
+#[cfg(test)]
+mod tests;

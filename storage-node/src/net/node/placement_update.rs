@@ -1,0 +1,271 @@
+//! Placement records after repair: the repairer, one of the stripe's group, signs an
+//! update naming the new holders and gives it to the group and the DHT; whoever takes
+//! an update checks it against its current record ([`update::moves`]) and then asks
+//! the nodes it moves pieces between.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use libp2p::kad;
+use serde_bytes::ByteBuf;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use super::{
+    State, lock,
+    placement_check::Refused,
+    upkeep::{HeldStripe, peer_of_node},
+};
+use crate::{
+    ids::{NodeId, PieceId},
+    location::{Holder, PlacementKey, SignedPlacement, update},
+    net::{
+        swarm::Command,
+        wire::{Request, Response},
+    },
+    store::StoreError,
+};
+
+/// How long a node asked whether it holds a piece may take to answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most pieces one update may move: a repair moves at most the stripe's parity.
+const MAX_MOVES: usize = 32;
+/// Group members sent an update at once.
+const SEND_AT_ONCE: usize = 8;
+
+impl State {
+    /// The record this node goes by for `key`: the one it keeps as one of the group,
+    /// else its DHT copy (both checked on their way in), else what a DHT lookup shows to
+    /// follow from the publisher's record.
+    pub(super) async fn current_record(
+        self: &Arc<Self>,
+        key: PlacementKey,
+    ) -> Option<SignedPlacement> {
+        if let Some(r) = self.kept_record(key).await {
+            return Some(r);
+        }
+        match self.get_current(key.0).await {
+            Some((r, update::Proof::Chain)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The record this node keeps for `key`, as one of the group or in its DHT store.
+    async fn kept_record(&self, key: PlacementKey) -> Option<SignedPlacement> {
+        match self.group_record(key).await {
+            Some(r) => Some(r),
+            None => self.dht_copy(key).await,
+        }
+    }
+
+    /// The record this node keeps for `key` as one of the stripe's group.
+    async fn group_record(&self, key: PlacementKey) -> Option<SignedPlacement> {
+        let store = self.store.clone();
+        let bytes = self.blocking(move || store.placement(&key)).await.ok()??;
+        self.decoded(bytes).await
+    }
+
+    /// This node's DHT copy of the record under `key`.
+    async fn dht_copy(&self, key: PlacementKey) -> Option<SignedPlacement> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::LocalRecord {
+            key: kad::RecordKey::new(&key.0),
+            reply,
+        };
+        self.control.send(cmd).await.ok()?;
+        let bytes = rx.await.ok()??;
+        self.decoded(bytes).await
+    }
+
+    /// `bytes` as a record, its signature checked off the async threads.
+    async fn decoded(&self, bytes: Vec<u8>) -> Option<SignedPlacement> {
+        self.blocking(move || Ok::<_, StoreError>(SignedPlacement::decode(&bytes).ok()))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether `update`, signed by a node, may replace this node's current record of its
+    /// stripe (`pieces`): [`update::moves`] allows it, and each node it moves a piece
+    /// to says it holds the piece, and each it moves one from does not. With `lookup`,
+    /// a node that keeps no record of the stripe looks for it in the DHT (a new holder
+    /// given the update by its repairer); without, it refuses (a DHT node, which keeps
+    /// what it was given).
+    pub(super) async fn prove_update(
+        self: &Arc<Self>,
+        update: &SignedPlacement,
+        pieces: &[PieceId],
+        lookup: bool,
+    ) -> Result<(), Refused> {
+        let key = update.record().key();
+        // The very record this node took as one of the group was shown then (a DHT
+        // node that is also of the group gets it twice).
+        let group = self.group_record(key).await;
+        if group
+            .as_ref()
+            .is_some_and(|g| g.as_bytes() == update.as_bytes())
+        {
+            return Ok(());
+        }
+        let base = if lookup {
+            match group {
+                Some(g) => Some(g),
+                None => self.current_record(key).await,
+            }
+        } else {
+            // A DHT node updates its DHT copy, which the group's may have passed.
+            match self.dht_copy(key).await {
+                Some(d) => Some(d),
+                None => group,
+            }
+        };
+        let base = base.ok_or(Refused::NoBase)?;
+        let moves = update::moves(&base, update)?;
+        if moves.len() > MAX_MOVES {
+            return Err(Refused::Unproven("moves too many pieces"));
+        }
+        // Each new holder must hold its piece, each old one not.
+        let mut asks: Vec<(NodeId, Option<PieceId>, bool)> = Vec::new();
+        for m in &moves {
+            let piece = pieces.get(m.index).copied();
+            asks.push((m.to, piece, true));
+            if let Some(from) = m.from {
+                asks.push((from, piece, false));
+            }
+        }
+        let shown: Vec<bool> = futures::stream::iter(asks)
+            .map(|(node, piece, want)| {
+                let s = self.clone();
+                async move {
+                    let Some(piece) = piece else { return false };
+                    // No answer from an old holder counts as gone; from a new one, as
+                    // not holding.
+                    s.says_it_holds(&node, piece).await.unwrap_or(false) == want
+                }
+            })
+            .buffer_unordered(SEND_AT_ONCE)
+            .collect()
+            .await;
+        if shown.iter().all(|ok| *ok) {
+            Ok(())
+        } else {
+            Err(Refused::Unproven(
+                "a new holder lacks its piece, or an old one still has it",
+            ))
+        }
+    }
+
+    /// What `node` says: whether it holds `piece`. `None` if it does not answer.
+    async fn says_it_holds(&self, node: &NodeId, piece: PieceId) -> Option<bool> {
+        if *node == self.me {
+            let store = self.store.clone();
+            return self.blocking(move || store.has_piece(&piece)).await.ok();
+        }
+        let peer = peer_of_node(node)?;
+        let req = Request::Locate {
+            pieces: vec![piece.0],
+        };
+        let me = peer.to_string();
+        match tokio::time::timeout(ASK_TIMEOUT, self.control.request(peer, vec![], req)).await {
+            Ok(Ok(Response::Located(l))) => {
+                Some(l.first().is_some_and(|hs| hs.iter().any(|h| h.peer == me)))
+            }
+            _ => None,
+        }
+    }
+
+    /// After a repair of `s` placed pieces (`placed`: index and new holder), signs an
+    /// update of the stripe's record naming them, keeps it, and gives it to the rest of
+    /// the group and to the DHT. A node the current record does not name cannot sign
+    /// one that others take, and does not try.
+    pub(super) async fn publish_repair(
+        self: &Arc<Self>,
+        s: &HeldStripe,
+        placed: &[(usize, NodeId)],
+    ) {
+        if placed.is_empty() {
+            return;
+        }
+        let Some(key) = self.record_key(s).await else {
+            return;
+        };
+        let Some(base) = self.current_record(key).await else {
+            debug!(stripe = %s.id, "no placement record to update after repair");
+            return;
+        };
+        let named = |r: &SignedPlacement, n: &NodeId| {
+            r.record().holders.iter().flatten().any(|h| h.node == *n)
+        };
+        if base.record().stripe != s.id || !named(&base, &self.me) {
+            debug!(stripe = %s.id, "not named in the stripe's record: leaving its update to others");
+            return;
+        }
+        let mut record = base.record().clone();
+        for (i, node) in placed {
+            let addrs = peer_of_node(node)
+                .and_then(|p| {
+                    lock(&self.holders)
+                        .by_peer
+                        .get(&p)
+                        .map(|(d, _)| d.addrs.clone())
+                })
+                .unwrap_or_default();
+            if let Some(h) = record.holders.get_mut(*i) {
+                *h = Some(Holder { node: *node, addrs });
+            }
+        }
+        let now_ms = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        record.seq = now_ms.max(base.record().seq.saturating_add(1));
+        let update = record.sign_as_node(&self.signing);
+        if update::moves(&base, &update).is_err() {
+            debug!(stripe = %s.id, "the repair's update would not be taken; not sent");
+            return;
+        }
+        let store = self.store.clone();
+        let mine = update.clone();
+        self.blocking(move || store.put_placement(&mine)).await.ok();
+        let group: Vec<NodeId> = update
+            .record()
+            .holders
+            .iter()
+            .flatten()
+            .map(|h| h.node)
+            .filter(|n| *n != self.me)
+            .collect();
+        let bytes = update.as_bytes().to_vec();
+        let kept: usize = futures::stream::iter(group)
+            .map(|n| {
+                let bytes = bytes.clone();
+                async move {
+                    let peer = peer_of_node(&n)?;
+                    let req = Request::Place {
+                        records: vec![ByteBuf::from(bytes)],
+                        publish: false,
+                    };
+                    match tokio::time::timeout(
+                        ASK_TIMEOUT * 2,
+                        self.control.request(peer, vec![], req),
+                    )
+                    .await
+                    {
+                        Ok(Ok(Response::Placed { kept })) => Some(kept as usize),
+                        _ => None,
+                    }
+                }
+            })
+            .buffer_unordered(SEND_AT_ONCE)
+            .filter_map(|x| async move { x })
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .sum();
+        self.put_record(key, bytes, false).await;
+        info!(stripe = %s.id, moved = placed.len(), kept, "placement record updated after repair");
+    }
+}
