@@ -31,6 +31,20 @@ const ASK_AT_ONCE: usize = 8;
 pub(super) struct Look {
     pub(super) mine: HashSet<PieceId>,
     pub(super) healthy: Vec<bool>,
+    /// See [`Health::spare`].
+    pub(super) spare: HashSet<NodeId>,
+}
+
+/// A stripe's health as this node sees it.
+pub(super) struct Health {
+    /// Per piece, whether it has a holder of its own (held here, or by a connected node
+    /// whose copy the ledger trusts).
+    pub(super) healthy: Vec<bool>,
+    /// The nodes holding a piece the stripe needs (this node among them), or announced
+    /// holding one.
+    pub(super) holding: Vec<NodeId>,
+    /// Nodes whose every copy of a piece of the stripe is also held by another node.
+    pub(super) spare: HashSet<NodeId>,
 }
 
 impl State {
@@ -38,11 +52,7 @@ impl State {
     /// copy the ledger trusts, with a node of its own. Pieces with equal bytes share an id
     /// and so their holders; a holder counts for one of them only
     /// ([`placement::matching`]), so such pieces are spread like any others.
-    pub(super) fn health(
-        &self,
-        s: &HeldStripe,
-        mine: &HashSet<PieceId>,
-    ) -> (Vec<bool>, Vec<NodeId>) {
+    pub(super) fn health(&self, s: &HeldStripe, mine: &HashSet<PieceId>) -> Health {
         let holders = lock(&self.holders);
         let connected = lock(&self.connected);
         let ledger = lock(&self.ledger);
@@ -67,11 +77,30 @@ impl State {
                 v
             })
             .collect();
-        let healthy = placement::matching(&good)
+        let matched: Vec<Option<NodeId>> = placement::matching(&good)
             .iter()
-            .map(Option::is_some)
+            .zip(&good)
+            .map(|(m, g)| m.map(|at| g[at]))
             .collect();
-        (healthy, holding)
+        // A largest matching leaves out only nodes whose every copy is matched to
+        // another node: such a spare holds nothing the stripe needs, so it may take a
+        // lost piece like a free node (after a repair that raced a holder's return,
+        // every node of a small network may hold a piece, one of them twice).
+        let counted: HashSet<NodeId> = matched.iter().flatten().copied().collect();
+        let spare: HashSet<NodeId> = good
+            .iter()
+            .flatten()
+            .filter(|n| **n != self.me && !counted.contains(n))
+            .copied()
+            .collect();
+        holding.retain(|n| !spare.contains(n));
+        holding.sort_unstable();
+        holding.dedup();
+        Health {
+            healthy: matched.iter().map(Option::is_some).collect(),
+            holding,
+            spare,
+        }
     }
 
     /// Nodes a rebuilt piece of a stripe could go to: connected, neither flagged nor
@@ -134,10 +163,15 @@ impl State {
             .map_err(|e| e.to_string())?
             .into_iter()
             .collect();
-        let (mut healthy, mut holding) = self.health(s, &mine);
-        if healthy.contains(&false) && self.hear_named_holders(s, &healthy).await {
-            (healthy, holding) = self.health(s, &mine);
+        let mut health = self.health(s, &mine);
+        if health.healthy.contains(&false) && self.hear_named_holders(s, &health.healthy).await {
+            health = self.health(s, &mine);
         }
+        let Health {
+            healthy,
+            holding,
+            spare,
+        } = health;
         // Rebuild only what can be placed, each piece on a node of its own: one holding
         // none of the stripe, and not one whose copy of this very piece just failed an
         // audit. The pieces are matched to such nodes so that one piece's choice does
@@ -183,7 +217,14 @@ impl State {
             holding,
             domains,
         };
-        Ok((plan, Look { mine, healthy }))
+        Ok((
+            plan,
+            Look {
+                mine,
+                healthy,
+                spare,
+            },
+        ))
     }
 
     /// The pieces of `s` that `target` holds, as it says itself; `None` when it cannot

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     State, Work, lock,
-    repair_look::Look,
+    repair_look::{Health, Look},
     upkeep::{HeldStripe, now_unix, peer_of_node},
 };
 use crate::{
@@ -51,7 +51,9 @@ impl State {
                 .repair_threshold
                 .unwrap_or_else(|| repair::default_threshold(k, usize::from(s.params.m())))
                 .clamp(k, s.params.n());
-            let (healthy, holding) = self.health(&s, &mine);
+            let Health {
+                healthy, holding, ..
+            } = self.health(&s, &mine);
             match repair::decide(k, threshold, &healthy) {
                 Decision::Healthy => {
                     let job = s.id;
@@ -121,6 +123,8 @@ impl State {
         let mut rebuilt_at = None;
         // Where each piece went, for the stripe's placement record.
         let mut placed_on: Vec<(usize, NodeId)> = Vec::new();
+        // Nodes whose copies the stripe does not need, as the look found them.
+        let mut spare = HashSet::new();
         let outcome = loop {
             let claim = lock(&self.claims).holder(&s.id, now_unix());
             event = match job.step(t0.elapsed(), claim, event) {
@@ -150,6 +154,7 @@ impl State {
                 }
                 Action::Plan => match self.plan_repair(&s).await {
                     Ok((plan, l)) => {
+                        spare = l.spare.clone();
                         look = Some(l);
                         Event::Planned(plan)
                     }
@@ -181,6 +186,12 @@ impl State {
                     let unique = s.stripe.pieces.iter().filter(|p| p.id == piece).count() == 1;
                     Event::Asked(match self.pieces_held_by(&target, &s).await {
                         Some(held) if held.is_empty() => Holds::Nothing,
+                        // A spare's copies are held elsewhere too: losing it loses at
+                        // most the piece placed on it, as with a free node.
+                        Some(held) if spare.contains(&target) && !held.contains(&piece) => {
+                            info!(stripe = %s.id, node = %target.short(), "placing on a node whose copies the stripe holds elsewhere too");
+                            Holds::Nothing
+                        }
                         Some(held) if held == [piece] && unique => {
                             info!(stripe = %s.id, %piece, node = %target.short(), "the target already held the rebuilt piece");
                             Holds::ThisPiece
@@ -261,7 +272,7 @@ impl State {
         look: Look,
         want: &[usize],
     ) -> Result<Vec<(usize, Vec<u8>)>, String> {
-        let Look { mine, healthy } = look;
+        let Look { mine, healthy, .. } = look;
         let k = usize::from(s.params.k());
         // Pieces held here come from the store; the rest from trusted holders.
         let mut have: Vec<Option<Vec<u8>>> = vec![None; s.stripe.pieces.len()];

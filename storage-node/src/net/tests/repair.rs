@@ -220,3 +220,86 @@ async fn a_group_member_cannot_move_pieces_that_did_not_move() {
         n.shutdown().await;
     }
 }
+
+/// In a network with one node per piece and one to spare, a repair that raced a holder's
+/// return leaves a piece on two nodes and none free. A real loss after that is still
+/// repaired: a node whose copy is held elsewhere too takes the lost piece.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_is_repaired_when_every_node_holds_a_piece_but_one_twice() {
+    let (c, client, _key, r) = pushed_with(
+        7,
+        |cfg| {
+            cfg.announce_interval = Duration::from_secs(1);
+            cfg.upkeep.audit_interval = Duration::from_millis(400);
+            cfg.upkeep.lease = Duration::from_secs(5);
+            cfg.upkeep.repair_threshold = Some(6);
+        },
+        4,
+        2,
+        "t/twice",
+        40 << 10,
+    )
+    .await;
+    let stripe = &r.manifest.files()[0].stripes[0];
+    let holds = |i: usize, at: usize| c.nodes[i].store().has_piece(&stripe.pieces[at].id).unwrap();
+    let free = (0..7)
+        .find(|&i| (0..6).all(|at| !holds(i, at)))
+        .expect("one node holds nothing of the stripe");
+    // The free node gets a second copy of a piece, as a repair that raced would give it.
+    let (twice, from) = (0..6)
+        .find_map(|at| Some((at, (0..7).find(|&i| holds(i, at))?)))
+        .unwrap();
+    let bytes = c.nodes[from]
+        .store()
+        .get_piece(&stripe.pieces[twice].id)
+        .unwrap();
+    c.nodes[free]
+        .store()
+        .put_piece(stripe.pieces[twice].id, &bytes)
+        .unwrap();
+    // Every node hears it announced.
+    let free_peer = c.nodes[free].peer_id().to_string();
+    for n in &c.nodes {
+        let asker = Client::connect(n.peer_addr()).await.unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            let answer = asker
+                .ask(crate::net::wire::Request::Locate {
+                    pieces: vec![stripe.pieces[twice].id.0],
+                })
+                .await
+                .unwrap();
+            if let crate::net::wire::Response::Located(l) = answer
+                && l[0].iter().any(|h| h.peer == free_peer)
+            {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no one heard of the copy"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        asker.shutdown().await;
+    }
+    // A holder of another piece (not the node the client talks to) is lost.
+    let (at, lost) = (0..6)
+        .filter(|&at| at != twice)
+        .find_map(|at| Some((at, (1..7).find(|&i| i != free && holds(i, at))?)))
+        .unwrap();
+    let piece = stripe.pieces[at].id;
+    let super::Cluster { _dirs, mut nodes } = c;
+    nodes.remove(lost).shutdown().await;
+    let t0 = std::time::Instant::now();
+    while !nodes.iter().any(|n| n.store().has_piece(&piece).unwrap()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the lost piece was not rebuilt: no node counted as free"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
