@@ -43,6 +43,13 @@ const HEADER_LEN: usize = 1 + 32 + 32 + 32 + 4 + 4 + 8 + 4;
 const SIGNING_CONTEXT: &[u8] = b"cairn placement record v1\0";
 const KEY_CONTEXT: &[u8] = b"cairn placement key v1\0";
 
+/// Milliseconds since the epoch: what a record's `seq` is made of.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Where a stripe's record is stored in the DHT: a hash of its publisher and stripe id,
 /// so that two publishers of the same bytes never overwrite each other's records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,18 +3,27 @@
 //!
 //! A record signed by its publisher replaces an older one on the publisher's word. One
 //! signed by anyone else is an update of the current record and is taken only if:
-//! - it describes the same stripe at the same place, with as many pieces, and is newer;
+//! - it describes the same stripe at the same place, with as many pieces, and is newer,
+//!   but not from the future (at most [`MAX_AHEAD_MS`] past the taker's clock: a record
+//!   whose `seq` ran ahead would freeze the stripe's record for good);
 //! - its signer is a holder the current record names (a key that holds nothing of the
 //!   stripe has no say about it);
-//! - it only replaces holders (never removes one), never names its signer for a piece
-//!   it did not hold, never names one node for two pieces, and changes no node's
-//!   addresses but the signer's own;
+//! - it moves at least one piece, only replaces holders (never removes one), never names
+//!   its signer for a piece it did not hold, never names one node for two pieces, and
+//!   changes no node's addresses but the signer's own;
 //! - and then, for each [`Move`], the new holder says it holds the piece and the old
-//!   one does not (the node that checks asks both). A group member can thus only move a
-//!   piece that really left its holder, to a node that really has it.
+//!   one does not, and the signer says it holds its own (the node that checks asks
+//!   them). A group member can thus only move a piece that really left its holder, to
+//!   a node that says it has it.
+//!
+//! Only a record its publisher signed is taken on a lookup's word ([`current`]): the
+//! asks behind an update are the storer's, and a reader cannot repeat them.
 
 use super::{PlacementKey, SignedPlacement};
 use crate::ids::NodeId;
+
+/// How far past the taker's clock an update's `seq` (milliseconds) may be.
+pub const MAX_AHEAD_MS: u64 = 5 * 60 * 1000;
 
 /// One piece an update moves from one holder to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +45,9 @@ pub enum UpdateError {
     /// Not newer than the current record.
     #[error("the update is not newer than the current record")]
     NotNewer,
+    /// Its `seq` is ahead of the taker's clock.
+    #[error("the update is dated in the future")]
+    Future,
     /// Signed by a node the current record does not name.
     #[error("the update's signer holds no piece of the stripe in the current record")]
     NotInGroup,
@@ -51,16 +63,17 @@ pub enum UpdateError {
     /// Another node's addresses changed.
     #[error("the update changes another node's addresses")]
     Addresses,
-    /// Nothing changes.
-    #[error("the update changes nothing")]
+    /// No piece moves.
+    #[error("the update moves no piece")]
     Nothing,
 }
 
 /// The pieces `update` moves, if it may replace `current` once each move is shown:
-/// none when its publisher signed it.
+/// none when its publisher signed it. `now_ms` is the taker's clock.
 pub fn moves(
     current: &SignedPlacement,
     update: &SignedPlacement,
+    now_ms: u64,
 ) -> Result<Vec<Move>, UpdateError> {
     let (c, u) = (current.record(), update.record());
     if (
@@ -86,17 +99,18 @@ pub fn moves(
     if update.by_publisher() {
         return Ok(Vec::new());
     }
+    if u.seq > now_ms.saturating_add(MAX_AHEAD_MS) {
+        return Err(UpdateError::Future);
+    }
     let signer = NodeId(update.signer().0);
     if !c.holders.iter().flatten().any(|h| h.node == signer) {
         return Err(UpdateError::NotInGroup);
     }
     let mut out = Vec::new();
-    let mut changed = false;
     for (index, (was, now)) in c.holders.iter().zip(&u.holders).enumerate() {
         if was == now {
             continue;
         }
-        changed = true;
         let Some(now) = now else {
             return Err(UpdateError::Removed);
         };
@@ -114,7 +128,7 @@ pub fn moves(
             }),
         }
     }
-    if !changed {
+    if out.is_empty() {
         return Err(UpdateError::Nothing);
     }
     let twice = out.iter().any(|m| {
@@ -129,43 +143,53 @@ pub fn moves(
     Ok(out)
 }
 
-/// Of records found under `key` (from a DHT lookup, each checked as a DHT node does on
-/// its way in, but here nobody can be asked), the current one as far as they show:
-/// the newest that its publisher signed, then each newer update that [`moves`] allows
-/// over the one before, in order of `seq`. With no record of the publisher among them
-/// (the DHT's nodes keep only the newest, which after a repair is an update), the newest
-/// update whose signer it names: a hint where to look, which nobody keeps on its word
-/// ([`Proof::Hint`]).
-pub fn current(key: &PlacementKey, found: &[SignedPlacement]) -> Option<(SignedPlacement, Proof)> {
+/// Of records found under `key` (from a DHT lookup, each checked by a DHT node on its
+/// way in, but here nobody can be asked), the current one as far as they show: the
+/// newest that its publisher signed ([`Proof::Publisher`]), or a newer update that
+/// follows from it by [`moves`], or, with no record of the publisher among them (a DHT
+/// node keeps only the newest, which after a repair is an update), the newest update
+/// whose signer it names. An update is only ever a hint where to look
+/// ([`Proof::Hint`]): nobody keeps it, or checks others against it, on a lookup's word.
+pub fn current(
+    key: &PlacementKey,
+    found: &[SignedPlacement],
+    now_ms: u64,
+) -> Option<(SignedPlacement, Proof)> {
     let mut mine: Vec<&SignedPlacement> =
         found.iter().filter(|r| r.record().key() == *key).collect();
     mine.sort_by_key(|r| r.record().seq);
     let Some(start) = mine.iter().rposition(|r| r.by_publisher()) else {
         let hint = mine.into_iter().rev().find(|r| {
             let signer = NodeId(r.signer().0);
-            r.record()
-                .holders
-                .iter()
-                .flatten()
-                .any(|h| h.node == signer)
+            r.record().seq <= now_ms.saturating_add(MAX_AHEAD_MS)
+                && r.record()
+                    .holders
+                    .iter()
+                    .flatten()
+                    .any(|h| h.node == signer)
         })?;
         return Some((hint.clone(), Proof::Hint));
     };
     let mut base = mine[start];
     for r in &mine[start + 1..] {
-        if moves(base, r).is_ok() {
+        if moves(base, r, now_ms).is_ok() {
             base = r;
         }
     }
-    Some((base.clone(), Proof::Chain))
+    let proof = if base.by_publisher() {
+        Proof::Publisher
+    } else {
+        Proof::Hint
+    };
+    Some((base.clone(), proof))
 }
 
 /// How far [`current`]'s answer is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proof {
-    /// The publisher's record, or updates that follow from it.
-    Chain,
-    /// An update found without the record it follows from.
+    /// Its publisher signed it.
+    Publisher,
+    /// An update: a hint where to look.
     Hint,
 }
 

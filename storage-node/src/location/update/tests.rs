@@ -10,6 +10,9 @@ use crate::{
     manifest::PublisherKey,
 };
 
+/// The taker's clock in these tests; records are dated a little before.
+const NOW: u64 = 1_000_000;
+
 /// A node's signing key and id from one byte.
 fn node(b: u8) -> (SigningKey, NodeId) {
     let k = SigningKey::from_bytes(&[b; 32]);
@@ -48,7 +51,7 @@ fn a_holder_may_move_a_lost_piece_to_a_new_node() {
     u.holders[2] = Some(holder(100));
     let update = u.sign_as_node(&node(5).0);
     assert_eq!(
-        moves(&current, &update),
+        moves(&current, &update, NOW),
         Ok(vec![Move {
             index: 2,
             from: Some(node(3).1),
@@ -65,7 +68,7 @@ fn what_an_update_may_not_do() {
         let mut u = r.clone();
         u.seq = 11;
         f(&mut u);
-        moves(&current, &u.sign_as_node(&node(b).0))
+        moves(&current, &u.sign_as_node(&node(b).0), NOW)
     };
     let elsewhere = |u: &mut PlacementRecord| u.file = 1;
     assert_eq!(by(1, &elsewhere), Err(UpdateError::Elsewhere));
@@ -98,17 +101,25 @@ fn what_an_update_may_not_do() {
         }
     };
     assert_eq!(by(1, &readdress), Err(UpdateError::Addresses));
-    assert_eq!(
-        by(3, &readdress),
-        Ok(vec![]),
-        "a node may give its own address"
-    );
+    // A node's own new address rides along with a move, never alone.
+    assert_eq!(by(3, &readdress), Err(UpdateError::Nothing));
     assert_eq!(by(1, &|_| {}), Err(UpdateError::Nothing));
+    let own_and_move = |u: &mut PlacementRecord| {
+        readdress(u);
+        u.holders[4] = Some(holder(100));
+    };
+    assert_eq!(by(3, &own_and_move).map(|m| m.len()), Ok(1));
+    // A record dated far ahead would freeze the stripe's record: refused.
+    let ahead = |u: &mut PlacementRecord| {
+        u.seq = NOW + MAX_AHEAD_MS + 1;
+        u.holders[2] = Some(holder(100));
+    };
+    assert_eq!(by(1, &ahead), Err(UpdateError::Future));
     // The publisher's word needs nothing shown.
     let mut p = r.clone();
     p.seq = 11;
     p.holders = vec![None; 6];
-    assert_eq!(moves(&current, &p.sign(&key)), Ok(vec![]));
+    assert_eq!(moves(&current, &p.sign(&key), NOW), Ok(vec![]));
 }
 
 proptest! {
@@ -131,7 +142,7 @@ proptest! {
             }
         }
         let update = u.clone().sign_as_node(&node(signer).0);
-        if let Ok(ms) = moves(&current, &update) {
+        if let Ok(ms) = moves(&current, &update, NOW) {
             let me = node(signer).1;
             prop_assert!(r.holders.iter().flatten().any(|h| h.node == me));
             for (i, (was, now)) in r.holders.iter().zip(&u.holders).enumerate() {
@@ -153,19 +164,21 @@ proptest! {
         }
     }
 
-    /// Of the records a lookup finds, strangers' updates never win over the publisher's.
+    /// Of the records a lookup finds, strangers' updates never win over the publisher's,
+    /// and only the publisher's record is ever more than a hint.
     #[test]
-    fn the_current_record_is_the_publishers_or_its_groups(
-        strangers in proptest::collection::vec((100u8..120, 11u64..50), 0..6),
+    fn the_current_record_is_the_publishers_or_a_hint_from_its_group(
+        strangers in proptest::collection::vec((100u8..120, 11u64..50, any::<bool>()), 0..6),
         member in proptest::option::of(1u8..7),
     ) {
         let (key, r) = published(6, 10);
         let key_of = r.key();
         let mut found = vec![r.clone().sign(&key)];
-        for (b, seq) in &strangers {
+        for (b, seq, names_itself) in &strangers {
             let mut u = r.clone();
             u.seq = *seq;
-            u.holders[0] = Some(holder(*b));
+            // Naming itself or another stranger for piece 0.
+            u.holders[0] = Some(holder(if *names_itself { *b } else { 150 }));
             found.push(u.sign_as_node(&node(*b).0));
         }
         if let Some(m) = member {
@@ -176,11 +189,16 @@ proptest! {
             u.holders[usize::from(i)] = Some(holder(200));
             found.push(u.sign_as_node(&node((i + 1) % 6 + 1).0));
         }
-        let (cur, proof) = current(&key_of, &found).expect("the publisher's record is there");
-        prop_assert_eq!(proof, Proof::Chain);
+        let (cur, proof) = current(&key_of, &found, NOW).expect("the publisher's record is there");
         match member {
-            Some(_) => prop_assert_eq!(cur.record().seq, 60),
-            None => prop_assert!(cur.by_publisher()),
+            Some(_) => {
+                prop_assert_eq!(cur.record().seq, 60);
+                prop_assert_eq!(proof, Proof::Hint);
+            }
+            None => {
+                prop_assert!(cur.by_publisher());
+                prop_assert_eq!(proof, Proof::Publisher);
+            }
         }
     }
 }
@@ -193,10 +211,13 @@ fn without_the_publishers_record_an_update_is_only_a_hint() {
     u.holders[0] = Some(holder(50));
     let update = u.clone().sign_as_node(&node(2).0);
     assert_eq!(
-        current(&r.key(), std::slice::from_ref(&update)),
+        current(&r.key(), std::slice::from_ref(&update), NOW),
         Some((update, Proof::Hint))
     );
-    // A signer that the record does not name is not even a hint.
-    let stranger = u.sign_as_node(&node(77).0);
-    assert_eq!(current(&r.key(), &[stranger]), None);
+    // A signer that the record does not name is not even a hint, nor one dated ahead.
+    let stranger = u.clone().sign_as_node(&node(77).0);
+    assert_eq!(current(&r.key(), &[stranger], NOW), None);
+    u.seq = NOW + MAX_AHEAD_MS + 1;
+    let ahead = u.sign_as_node(&node(2).0);
+    assert_eq!(current(&r.key(), &[ahead], NOW), None);
 }

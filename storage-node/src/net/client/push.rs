@@ -353,9 +353,7 @@ impl Client {
         nodes: &[NodeInfo],
         held: &HashMap<(usize, usize), Vec<Option<usize>>>,
     ) -> Result<(), ClientError> {
-        let seq = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let seq = crate::location::now_ms();
         let mut records = Vec::new();
         // Identical files have identical stripes, under one key: one record each.
         let mut seen = std::collections::HashSet::new();

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use libp2p::kad;
+use libp2p::{PeerId, kad};
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     ids::{NodeId, PieceId},
-    location::{Holder, PlacementKey, SignedPlacement, update},
+    location::{Holder, PlacementKey, SignedPlacement, now_ms, update},
     net::{
         swarm::Command,
         wire::{Request, Response},
@@ -28,8 +28,10 @@ use crate::{
 
 /// How long a node asked whether it holds a piece may take to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most pieces one update may move: a repair moves at most the stripe's parity.
-const MAX_MOVES: usize = 32;
+/// Most nodes asked to prove one update: a repair moves at most the stripe's parity.
+const MAX_ASKS: usize = 64;
+/// How long proving one update may take.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
 /// Group members sent an update at once.
 const SEND_AT_ONCE: usize = 8;
 
@@ -45,7 +47,7 @@ impl State {
             return Some(r);
         }
         match self.get_current(key.0).await {
-            Some((r, update::Proof::Chain)) => Some(r),
+            Some((r, update::Proof::Publisher)) => Some(r),
             _ => None,
         }
     }
@@ -86,13 +88,15 @@ impl State {
     }
 
     /// Whether `update`, signed by a node, may replace this node's current record of its
-    /// stripe (`pieces`): [`update::moves`] allows it, and each node it moves a piece
-    /// to says it holds the piece, and each it moves one from does not. With `lookup`,
-    /// a node that keeps no record of the stripe looks for it in the DHT (a new holder
-    /// given the update by its repairer); without, it refuses (a DHT node, which keeps
-    /// what it was given).
+    /// stripe (`pieces`): [`update::moves`] allows it, each node it moves a piece to
+    /// says it holds the piece, each it moves one from does not, and its signer says it
+    /// holds its own. With no record to go by (a new holder given the update by its
+    /// repairer), `lookup` takes the publisher's from the DHT, and failing that every
+    /// holder the update names must say it holds its piece. A DHT node (`!lookup`)
+    /// proves only against the record it stores. The asks are charged to `from`.
     pub(super) async fn prove_update(
         self: &Arc<Self>,
+        from: PeerId,
         update: &SignedPlacement,
         pieces: &[PieceId],
         lookup: bool,
@@ -116,26 +120,49 @@ impl State {
             // A DHT node updates its DHT copy, which the group's may have passed.
             match self.dht_copy(key).await {
                 Some(d) => Some(d),
-                None => group,
+                None => Some(group.ok_or(Refused::NoBase)?),
             }
         };
-        let base = base.ok_or(Refused::NoBase)?;
-        let moves = update::moves(&base, update)?;
-        if moves.len() > MAX_MOVES {
-            return Err(Refused::Unproven("moves too many pieces"));
-        }
-        // Each new holder must hold its piece, each old one not.
-        let mut asks: Vec<(NodeId, Option<PieceId>, bool)> = Vec::new();
-        for m in &moves {
-            let piece = pieces.get(m.index).copied();
-            asks.push((m.to, piece, true));
-            if let Some(from) = m.from {
-                asks.push((from, piece, false));
+        let now = now_ms();
+        let u = update.record();
+        let signer = NodeId(update.signer().0);
+        let signer_at = u
+            .holders
+            .iter()
+            .position(|h| h.as_ref().is_some_and(|h| h.node == signer))
+            .ok_or(update::UpdateError::NotInGroup)?;
+        // (node, piece index, whether it must hold it)
+        let mut asks: Vec<(NodeId, usize, bool)> = vec![(signer, signer_at, true)];
+        match base {
+            Some(base) => {
+                for m in update::moves(&base, update, now)? {
+                    asks.push((m.to, m.index, true));
+                    if let Some(from) = m.from {
+                        asks.push((from, m.index, false));
+                    }
+                }
+            }
+            None => {
+                if u.seq > now.saturating_add(update::MAX_AHEAD_MS) {
+                    return Err(update::UpdateError::Future.into());
+                }
+                for (i, h) in u.holders.iter().enumerate() {
+                    if let Some(h) = h.as_ref().filter(|h| h.node != signer) {
+                        asks.push((h.node, i, true));
+                    }
+                }
             }
         }
-        let shown: Vec<bool> = futures::stream::iter(asks)
-            .map(|(node, piece, want)| {
+        if asks.len() > MAX_ASKS {
+            return Err(Refused::Unproven("it would take asking too many nodes"));
+        }
+        if !lock(&self.lookups).admit(from, asks.len() as f64) {
+            return Err(Refused::Unproven("the sender is over its allowance"));
+        }
+        let shown = futures::stream::iter(asks)
+            .map(|(node, at, want)| {
                 let s = self.clone();
+                let piece = pieces.get(at).copied();
                 async move {
                     let Some(piece) = piece else { return false };
                     // No answer from an old holder counts as gone; from a new one, as
@@ -144,14 +171,13 @@ impl State {
                 }
             })
             .buffer_unordered(SEND_AT_ONCE)
-            .collect()
-            .await;
-        if shown.iter().all(|ok| *ok) {
-            Ok(())
-        } else {
-            Err(Refused::Unproven(
+            .all(|ok| async move { ok });
+        match tokio::time::timeout(PROOF_TIMEOUT, shown).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refused::Unproven(
                 "a new holder lacks its piece, or an old one still has it",
-            ))
+            )),
+            Err(_) => Err(Refused::Unproven("its nodes did not answer in time")),
         }
     }
 
@@ -214,22 +240,12 @@ impl State {
                 *h = Some(Holder { node: *node, addrs });
             }
         }
-        let now_ms = u64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
-        record.seq = now_ms.max(base.record().seq.saturating_add(1));
+        record.seq = now_ms().max(base.record().seq.saturating_add(1));
         let update = record.sign_as_node(&self.signing);
-        if update::moves(&base, &update).is_err() {
+        if update::moves(&base, &update, now_ms()).is_err() {
             debug!(stripe = %s.id, "the repair's update would not be taken; not sent");
             return;
         }
-        let store = self.store.clone();
-        let mine = update.clone();
-        self.blocking(move || store.put_placement(&mine)).await.ok();
         let group: Vec<NodeId> = update
             .record()
             .holders
@@ -248,12 +264,8 @@ impl State {
                         records: vec![ByteBuf::from(bytes)],
                         publish: false,
                     };
-                    match tokio::time::timeout(
-                        ASK_TIMEOUT * 2,
-                        self.control.request(peer, vec![], req),
-                    )
-                    .await
-                    {
+                    let asked = self.control.request(peer, vec![], req);
+                    match tokio::time::timeout(PROOF_TIMEOUT + ASK_TIMEOUT, asked).await {
                         Ok(Ok(Response::Placed { kept })) => Some(kept as usize),
                         _ => None,
                     }
@@ -265,6 +277,15 @@ impl State {
             .await
             .into_iter()
             .sum();
+        // What no one else of the group takes (its moves were not borne out: the old
+        // holder came back, say) is neither kept here nor published.
+        if kept == 0 {
+            debug!(stripe = %s.id, "no node of the group took the repair's update");
+            return;
+        }
+        let store = self.store.clone();
+        let mine = update.clone();
+        self.blocking(move || store.put_placement(&mine)).await.ok();
         self.put_record(key, bytes, false).await;
         info!(stripe = %s.id, moved = placed.len(), kept, "placement record updated after repair");
     }

@@ -50,14 +50,29 @@ fn keep_if_member(
     record: &SignedPlacement,
     pieces: &[PieceId],
 ) -> Result<bool, StoreError> {
-    let mine = record.record().holders.iter().zip(pieces).any(|(h, p)| {
-        h.as_ref().is_some_and(|h| h.node == me) && store.has_piece(p).unwrap_or(false)
-    });
+    let mine = names_holder(store, me, record, pieces);
     if mine {
         store.put_placement(record)?;
     }
     Ok(mine)
 }
+
+/// Whether `record` names this node (`me`) for a piece of `pieces` that it holds.
+fn names_holder(
+    store: &PieceStore,
+    me: NodeId,
+    record: &SignedPlacement,
+    pieces: &[PieceId],
+) -> bool {
+    record.record().holders.iter().zip(pieces).any(|(h, p)| {
+        h.as_ref().is_some_and(|h| h.node == me) && store.has_piece(p).unwrap_or(false)
+    })
+}
+
+/// Updates offered through the DHT proven at once.
+const PROOFS_AT_ONCE: usize = 8;
+/// Most nodes' updates one `Place` may carry: a repairer sends one.
+const MAX_UPDATES: usize = 4;
 
 /// Of the records found under `key`, the current one: the newest its publisher signed,
 /// or an update of it by its group, or an update alone as a hint ([`update::current`]).
@@ -67,7 +82,7 @@ fn newest(key: &PlacementKey, found: &[Vec<u8>]) -> Option<(SignedPlacement, upd
         .filter(|b| b.len() <= MAX_PLACEMENT_LEN)
         .filter_map(|b| SignedPlacement::decode(b).ok())
         .collect();
-    update::current(key, &records)
+    update::current(key, &records, crate::location::now_ms())
 }
 
 impl State {
@@ -140,9 +155,9 @@ impl State {
         ) {
             return true;
         }
-        // A group member keeps only what follows from its publisher's word: an update
-        // alone reaches it from the repairer, who can show it.
-        let Some((found, update::Proof::Chain)) = self.get_current(key.0).await else {
+        // A group member keeps only its publisher's word from a lookup: an update
+        // reaches it from the repairer, and is shown to it then.
+        let Some((found, update::Proof::Publisher)) = self.get_current(key.0).await else {
             return false;
         };
         let bytes = found.as_bytes().to_vec();
@@ -195,13 +210,38 @@ impl State {
             })
             .await
             .map_err(refused)?;
-        // A node's update is taken only once its moves are borne out.
+        // A node's update is given to the group by its repairer, never published through
+        // a node, and is taken only once its moves are borne out: cheap refusals first.
+        let updates = checked.iter().filter(|(r, _)| !r.by_publisher()).count();
+        if updates > 0 && (publish || updates > MAX_UPDATES) {
+            return Err((
+                ErrorCode::BadRequest,
+                format!(
+                    "a repair's updates go to the stripe's group, at most {MAX_UPDATES} at a time, \
+                     never published through a node"
+                ),
+            ));
+        }
         for (record, pieces) in &checked {
-            if !record.by_publisher() {
-                self.prove_update(record, pieces, true)
-                    .await
-                    .map_err(refused)?;
+            if record.by_publisher() {
+                continue;
             }
+            let store = self.store.clone();
+            let (r, p, me) = (record.clone(), pieces.clone(), self.me);
+            let named = self
+                .blocking(move || Ok::<_, StoreError>(names_holder(&store, me, &r, &p)))
+                .await
+                .unwrap_or(false);
+            if !named {
+                return Err((
+                    ErrorCode::BadRequest,
+                    "placement record refused: the update does not name this node for a piece it holds"
+                        .into(),
+                ));
+            }
+            self.prove_update(from, record, pieces, true)
+                .await
+                .map_err(refused)?;
         }
         let s = self.clone();
         let (kept, valid) = self
@@ -341,14 +381,24 @@ impl State {
                     lock(&s.offers).stopped();
                     return;
                 };
-                for (from, record, verdict) in checked {
-                    let verdict = match verdict {
-                        Ok((r, pieces)) if !r.by_publisher() => {
-                            s.prove_update(&r, &pieces, false).await
-                        }
-                        Ok(_) => Ok(()),
-                        Err(e) => Err(e),
-                    };
+                // Updates wait on their proofs a few at a time (each within its timeout),
+                // so one slow proof does not hold the rest of the batch.
+                let s2 = &s;
+                let proven: Vec<_> = futures::stream::iter(checked)
+                    .map(|(from, record, verdict)| async move {
+                        let verdict = match verdict {
+                            Ok((r, pieces)) if !r.by_publisher() => {
+                                s2.prove_update(from, &r, &pieces, false).await
+                            }
+                            Ok(_) => Ok(()),
+                            Err(e) => Err(e),
+                        };
+                        (from, record, verdict)
+                    })
+                    .buffer_unordered(PROOFS_AT_ONCE)
+                    .collect()
+                    .await;
+                for (from, record, verdict) in proven {
                     match verdict {
                         Ok(()) => {
                             s.control.send(Command::StoreRecord(record)).await.ok();

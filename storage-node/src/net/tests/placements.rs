@@ -202,6 +202,20 @@ async fn the_dht_keeps_no_record_its_publisher_did_not_sign() {
     let forged = bogus(key.id(), &mallory);
     let stranger = bogus(mallory.id(), &mallory);
     let target = &c.nodes[2];
+    // Records of a version the node has not kept yet wait for it: here it has it.
+    let t0 = Instant::now();
+    while target
+        .store()
+        .manifest(&r.manifest.version())
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the version never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     offer_through_the_dht(target, forged.record().key().0, forged.as_bytes().to_vec()).await;
     offer_through_the_dht(
         target,

@@ -169,8 +169,9 @@ async fn repair_updates_the_stripes_placement_record() {
     }
 }
 
-/// A node of the group cannot move a piece that its holder still has, nor to a node
-/// that does not have it: its update is refused and the record stands.
+/// A node of the group cannot move a piece that its holder still has, even to a node
+/// that got a copy, nor date an update ahead to freeze the record, nor publish one
+/// through a node: each group member refuses, and the record stands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_member_cannot_move_pieces_that_did_not_move() {
     let (c, client, _key, r) = pushed_with(7, |_| {}, 4, 2, "t/stays", 40 << 10).await;
@@ -181,36 +182,55 @@ async fn a_group_member_cannot_move_pieces_that_did_not_move() {
     let node_of = |id| c.nodes.iter().position(|n| n.node_id() == id).unwrap();
     let named = |i: usize| record.record().holders[i].as_ref().unwrap().node;
     // The holder of piece 1 signs; it moves piece 0, which its holder still has, to the
-    // node that holds no piece of the stripe.
+    // node that holds no piece of the stripe, which it first gives a copy.
     let member = node_of(named(1));
     let outsider = c
         .nodes
         .iter()
         .find(|n| (0..6).all(|i| named(i) != n.node_id()))
         .expect("a node outside the group");
-    let mut forged = record.record().clone();
-    forged.seq += 1;
-    forged.holders[0] = Some(crate::location::Holder {
-        node: outsider.node_id(),
-        addrs: vec![],
-    });
-    let forged = forged.sign_as_node(&node_key(c._dirs[member].path()));
-    // Each group member asked to take it refuses it.
+    let piece = stripe.pieces[0].id;
+    let bytes = c.nodes[node_of(named(0))]
+        .store()
+        .get_piece(&piece)
+        .unwrap();
+    outsider.store().put_piece(piece, &bytes).unwrap();
+    let signed = |seq: u64| {
+        let mut forged = record.record().clone();
+        forged.seq = seq;
+        forged.holders[0] = Some(crate::location::Holder {
+            node: outsider.node_id(),
+            addrs: vec![],
+        });
+        forged.sign_as_node(&node_key(c._dirs[member].path()))
+    };
+    let now = crate::location::now_ms();
+    let cases = [
+        (signed(now), false, "not borne out"),
+        (
+            signed(now + crate::location::update::MAX_AHEAD_MS + 60_000),
+            false,
+            "dated in the future",
+        ),
+        (signed(now), true, "never published through a node"),
+    ];
     for i in 2..6 {
         let to = Client::connect(c.nodes[node_of(named(i))].peer_addr())
             .await
             .unwrap();
-        let answer = to
-            .ask(crate::net::wire::Request::Place {
-                records: vec![serde_bytes::ByteBuf::from(forged.as_bytes().to_vec())],
-                publish: false,
-            })
-            .await
-            .unwrap();
-        assert!(
-            matches!(answer, crate::net::wire::Response::Error { .. }),
-            "{answer:?}"
-        );
+        for (forged, publish, why) in &cases {
+            let answer = to
+                .ask(crate::net::wire::Request::Place {
+                    records: vec![serde_bytes::ByteBuf::from(forged.as_bytes().to_vec())],
+                    publish: *publish,
+                })
+                .await
+                .unwrap();
+            assert!(
+                matches!(&answer, crate::net::wire::Response::Error { message, .. } if message.contains(why)),
+                "{why}: {answer:?}"
+            );
+        }
         let now = to.records(&r.manifest, &[stripe]).await;
         assert_eq!(now[0].as_ref(), Some(&record), "the record stands");
         to.shutdown().await;
