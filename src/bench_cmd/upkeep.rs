@@ -8,6 +8,25 @@ use anyhow::{Result, bail};
 use super::{BenchNet, Results, cpu_secs, mbs, median, piece_files, rss};
 use crate::{network_cmd, node_cmd::fetch_status};
 
+/// The last lines about repair in each surviving node's log, for a repair that stalled.
+fn repair_log(nodes: &[network_cmd::NodeEntry], victim: usize) -> String {
+    let mut out = String::new();
+    for (i, nd) in nodes.iter().enumerate().filter(|&(i, _)| i != victim) {
+        let log = std::fs::read_to_string(&nd.log).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("repair") || l.contains("stripe has fewer"))
+            .collect();
+        for l in &lines[lines.len().saturating_sub(6)..] {
+            out.push_str(&format!(
+                "  node {i}: {}\n",
+                l.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+    out
+}
+
 /// Audit cost per round, repair throughput and idle memory on the network `n`, which
 /// holds the pushed data.
 pub(super) fn upkeep(
@@ -141,10 +160,20 @@ pub(super) fn upkeep(
         }
         let limit = Duration::from_secs(if r.quick { 180 } else { 600 });
         if t.elapsed() > limit {
+            let missing: Vec<&str> = lost
+                .iter()
+                .map(|(id, _, _)| id.as_str())
+                .filter(|id| !have.contains(*id))
+                .collect();
             bail!(
-                "repair did not finish in {} s; the node logs under {} say why",
+                "repair did not finish in {} s: {} of {} lost pieces are held nowhere ({}); \
+                 the node logs under {} say why. What they say of repair:\n{}",
                 limit.as_secs(),
-                n.dir.display()
+                missing.len(),
+                lost.len(),
+                missing.join(", "),
+                n.dir.display(),
+                repair_log(nodes, victim)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
