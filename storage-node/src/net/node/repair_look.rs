@@ -2,7 +2,10 @@
 //! may go, and what a target or a placement record's holder says it holds. What this
 //! node has not heard of is asked about before it is counted lost.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use futures::StreamExt;
 use libp2p::PeerId;
@@ -32,7 +35,7 @@ pub(super) struct Look {
     pub(super) mine: HashSet<PieceId>,
     pub(super) healthy: Vec<bool>,
     /// See [`Health::spare`].
-    pub(super) spare: HashSet<NodeId>,
+    pub(super) spare: HashMap<NodeId, HashSet<PieceId>>,
 }
 
 /// A stripe's health as this node sees it.
@@ -43,8 +46,9 @@ pub(super) struct Health {
     /// The nodes holding a piece the stripe needs (this node among them), or announced
     /// holding one.
     pub(super) holding: Vec<NodeId>,
-    /// Nodes whose every copy of a piece of the stripe is also held by another node.
-    pub(super) spare: HashSet<NodeId>,
+    /// Nodes whose every copy of a piece of the stripe is also held by another node,
+    /// with those copies.
+    pub(super) spare: HashMap<NodeId, HashSet<PieceId>>,
 }
 
 impl State {
@@ -87,13 +91,13 @@ impl State {
         // lost piece like a free node (after a repair that raced a holder's return,
         // every node of a small network may hold a piece, one of them twice).
         let counted: HashSet<NodeId> = matched.iter().flatten().copied().collect();
-        let spare: HashSet<NodeId> = good
-            .iter()
-            .flatten()
-            .filter(|n| **n != self.me && !counted.contains(n))
-            .copied()
-            .collect();
-        holding.retain(|n| !spare.contains(n));
+        let mut spare: HashMap<NodeId, HashSet<PieceId>> = HashMap::new();
+        for (p, g) in s.stripe.pieces.iter().zip(&good) {
+            for n in g.iter().filter(|n| **n != self.me && !counted.contains(n)) {
+                spare.entry(*n).or_default().insert(p.id);
+            }
+        }
+        holding.retain(|n| !spare.contains_key(n));
         holding.sort_unstable();
         holding.dedup();
         Health {

@@ -124,7 +124,7 @@ impl State {
         // Where each piece went, for the stripe's placement record.
         let mut placed_on: Vec<(usize, NodeId)> = Vec::new();
         // Nodes whose copies the stripe does not need, as the look found them.
-        let mut spare = HashSet::new();
+        let mut spare = HashMap::new();
         let outcome = loop {
             let claim = lock(&self.claims).holder(&s.id, now_unix());
             event = match job.step(t0.elapsed(), claim, event) {
@@ -187,13 +187,19 @@ impl State {
                     Event::Asked(match self.pieces_held_by(&target, &s).await {
                         Some(held) if held.is_empty() => Holds::Nothing,
                         // A spare's copies are held elsewhere too: losing it loses at
-                        // most the piece placed on it, as with a free node.
-                        Some(held) if spare.contains(&target) && !held.contains(&piece) => {
+                        // most the piece placed on it, as with a free node. Only if it
+                        // holds nothing but those copies (this node's view may lag).
+                        Some(held)
+                            if spare.get(&target).is_some_and(|copies: &HashSet<PieceId>| {
+                                held.iter().all(|p| copies.contains(p))
+                            }) && !held.contains(&piece) =>
+                        {
                             info!(stripe = %s.id, node = %target.short(), "placing on a node whose copies the stripe holds elsewhere too");
                             Holds::Nothing
                         }
                         Some(held) if held == [piece] && unique => {
                             info!(stripe = %s.id, %piece, node = %target.short(), "the target already held the rebuilt piece");
+                            placed_on.push((index, target));
                             Holds::ThisPiece
                         }
                         _ => Holds::Other,
