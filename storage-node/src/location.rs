@@ -8,10 +8,11 @@
 //!
 //! A record is a hint about where to look, never a reason to trust bytes: every piece
 //! fetched through it is still checked against its hash in the manifest. What a record
-//! must not do is let anyone but the stripe's publisher say where its pieces are, so a
-//! reader takes one only if [`SignedPlacement::check`] finds it signed by the
-//! publisher of the manifest being read and shaped like the stripe. Of two records for
-//! one stripe, the one with the higher `seq` is the current one.
+//! must not do is let anyone but the stripe's publisher (or, after repair, its group,
+//! below) say where its pieces are: [`SignedPlacement::check`] takes only a record
+//! signed by the publisher of the manifest being read and shaped like the stripe, and
+//! [`SignedPlacement::fits`] one shaped like it whose signer was checked on its way in.
+//! Of two records for one stripe, the one with the higher `seq` is the current one.
 //!
 //! Repair moves pieces, and the publisher is not there to sign again: a node of the
 //! stripe's group (a holder the current record names) signs an update, which others

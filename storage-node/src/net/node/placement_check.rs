@@ -63,6 +63,9 @@ pub(super) enum Refused {
     NoBase,
     #[error(transparent)]
     Update(#[from] crate::location::update::UpdateError),
+    /// The sender is over its allowance of the work proving its updates costs.
+    #[error("the sender is over its allowance; try again in a few seconds")]
+    OverAllowance,
     /// A node's update whose moves its nodes did not bear out.
     #[error("update not borne out: {0}")]
     Unproven(&'static str),

@@ -157,7 +157,7 @@ impl State {
             return Err(Refused::Unproven("it would take asking too many nodes"));
         }
         if !lock(&self.lookups).admit(from, asks.len() as f64) {
-            return Err(Refused::Unproven("the sender is over its allowance"));
+            return Err(Refused::OverAllowance);
         }
         let shown = futures::stream::iter(asks)
             .map(|(node, at, want)| {

@@ -195,6 +195,7 @@ impl State {
         }
         let refused = |e: Refused| match e {
             Refused::Store(e) => (ErrorCode::Internal, e.to_string()),
+            e @ Refused::OverAllowance => (ErrorCode::Busy, e.to_string()),
             e => (
                 ErrorCode::BadRequest,
                 format!("placement record refused: {e}"),

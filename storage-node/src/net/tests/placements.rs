@@ -193,7 +193,7 @@ async fn offer_through_the_dht(node: &crate::net::Node, key: [u8; 32], value: Ve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dht_keeps_no_record_its_publisher_did_not_sign() {
+async fn the_dht_keeps_no_record_from_a_key_outside_the_group() {
     let (c, client, key, r) = pushed(3, 2, 1, "t/dht", 64 << 10).await;
     let mallory = PublisherKey::generate().unwrap();
     let bogus = |publisher, signer: &PublisherKey| first_stripe_record(&r, publisher, signer, None);
