@@ -386,7 +386,7 @@ fn print_status(s: &NodeStatus, dir: Option<&Path>) {
     if let Some(d) = dir {
         println!("data dir   {}", d.display());
     }
-    println!("peers      {} connected", s.peers.len());
+    println!("peers      {} known", s.peers.len());
     println!("pieces     {} ({})", i.pieces, human(i.bytes));
     match i.capacity {
         Some(c) => println!(

@@ -170,8 +170,9 @@ pub(super) fn scale(
         let c = scrape_all(&net)?;
         let during = rate(&b, &c, took);
         std::fs::remove_dir_all(&src).ok();
-        // What each node keeps once the push has settled.
-        std::thread::sleep(Duration::from_secs(3));
+        // What each node keeps once the push has settled, and connections made for the
+        // push and its records have sat idle long enough to close.
+        std::thread::sleep(storage_node::net::DEFAULT_IDLE_TIMEOUT + Duration::from_secs(5));
         let d = scrape_all(&net)?;
         let med = |f: fn(&Scrape) -> f64| median(d.iter().map(f).collect());
         let row = ScaleRow {

@@ -16,6 +16,7 @@ pub mod data;
 pub mod domain;
 pub mod fetch;
 pub mod identity;
+mod keep_alive;
 pub mod metrics;
 pub mod node;
 pub mod placement;
@@ -30,7 +31,7 @@ mod tests;
 pub use client::{Client, ClientError, PullReport, PushReport, StripePlacement};
 pub use data::{DataError, DataPlane, PieceSource, WhenFull};
 pub use identity::NodeKey;
-pub use node::{Node, NodeConfig, NodeStatus};
+pub use node::{DEFAULT_IDLE_TIMEOUT, Node, NodeConfig, NodeStatus};
 pub use reader::{Reader, ReaderStats, StripeKey};
 pub use swarm::{Control, ip_of, peer_of};
 

@@ -53,6 +53,7 @@ mod allowance;
 mod audits;
 mod challenges;
 mod claims;
+mod co_holders;
 mod config;
 mod event_loop;
 mod holders;
@@ -68,7 +69,7 @@ mod status;
 mod upkeep;
 mod workers;
 
-pub use config::{Faults, NodeConfig, UpkeepConfig};
+pub use config::{DEFAULT_IDLE_TIMEOUT, Faults, NodeConfig, UpkeepConfig};
 use event_loop::run;
 pub use requests::dataset_summaries;
 use status::UpkeepCounters;
@@ -77,6 +78,9 @@ pub use status::{NodeStatus, UpkeepStats};
 use challenges::ChallengeGate;
 use holders::Holders;
 use workers::{Work, Workers};
+
+/// Most nodes remembered as gone ([`State::gone`]).
+const MAX_GONE: usize = 4096;
 
 /// Most inbound requests handled at once, `Hold` aside.
 pub const MAX_HANDLERS: usize = 64;
@@ -100,7 +104,15 @@ struct State {
     control: Control,
     http: Option<String>,
     listen: Mutex<Vec<Multiaddr>>,
-    connected: Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
+    /// Nodes met (identified as nodes), with their addresses: those connected, and those
+    /// whose connection closed for sitting idle (here or at the other end). A co-holder
+    /// whose connection breaks is forgotten, and so is a node a dial cannot reach; a full
+    /// table makes room by forgetting one not connected.
+    known: Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
+    /// Nodes forgotten because they left (a co-holder's connection broke, or no one
+    /// answered a dial), until they are met again: `Locate` does not name them even where
+    /// a placement record does. At most [`MAX_GONE`], oldest dropped first.
+    gone: Mutex<HashMap<PeerId, u64>>,
     /// Where each connected peer sits: the failure domains repair keeps apart.
     places: Mutex<HashMap<PeerId, Place>>,
     /// The operator this node declares.
@@ -109,6 +121,10 @@ struct State {
     subnet_domains: bool,
     metrics: NetMetrics,
     holders: Mutex<Holders>,
+    /// How many peers the node is connected to now.
+    connected_peers: std::sync::atomic::AtomicU32,
+    /// The nodes holding pieces of the stripes this node holds: kept connected.
+    co_holders: Mutex<HashSet<PeerId>>,
     /// Pieces stored since the last announcement.
     fresh: Mutex<Vec<[u8; 32]>>,
     hold_permits: Semaphore,
@@ -257,7 +273,11 @@ impl Node {
         let metrics = NetMetrics::new();
         let mut swarm = swarm::build(
             key.keypair(),
-            swarm::Role::Node { mdns: config.mdns },
+            swarm::Role::Node {
+                mdns: config.mdns,
+                idle: config.idle_timeout,
+                mesh: config.gossip_mesh,
+            },
             &metrics,
         )?;
         swarm
@@ -358,12 +378,15 @@ impl Node {
             control: Control { tx },
             http: config.http.clone(),
             listen: Mutex::new(vec![listen.with(Protocol::P2p(peer))]),
-            connected: Mutex::default(),
+            known: Mutex::default(),
+            gone: Mutex::default(),
             places: Mutex::default(),
             operator: config.operator.clone(),
             subnet_domains: config.subnet_domains,
             metrics,
             holders: Mutex::new(Holders::new(config.holder_entries)),
+            co_holders: Mutex::default(),
+            connected_peers: std::sync::atomic::AtomicU32::new(0),
             fresh: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
             catch_up_permits: Arc::new(Semaphore::new(MAX_CATCH_UP)),
@@ -397,9 +420,11 @@ impl Node {
             rx,
             state.clone(),
             cancel.clone(),
-            config.announce_interval,
-            config.orphan_grace,
-            config.peers.clone(),
+            event_loop::Settings {
+                announce_interval: config.announce_interval,
+                orphan_grace: config.orphan_grace,
+                bootstrap: config.peers.clone(),
+            },
         ));
         info!(%peer, addr = %lock(&state.listen)[0], "node started");
         Ok(Self {
@@ -418,6 +443,28 @@ impl Node {
     #[cfg(test)]
     pub(crate) async fn dht_record(&self, key: [u8; 32]) -> Option<Vec<u8>> {
         self.state.0.get_record(key).await
+    }
+
+    /// The peers this node is connected to now, and those of them in its gossip mesh.
+    #[cfg(test)]
+    pub(crate) async fn connections(&self) -> (HashSet<PeerId>, HashSet<PeerId>) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let asked = self
+            .state
+            .0
+            .control
+            .send(swarm::Command::Connections(reply))
+            .await;
+        match asked {
+            Ok(()) => rx.await.unwrap_or_default(),
+            Err(_) => Default::default(),
+        }
+    }
+
+    /// The co-holders this node keeps connected.
+    #[cfg(test)]
+    pub(crate) fn co_holders(&self) -> HashSet<PeerId> {
+        lock(&self.state.0.co_holders).clone()
     }
 
     /// Forgets what `peer` announced holding, as if its announcements had not arrived.
@@ -474,7 +521,7 @@ impl Node {
         let ledger = s.ledger_entries();
         NodeStatus {
             info: s.info(),
-            peers: lock(&s.connected).keys().map(|p| p.to_string()).collect(),
+            peers: lock(&s.known).keys().map(|p| p.to_string()).collect(),
             datasets: s.store.datasets().map_or(0, |d| d.len() as u64),
             served_bytes: s.served.load(Ordering::Relaxed),
             received_bytes: s.received.load(Ordering::Relaxed),
@@ -543,7 +590,7 @@ impl State {
             pieces: stats.pieces,
             bytes: stats.bytes,
             capacity: stats.capacity,
-            connected: lock(&self.connected).len() as u32,
+            connected: self.connected_peers.load(Ordering::Relaxed),
             served: self.served.load(Ordering::Relaxed),
             trust: Trust::New,
             operator: self.operator.clone(),

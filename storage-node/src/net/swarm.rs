@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify,
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify,
     identity::Keypair,
     kad, mdns, noise, request_response,
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     NetError,
     codec::CountingCodec,
+    keep_alive::{Keep, Quiet},
     metrics::NetMetrics,
     wire::{self, Request, Response},
 };
@@ -24,13 +25,29 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Capacity of every command channel into a swarm task.
 pub(crate) const COMMAND_QUEUE: usize = 256;
 
+/// Most connections a node accepts from others at once, and being set up at once: what
+/// a node holds needs its co-holders, its routing table and short-lived asks, far fewer.
+const MAX_INCOMING: u32 = 1024;
+const MAX_PENDING_INCOMING: u32 = 128;
+/// Most connections with one peer (both sides may dial at once, and a redial may overlap
+/// a closing one).
+const MAX_PER_PEER: u32 = 4;
+
+/// gossipsub's own mesh degree.
+pub(crate) const DEFAULT_MESH: usize = 6;
+
+/// How long a client's idle connection stays open.
+const CLIENT_IDLE: Duration = Duration::from_secs(300);
+
 /// Everything a Cairn peer speaks on libp2p.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) keep: Keep,
     pub(crate) control: request_response::Behaviour<CountingCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
-    pub(crate) gossip: gossipsub::Behaviour,
+    pub(crate) gossip: Quiet<gossipsub::Behaviour>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -39,16 +56,27 @@ pub(crate) struct Behaviour {
 /// never take it for one of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
-    Node { mdns: bool },
+    Node {
+        mdns: bool,
+        idle: Duration,
+        /// gossipsub's mesh degree (D): how many peers each message is pushed to.
+        mesh: usize,
+    },
     Client,
 }
 
 /// Builds a swarm over TCP with noise and yamux, counting its traffic into `metrics`.
+/// A node's connections close once idle for `idle` ([`keep_alive`](super::keep_alive)
+/// says which stay).
 pub(crate) fn build(
     keypair: Keypair,
     role: Role,
     metrics: &NetMetrics,
 ) -> Result<Swarm<Behaviour>, NetError> {
+    let idle = match role {
+        Role::Node { idle, .. } => idle,
+        Role::Client => CLIENT_IDLE,
+    };
     let mut registry = metrics.registry();
     let net = |what: &'static str| {
         move |e: &dyn std::fmt::Display| NetError::Setup(format!("{what}: {e}"))
@@ -103,7 +131,19 @@ pub(crate) fn build(
                 Role::Node { .. } => kad::Mode::Server,
                 Role::Client => kad::Mode::Client,
             }));
+            let d = match role {
+                Role::Node { mesh, .. } => mesh.max(1),
+                Role::Client => DEFAULT_MESH,
+            };
             let gcfg = gossipsub::ConfigBuilder::default()
+                // gossipsub's defaults at D = 6 (5, 6, 12, 2 and 4), scaled with D.
+                .mesh_n(d)
+                .mesh_n_low(d.saturating_sub(1).max(1))
+                .mesh_n_high(2 * d)
+                .mesh_outbound_min((d / 2).min(2))
+                // Above D_hi it keeps this many best peers: no more than D (gossipsub
+                // subtracts it from the peers it has past D_hi).
+                .retain_scores(d.min(4))
                 .max_transmit_size(wire::MAX_GOSSIP)
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
@@ -127,21 +167,29 @@ pub(crate) fn build(
                     ..gossipsub::MetricsConfig::default()
                 },
             );
-            let mdns = if role == (Role::Node { mdns: true }) {
+            let mdns = if matches!(role, Role::Node { mdns: true, .. }) {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
             } else {
                 None
             };
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established_incoming(Some(MAX_INCOMING))
+                    .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                    .with_max_established_per_peer(Some(MAX_PER_PEER)),
+            );
             Ok(Behaviour {
+                limits,
+                keep: Keep::default(),
                 control,
                 identify,
                 kad,
-                gossip,
+                gossip: Quiet(gossip),
                 mdns: mdns.into(),
             })
         })
         .map_err(|e| net("behaviour")(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
     Ok(swarm)
 }
@@ -269,6 +317,16 @@ pub(crate) enum Command {
         key: kad::RecordKey,
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
+    /// Keep these peers connected, and no others beyond their idle time.
+    KeepConnected(std::collections::HashSet<PeerId>),
+    /// The peers connected now, and those of them in the gossip mesh.
+    #[cfg(test)]
+    Connections(
+        oneshot::Sender<(
+            std::collections::HashSet<PeerId>,
+            std::collections::HashSet<PeerId>,
+        )>,
+    ),
 }
 
 /// A cheap handle for talking to a swarm task.

@@ -387,5 +387,6 @@ async fn shutdown_ends_every_task_and_closes_the_store() {
     assert!(push.await.unwrap().is_err());
 }
 
+mod connections;
 mod placements;
 mod repair;

@@ -433,10 +433,12 @@ async fn run(
                 None => break,
                 Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
-                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::StoreRecord(_)) => {}
+                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::StoreRecord(_) | Command::KeepConnected(_)) => {}
                 Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
                 Some(Command::GetRecord { reply, .. }) => { reply.send(Vec::new()).ok(); }
                 Some(Command::LocalRecord { reply, .. }) => { reply.send(None).ok(); }
+                #[cfg(test)]
+                Some(Command::Connections(reply)) => { reply.send(Default::default()).ok(); }
             },
             Some(event) = swarm.next() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Control(e)) = event

@@ -118,7 +118,7 @@ impl State {
                     "too many challenges in progress or from this peer; retry later".to_string(),
                 )
             })?;
-        if self.forge_proofs && lock(&self.connected).contains_key(&from) {
+        if self.forge_proofs && lock(&self.known).contains_key(&from) {
             // Fault injection: answer other nodes' audits without reading the piece, as a
             // node that kept its pieces only until the push's spot checks had passed,
             // dropped them, and hopes its auditors will not notice.

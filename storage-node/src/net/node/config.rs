@@ -4,6 +4,11 @@ use std::{path::PathBuf, time::Duration};
 
 use libp2p::Multiaddr;
 
+/// How long an idle connection stays open by default: long enough for a reader's or a
+/// pusher's next request to reuse it, short enough that connections made for one ask do
+/// not pile up into a mesh.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How to run a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -21,6 +26,12 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// How often every held piece is announced again.
     pub announce_interval: Duration,
+    /// How long a connection may sit idle before the node closes it. Connections to the
+    /// co-holders of the stripes the node holds, and to its gossip mesh, stay open.
+    pub idle_timeout: Duration,
+    /// gossipsub's mesh degree: how many peers each gossip message is pushed to, and so
+    /// how many connections gossip keeps open (up to twice this, per topic).
+    pub gossip_mesh: usize,
     /// How long a piece may stay unreferenced by any manifest (a push that never
     /// published) before it is deleted.
     pub orphan_grace: Duration,
@@ -95,6 +106,8 @@ impl NodeConfig {
             capacity: None,
             mdns: true,
             announce_interval: Duration::from_secs(60),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            gossip_mesh: crate::net::swarm::DEFAULT_MESH,
             orphan_grace: Duration::from_secs(24 * 3600),
             holder_entries: super::holders::DEFAULT_HOLDER_ENTRIES,
             operator: None,

@@ -10,8 +10,13 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, multiaddr::Protocol,
-    request_response::ResponseChannel, swarm::SwarmEvent,
+    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns,
+    multiaddr::Protocol,
+    request_response::ResponseChannel,
+    swarm::{
+        ConnectionError, DialError, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -29,15 +34,25 @@ use crate::{
     repair::Claim,
 };
 
+/// The swarm task's timers and peers.
+pub(super) struct Settings {
+    pub(super) announce_interval: Duration,
+    pub(super) orphan_grace: Duration,
+    pub(super) bootstrap: Vec<Multiaddr>,
+}
+
 pub(super) async fn run(
     mut swarm: Swarm<Behaviour>,
     mut rx: mpsc::Receiver<Command>,
     state: Arc<State>,
     cancel: CancellationToken,
-    announce_interval: Duration,
-    orphan_grace: Duration,
-    bootstrap: Vec<Multiaddr>,
+    settings: Settings,
 ) {
+    let Settings {
+        announce_interval,
+        orphan_grace,
+        bootstrap,
+    } = settings;
     let mut pending = Pending::default();
     // A node that knows no peer keeps dialling its bootstrap peers, backing off from 1 s
     // to 30 s: they may start after it, or be restarting.
@@ -105,7 +120,7 @@ pub(super) async fn run(
                     s.blocking(move || store.prune_audit_records(crate::store::MAX_STORED_RECORDS)).await.ok();
                 }).ok();
                 // Heal missed gossip: compare versions with one connected peer per round.
-                let peers: Vec<PeerId> = lock(&state.connected).keys().copied().collect();
+                let peers: Vec<PeerId> = lock(&state.known).keys().copied().collect();
                 if !peers.is_empty() {
                     let pick = peers[rounds % peers.len()];
                     rounds += 1;
@@ -122,7 +137,7 @@ pub(super) async fn run(
                 }
             }
             () = tokio::time::sleep_until(next_redial), if !bootstrap.is_empty() => {
-                if lock(&state.connected).is_empty() {
+                if lock(&state.known).is_empty() {
                     for addr in &bootstrap {
                         if swarm::peer_of(addr).is_some_and(|p| swarm.is_connected(&p)) {
                             continue;
@@ -151,13 +166,14 @@ pub(super) async fn run(
                     let s = state.clone();
                     // The DHT's copies of this node's placement records live in memory:
                     // put them back once, when there is a peer to store them at.
-                    let republish = !republished && !lock(&state.connected).is_empty();
+                    let republish = !republished && !lock(&state.known).is_empty();
                     republished |= republish;
                     workers.spawn(Work::Announce, async move {
                         let store = s.store.clone();
                         if let Ok(ids) = s.blocking(move || store.piece_ids()).await {
                             s.announce(ids.into_iter().map(|p| p.0).collect()).await;
                         }
+                        s.keep_co_holders().await;
                         if republish {
                             s.republish_placements().await;
                         }
@@ -181,7 +197,7 @@ pub(super) async fn run(
                         swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
                     }
                     if info.protocols.iter().any(|p| p.as_ref() == wire::CONTROL_PROTOCOL) {
-                        lock(&state.connected).insert(peer_id, addrs);
+                        know(&swarm, &state, peer_id, addrs);
                         if !met.contains(&peer_id)
                             && workers.spawn(Work::CatchUp, state.clone().catch_up(peer_id)).is_ok()
                         {
@@ -191,8 +207,8 @@ pub(super) async fn run(
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-                    let connected = message.source.is_some_and(|p| swarm.is_connected(&p));
-                    if let Some(verdict) = on_gossip(&state, propagation_source, &message_id, message, connected) {
+                    let met = message.source.is_some_and(|p| lock(&state.known).contains_key(&p));
+                    if let Some(verdict) = on_gossip(&state, propagation_source, &message_id, message, met) {
                         swarm.behaviour_mut().gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
                     }
                 }
@@ -218,12 +234,16 @@ pub(super) async fn run(
                     count_connections(&swarm, &state);
                 }
                 SwarmEvent::ConnectionClosed { num_established: 1.., .. } => count_connections(&swarm, &state),
-                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                // A connection closed because it sat idle (here, or at the other end) says
+                // nothing of its peer, who stays known; a co-holder's, which is kept open,
+                // closes only when it leaves, and is seen at once. A peer that is gone
+                // otherwise is forgotten when a dial to it fails.
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                     count_connections(&swarm, &state);
-                    lock(&state.places).remove(&peer_id);
-                    lock(&state.connected).remove(&peer_id);
-                    lock(&state.holders).forget(&peer_id);
-                    met.remove(&peer_id);
+                    let idle = matches!(cause, Some(ConnectionError::KeepAliveTimeout));
+                    if !idle && swarm.behaviour().keep.keeps(&peer_id) {
+                        forget(&state, &mut met, &peer_id);
+                    }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                     id,
@@ -289,6 +309,12 @@ pub(super) async fn run(
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                     debug!(?peer_id, "dial failed: {error}");
+                    if let Some(p) = peer_id
+                        && matches!(error, DialError::Transport(_))
+                        && !swarm.is_connected(&p)
+                    {
+                        forget(&state, &mut met, &p);
+                    }
                 }
                 _ => {}
             },
@@ -368,10 +394,7 @@ fn on_command(
             reply,
         } => {
             let addrs = if addrs.is_empty() {
-                lock(&state.connected)
-                    .get(&peer)
-                    .cloned()
-                    .unwrap_or_default()
+                lock(&state.known).get(&peer).cloned().unwrap_or_default()
             } else {
                 addrs
             };
@@ -444,6 +467,14 @@ fn on_command(
                     );
                 }
             }
+        }
+        Command::KeepConnected(peers) => keep_connected(swarm, state, peers),
+        #[cfg(test)]
+        Command::Connections(reply) => {
+            let mesh = swarm.behaviour().gossip.all_mesh_peers().copied().collect();
+            reply
+                .send((swarm.connected_peers().copied().collect(), mesh))
+                .ok();
         }
         Command::LocalRecord { key, reply } => {
             let store = swarm.behaviour_mut().kad.store_mut();
@@ -518,14 +549,14 @@ fn on_request(
 
 /// Judges a gossip message and acts on it. Returns the verdict at once where it is cheap
 /// to reach; for audit records, whose signatures are checked off this task, the verdict
-/// comes later as a [`Command::Validate`] and this returns `None`. `connected`: whether
-/// the message's author is connected to this node right now.
+/// comes later as a [`Command::Validate`] and this returns `None`. `met`: whether the
+/// message's author is a node this one knows ([`State::known`]).
 fn on_gossip(
     state: &Arc<State>,
     via: PeerId,
     id: &gossipsub::MessageId,
     message: gossipsub::Message,
-    connected: bool,
+    met: bool,
 ) -> Option<gossipsub::MessageAcceptance> {
     use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
     let Some(source) = message.source else {
@@ -559,10 +590,11 @@ fn on_gossip(
             warn!(%source, "holdings announced for another node's data address; ignored");
             return Some(Reject);
         }
-        // Announcements count only from a node connected here: each costs its sender a
-        // connection, so one connection cannot stand in for thousands of identities.
-        if !connected {
-            debug!(%source, "holdings from a node not connected here; ignored");
+        // Announcements count only from a node this one met (connected to, and still
+        // knows): each costs its sender a connection, so one connection cannot stand in
+        // for thousands of identities.
+        if !met {
+            debug!(%source, "holdings from a node not met here; ignored");
             return Some(Ignore);
         }
         // Lock order: holders, then the ledger.
@@ -660,7 +692,68 @@ fn on_gossip(
 }
 
 /// Sets the open-connections gauge from the swarm's own count.
+/// Forgets `peer`: it left, or cannot be reached.
+fn forget(state: &State, met: &mut HashSet<PeerId>, peer: &PeerId) {
+    lock(&state.places).remove(peer);
+    lock(&state.known).remove(peer);
+    lock(&state.holders).forget(peer);
+    met.remove(peer);
+    let mut gone = lock(&state.gone);
+    if gone.len() >= super::MAX_GONE
+        && let Some(oldest) = gone.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p)
+    {
+        gone.remove(&oldest);
+    }
+    gone.insert(*peer, upkeep::now_unix());
+}
+
+/// Most nodes known at once ([`State::known`]).
+const MAX_KNOWN: usize = 4096;
+
+/// Takes `peer`, met as a node at `addrs`, into the known nodes. A full table forgets one
+/// node it is not connected to; one whose every entry is connected takes no more.
+fn know(swarm: &Swarm<Behaviour>, state: &State, peer: PeerId, addrs: Vec<Multiaddr>) {
+    lock(&state.gone).remove(&peer);
+    let mut known = lock(&state.known);
+    if !known.contains_key(&peer) && known.len() >= MAX_KNOWN {
+        let Some(idle) = known.keys().find(|p| !swarm.is_connected(p)).copied() else {
+            return;
+        };
+        known.remove(&idle);
+    }
+    known.insert(peer, addrs);
+}
+
+/// Keeps `peers` (the co-holders of what this node holds) connected: dials those that are
+/// not, at the addresses this node knows for them or its routing table has.
+fn keep_connected(swarm: &mut Swarm<Behaviour>, state: &State, peers: HashSet<PeerId>) {
+    let dial: Vec<(PeerId, Vec<Multiaddr>)> = {
+        let known = lock(&state.known);
+        peers
+            .iter()
+            .filter(|p| !swarm.is_connected(p))
+            .map(|p| (*p, known.get(p).cloned().unwrap_or_default()))
+            .collect()
+    };
+    swarm.behaviour_mut().keep.set(peers);
+    for (peer, addrs) in dial {
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .build();
+        if let Err(e) = swarm.dial(opts) {
+            debug!(%peer, "cannot dial co-holder: {e}");
+        }
+    }
+}
+
 fn count_connections(swarm: &Swarm<Behaviour>, state: &State) {
     let open = swarm.network_info().connection_counters().num_connections();
     state.metrics.connections.set(i64::from(open));
+    let peers = swarm.network_info().num_peers();
+    state.connected_peers.store(
+        u32::try_from(peers).unwrap_or(u32::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }

@@ -18,9 +18,9 @@ const MAX_HOLDER_PEERS: usize = 4096;
 
 /// Who holds which piece, as the holders announced it. Bounded: each peer may claim at
 /// most [`MAX_PIECES_PER_PEER`] pieces and the table at most its entry limit; a peer's
-/// claims are dropped when its last connection closes (it announces them again when it
+/// claims are dropped when the node forgets the peer (it announces them again when it
 /// comes back) or when it stops announcing ([`Holders::expire`]). The node takes
-/// announcements only from peers connected to it.
+/// announcements only from peers it knows (met over a connection of their own).
 ///
 /// A full table does not turn newcomers away: room is made by taking entries from the
 /// peer without standing that claims the most, for as long as it claims more than the

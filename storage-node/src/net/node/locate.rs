@@ -1,7 +1,7 @@
 //! Answers to `Locate` and `LocateStripes`: who holds each piece, as far as this node
 //! knows. A stripe's placement record (when the request names stripes) gives the holder
-//! of each piece first; holders heard announcing a piece follow. Only holders connected
-//! to this node and not caught forging are named.
+//! of each piece first; holders heard announcing a piece follow (only nodes this
+//! one knows: see `State::known`). No holder caught forging is named.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -119,11 +119,12 @@ impl State {
             })
             .await
             .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-        let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.connected)
+        let connected: HashMap<PeerId, Vec<Multiaddr>> = lock(&self.known)
             .iter()
             .filter(|(p, _)| !self.is_flagged(p))
             .map(|(p, a)| (*p, a.clone()))
             .collect();
+        let gone: HashSet<PeerId> = lock(&self.gone).keys().copied().collect();
         // Standing once per connected peer, before the holder table is locked.
         let now = upkeep::now_unix();
         let established: HashSet<PeerId> = {
@@ -155,15 +156,18 @@ impl State {
                         .holders(id)
                         .filter(|(p, _)| connected.contains_key(*p))
                         .collect();
-                    // The placement record's holder next, if it is here to serve
-                    // (connected, and not caught forging): it may not have announced
-                    // the piece yet. Where it did, its address as announced, which is
-                    // newer than the record's.
+                    // The placement record's holder next, unless caught forging or
+                    // seen leaving: it may not have announced the piece yet, nor be
+                    // connected here (a node keeps only its co-holders connected). Where it announced the
+                    // piece, its address as announced, which is newer than the record's.
                     for mut r in named {
                         let Ok(peer) = r.peer.parse::<PeerId>() else {
                             continue;
                         };
-                        if !connected.contains_key(&peer) || v.iter().any(|x| x.peer == r.peer) {
+                        if self.is_flagged(&peer)
+                            || gone.contains(&peer)
+                            || v.iter().any(|x| x.peer == r.peer)
+                        {
                             continue;
                         }
                         if let Some((_, d)) = found.iter().find(|(p, _)| **p == peer) {

@@ -145,7 +145,7 @@ impl State {
         let holders: Vec<PeerId> = {
             // Holders before connected, the order the rest of the node takes them in.
             let holders = lock(&self.holders);
-            let connected = lock(&self.connected);
+            let connected = lock(&self.known);
             holders
                 .holders(&piece)
                 .map(|(p, _)| *p)

@@ -286,6 +286,8 @@ impl State {
         let store = self.store.clone();
         let mine = update.clone();
         self.blocking(move || store.put_placement(&mine)).await.ok();
+        self.add_co_holders(std::slice::from_ref(update.record()))
+            .await;
         self.put_record(key, bytes, false).await;
         info!(stripe = %s.id, moved = placed.len(), kept, "placement record updated after repair");
     }

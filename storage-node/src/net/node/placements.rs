@@ -27,8 +27,10 @@ use crate::{
     store::{PieceStore, StoreError},
 };
 
-/// How long a DHT lookup or store may take.
-const DHT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a DHT lookup or store may take: a store ends with its Kademlia query, which
+/// waits out each closest peer that does not answer (10 s), dialled afresh as a rule now
+/// that idle connections close.
+const DHT_TIMEOUT: Duration = Duration::from_secs(30);
 /// DHT lookups or stores one request or task runs at once.
 const DHT_AT_ONCE: usize = 16;
 /// How long a record another peer stored here lives, unless stored again (Kademlia's
@@ -163,13 +165,21 @@ impl State {
         let bytes = found.as_bytes().to_vec();
         let s = self.clone();
         let kept = self
-            .blocking(move || -> Result<bool, Refused> {
+            .blocking(move || -> Result<Option<SignedPlacement>, Refused> {
                 let (record, pieces) = s.tables().check(&s.store, &bytes)?;
-                Ok(record.record().key() == key
-                    && keep_if_member(&s.store, s.me, &record, &pieces)?)
+                let kept = record.record().key() == key
+                    && keep_if_member(&s.store, s.me, &record, &pieces)?;
+                Ok(kept.then_some(record))
             })
             .await;
-        matches!(kept, Ok(true))
+        match kept {
+            Ok(Some(record)) => {
+                self.add_co_holders(std::slice::from_ref(record.record()))
+                    .await;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// `Request::Place`: keeps the records of stripes this node holds a piece of (as the
@@ -247,11 +257,11 @@ impl State {
         let s = self.clone();
         let (kept, valid) = self
             .blocking(move || -> Result<_, Refused> {
-                let mut kept = 0u32;
+                let mut kept = Vec::new();
                 let mut valid = Vec::with_capacity(checked.len());
                 for (record, pieces) in checked {
                     if keep_if_member(&s.store, s.me, &record, &pieces)? {
-                        kept += 1;
+                        kept.push(record.record().clone());
                     }
                     valid.push(record);
                 }
@@ -259,6 +269,8 @@ impl State {
             })
             .await
             .map_err(refused)?;
+        self.add_co_holders(&kept).await;
+        let kept = kept.len() as u32;
         if publish {
             let stored: Vec<bool> = futures::stream::iter(valid)
                 .map(|r| self.put_record(r.record().key(), r.as_bytes().to_vec(), true))

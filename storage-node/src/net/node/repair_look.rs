@@ -58,7 +58,7 @@ impl State {
     /// ([`placement::matching`]), so such pieces are spread like any others.
     pub(super) fn health(&self, s: &HeldStripe, mine: &HashSet<PieceId>) -> Health {
         let holders = lock(&self.holders);
-        let connected = lock(&self.connected);
+        let connected = lock(&self.known);
         let ledger = lock(&self.ledger);
         let mut holding = vec![self.me];
         let good: Vec<Vec<NodeId>> = s
@@ -114,7 +114,7 @@ impl State {
     pub(super) fn free_targets(&self, s: &HeldStripe, holding: &[NodeId]) -> Vec<NodeId> {
         let now = now_unix();
         let (candidates, established): (Vec<NodeId>, HashSet<NodeId>) = {
-            let connected = lock(&self.connected);
+            let connected = lock(&self.known);
             let ledger = lock(&self.ledger);
             let trusted: Vec<(NodeId, wire::Trust)> = connected
                 .keys()

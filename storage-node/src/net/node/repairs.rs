@@ -293,7 +293,7 @@ impl State {
         if local < k {
             let (nodes, lists) = {
                 let holders = lock(&self.holders);
-                let connected = lock(&self.connected);
+                let connected = lock(&self.known);
                 let ledger = lock(&self.ledger);
                 let mut nodes: Vec<NodeRef> = Vec::new();
                 let mut index: HashMap<PeerId, usize> = HashMap::new();

@@ -32,7 +32,7 @@ impl State {
         match request {
             Request::Info => Ok(Response::Info(self.info())),
             Request::Peers => {
-                let peers: Vec<(PeerId, Vec<Multiaddr>)> = lock(&self.connected)
+                let peers: Vec<(PeerId, Vec<Multiaddr>)> = lock(&self.known)
                     .iter()
                     .map(|(p, a)| (*p, a.clone()))
                     .collect();
@@ -190,7 +190,7 @@ impl State {
 
     /// Every node this one is connected to or has records about, with its standing.
     pub(super) fn ledger_entries(&self) -> Vec<wire::LedgerEntry> {
-        let mut known: Vec<NodeId> = lock(&self.connected)
+        let mut known: Vec<NodeId> = lock(&self.known)
             .keys()
             .filter_map(|p| data_id_of(p).map(NodeId))
             .collect();

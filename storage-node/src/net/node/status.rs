@@ -15,7 +15,7 @@ use crate::{
 pub struct NodeStatus {
     /// The node itself.
     pub info: NodeInfo,
-    /// Peers connected right now.
+    /// Nodes this one knows: met, and not gone (connected or not).
     pub peers: Vec<String>,
     /// Datasets whose manifests it holds.
     pub datasets: u64,

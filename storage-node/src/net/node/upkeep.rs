@@ -80,7 +80,7 @@ impl State {
     /// The data-plane address of `node`, if it is connected and announced one.
     pub(super) fn data_of(&self, node: &NodeId) -> Option<(PeerId, DataAddr)> {
         let peer = peer_of_node(node)?;
-        if !lock(&self.connected).contains_key(&peer) {
+        if !lock(&self.known).contains_key(&peer) {
             return None;
         }
         let d = lock(&self.holders)
