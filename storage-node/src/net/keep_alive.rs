@@ -416,8 +416,8 @@ mod tests {
 
     /// Real swarms, gossipsub and all, over TCP on 127.0.0.1: a node dials two peers and
     /// keeps one (which keeps it too, as co-holders do). The other connection closes once
-    /// idle, although gossipsub holds a stream on it; the kept one stays for many idle
-    /// times, and closes once it is no longer kept.
+    /// idle, although gossipsub holds streams open on it (`Quiet`); the kept one stays for
+    /// many idle times, and closes once it is no longer kept.
     #[tokio::test]
     async fn kept_peers_stay_connected_and_the_rest_close_when_idle() {
         let idle = Duration::from_millis(300);
@@ -431,6 +431,15 @@ mod tests {
             *all[1].local_peer_id(),
             *all[2].local_peer_id(),
         );
+        // Subscribed to topics of their own, a and c hold gossipsub streams open on
+        // their connection without being each other's mesh.
+        for (s, topic) in [(0, "a"), (2, "c")] {
+            all[s]
+                .behaviour_mut()
+                .gossip
+                .subscribe(&libp2p::gossipsub::IdentTopic::new(topic))
+                .unwrap();
+        }
         all[0].behaviour_mut().keep.set([b].into());
         all[1].behaviour_mut().keep.set([a].into());
         all[0].dial(addrs[1].clone()).unwrap();

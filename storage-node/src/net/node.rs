@@ -81,6 +81,8 @@ use workers::{Work, Workers};
 
 /// Most nodes remembered as gone ([`State::gone`]).
 const MAX_GONE: usize = 4096;
+/// How long a node seen leaving is left out of `Locate` answers, unless met again.
+const GONE_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Most inbound requests handled at once, `Hold` aside.
 pub const MAX_HANDLERS: usize = 64;
@@ -104,14 +106,14 @@ struct State {
     control: Control,
     http: Option<String>,
     listen: Mutex<Vec<Multiaddr>>,
-    /// Nodes met (identified as nodes), with their addresses: those connected, and those
-    /// whose connection closed for sitting idle (here or at the other end). A co-holder
-    /// whose connection breaks is forgotten, and so is a node a dial cannot reach; a full
-    /// table makes room by forgetting one not connected.
+    /// Nodes met (identified as nodes), with their addresses, connected or not: a node is
+    /// forgotten when a dial finds no one (a co-holder whose connection breaks is dialled
+    /// again at once); a full table makes room by forgetting one not connected.
     known: Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
-    /// Nodes forgotten because they left (a co-holder's connection broke, or no one
-    /// answered a dial), until they are met again: `Locate` does not name them even where
-    /// a placement record does. At most [`MAX_GONE`], oldest dropped first.
+    /// Nodes forgotten because they left (a co-holder's connection broke and it could not
+    /// be dialled again, or no one answered a dial), and when: `Locate` does not name them
+    /// for [`GONE_FOR`] unless they are met again, even where a placement record does. At
+    /// most [`MAX_GONE`], oldest dropped first.
     gone: Mutex<HashMap<PeerId, u64>>,
     /// Where each connected peer sits: the failure domains repair keeps apart.
     places: Mutex<HashMap<PeerId, Place>>,

@@ -139,7 +139,7 @@ pub(crate) fn build(
                 // gossipsub's defaults at D = 6 (5, 6, 12, 2 and 4), scaled with D.
                 .mesh_n(d)
                 .mesh_n_low(d.saturating_sub(1).max(1))
-                .mesh_n_high(2 * d)
+                .mesh_n_high(d.saturating_mul(2))
                 .mesh_outbound_min((d / 2).min(2))
                 // Above D_hi it keeps this many best peers: no more than D (gossipsub
                 // subtracts it from the peers it has past D_hi).

@@ -7,6 +7,7 @@
 use std::{collections::HashSet, sync::Arc};
 
 use libp2p::PeerId;
+use tracing::debug;
 
 use super::{
     State, lock,
@@ -21,6 +22,8 @@ use crate::{
 impl State {
     /// Works out the co-holders afresh and has the swarm keep exactly them connected.
     pub(super) async fn keep_co_holders(self: &Arc<Self>) {
+        // What records kept meanwhile add is kept too (the store was read before them).
+        let before = lock(&self.co_holders).clone();
         let store = self.store.clone();
         let Ok((stripes, records)) = self
             .blocking(move || Ok::<_, StoreError>((held_stripes(&store)?, store.placements()?)))
@@ -41,15 +44,25 @@ impl State {
                 }
             }
         }
-        peers.remove(&self.peer);
-        *lock(&self.co_holders) = peers.clone();
-        self.control.send(Command::KeepConnected(peers)).await.ok();
+        let peers = {
+            let mut co = lock(&self.co_holders);
+            peers.extend(co.difference(&before).copied());
+            peers.remove(&self.peer);
+            co.clone_from(&peers);
+            // Sent under the lock, so the swarm task gets the sets in the order made.
+            self.control
+                .tx
+                .try_send(Command::KeepConnected(peers.clone()))
+        };
+        if let Err(e) = peers {
+            debug!("co-holders not passed on: {e}");
+        }
     }
 
     /// Adds the holders `record` names, a record this node just kept as one of its
     /// stripe's group.
     pub(super) async fn add_co_holders(&self, records: &[PlacementRecord]) {
-        let peers = {
+        let sent = {
             let mut co = lock(&self.co_holders);
             let before = co.len();
             co.extend(records.iter().flat_map(named));
@@ -57,9 +70,11 @@ impl State {
             if co.len() == before {
                 return;
             }
-            co.clone()
+            self.control.tx.try_send(Command::KeepConnected(co.clone()))
         };
-        self.control.send(Command::KeepConnected(peers)).await.ok();
+        if let Err(e) = sent {
+            debug!("co-holders not passed on: {e}");
+        }
     }
 }
 

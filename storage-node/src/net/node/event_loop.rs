@@ -137,7 +137,7 @@ pub(super) async fn run(
                 }
             }
             () = tokio::time::sleep_until(next_redial), if !bootstrap.is_empty() => {
-                if lock(&state.known).is_empty() {
+                if swarm.connected_peers().next().is_none() {
                     for addr in &bootstrap {
                         if swarm::peer_of(addr).is_some_and(|p| swarm.is_connected(&p)) {
                             continue;
@@ -234,15 +234,20 @@ pub(super) async fn run(
                     count_connections(&swarm, &state);
                 }
                 SwarmEvent::ConnectionClosed { num_established: 1.., .. } => count_connections(&swarm, &state),
-                // A connection closed because it sat idle (here, or at the other end) says
-                // nothing of its peer, who stays known; a co-holder's, which is kept open,
-                // closes only when it leaves, and is seen at once. A peer that is gone
-                // otherwise is forgotten when a dial to it fails.
+                // A closed connection says nothing of its peer, who stays known (it sat
+                // idle, here or at the other end); a peer is forgotten when a dial to it
+                // fails. A co-holder's connection is kept open, so when it closes otherwise
+                // the co-holder is dialled at once: one that left is seen at once.
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                     count_connections(&swarm, &state);
                     let idle = matches!(cause, Some(ConnectionError::KeepAliveTimeout));
                     if !idle && swarm.behaviour().keep.keeps(&peer_id) {
-                        forget(&state, &mut met, &peer_id);
+                        // The co-holder left, or closed a connection it did not know to
+                        // keep: one dial tells, and a failed dial forgets it.
+                        let addrs = lock(&state.known).get(&peer_id).cloned().unwrap_or_default();
+                        redial(&mut swarm, peer_id, addrs);
+                    } else if !lock(&state.known).contains_key(&peer_id) {
+                        lock(&state.places).remove(&peer_id);
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
@@ -691,7 +696,6 @@ fn on_gossip(
     }
 }
 
-/// Sets the open-connections gauge from the swarm's own count.
 /// Forgets `peer`: it left, or cannot be reached.
 fn forget(state: &State, met: &mut HashSet<PeerId>, peer: &PeerId) {
     lock(&state.places).remove(peer);
@@ -720,6 +724,10 @@ fn know(swarm: &Swarm<Behaviour>, state: &State, peer: PeerId, addrs: Vec<Multia
             return;
         };
         known.remove(&idle);
+        drop(known);
+        lock(&state.places).remove(&idle);
+        lock(&state.holders).forget(&idle);
+        known = lock(&state.known);
     }
     known.insert(peer, addrs);
 }
@@ -737,17 +745,24 @@ fn keep_connected(swarm: &mut Swarm<Behaviour>, state: &State, peers: HashSet<Pe
     };
     swarm.behaviour_mut().keep.set(peers);
     for (peer, addrs) in dial {
-        let opts = DialOpts::peer_id(peer)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .addresses(addrs)
-            .extend_addresses_through_behaviour()
-            .build();
-        if let Err(e) = swarm.dial(opts) {
-            debug!(%peer, "cannot dial co-holder: {e}");
-        }
+        redial(swarm, peer, addrs);
     }
 }
 
+/// Dials `peer` (a co-holder) unless connected or being dialled, at `addrs` and where
+/// the routing table has it.
+fn redial(swarm: &mut Swarm<Behaviour>, peer: PeerId, addrs: Vec<Multiaddr>) {
+    let opts = DialOpts::peer_id(peer)
+        .condition(PeerCondition::DisconnectedAndNotDialing)
+        .addresses(addrs)
+        .extend_addresses_through_behaviour()
+        .build();
+    if let Err(e) = swarm.dial(opts) {
+        debug!(%peer, "cannot dial co-holder: {e}");
+    }
+}
+
+/// Sets the open-connections gauge from the swarm's own count.
 fn count_connections(swarm: &Swarm<Behaviour>, state: &State) {
     let open = swarm.network_info().connection_counters().num_connections();
     state.metrics.connections.set(i64::from(open));

@@ -124,7 +124,14 @@ impl State {
             .filter(|(p, _)| !self.is_flagged(p))
             .map(|(p, a)| (*p, a.clone()))
             .collect();
-        let gone: HashSet<PeerId> = lock(&self.gone).keys().copied().collect();
+        // Seen leaving a while ago only: a node that came back is met again, and one
+        // whose dial failed once for another reason is named again after that.
+        let since = upkeep::now_unix().saturating_sub(super::GONE_FOR.as_secs());
+        let gone: HashSet<PeerId> = lock(&self.gone)
+            .iter()
+            .filter(|(_, at)| **at >= since)
+            .map(|(p, _)| *p)
+            .collect();
         // Standing once per connected peer, before the holder table is locked.
         let now = upkeep::now_unix();
         let established: HashSet<PeerId> = {

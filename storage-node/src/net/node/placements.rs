@@ -29,8 +29,8 @@ use crate::{
 
 /// How long a DHT lookup or store may take: a store ends with its Kademlia query, which
 /// waits out each closest peer that does not answer (10 s), dialled afresh as a rule now
-/// that idle connections close.
-const DHT_TIMEOUT: Duration = Duration::from_secs(30);
+/// that idle connections close; a little past the query's own timeout (30 s).
+const DHT_TIMEOUT: Duration = Duration::from_secs(35);
 /// DHT lookups or stores one request or task runs at once.
 const DHT_AT_ONCE: usize = 16;
 /// How long a record another peer stored here lives, unless stored again (Kademlia's
