@@ -718,18 +718,45 @@ const MAX_KNOWN: usize = 4096;
 /// node it is not connected to; one whose every entry is connected takes no more.
 fn know(swarm: &Swarm<Behaviour>, state: &State, peer: PeerId, addrs: Vec<Multiaddr>) {
     lock(&state.gone).remove(&peer);
-    let mut known = lock(&state.known);
-    if !known.contains_key(&peer) && known.len() >= MAX_KNOWN {
-        let Some(idle) = known.keys().find(|p| !swarm.is_connected(p)).copied() else {
-            return;
-        };
-        known.remove(&idle);
+    let known = lock(&state.known);
+    if known.contains_key(&peer) || known.len() < MAX_KNOWN {
         drop(known);
-        lock(&state.places).remove(&idle);
-        lock(&state.holders).forget(&idle);
-        known = lock(&state.known);
+        lock(&state.known).insert(peer, addrs);
+        return;
     }
+    let idle: Vec<PeerId> = known
+        .keys()
+        .filter(|p| !swarm.is_connected(p))
+        .copied()
+        .collect();
+    drop(known);
+    // Fresh identities that connect once each must not push out the nodes that matter:
+    // a co-holder, or a node with standing, is never the one forgotten.
+    let now = upkeep::now_unix();
+    let out = {
+        let co = lock(&state.co_holders);
+        let ledger = lock(&state.ledger);
+        evictee(idle, |p| {
+            co.contains(p)
+                || data_id_of(p)
+                    .is_some_and(|id| ledger.trust(&NodeId(id), now) == Trust::Established)
+        })
+    };
+    let Some(out) = out else {
+        return;
+    };
+    lock(&state.places).remove(&out);
+    lock(&state.holders).forget(&out);
+    let mut known = lock(&state.known);
+    known.remove(&out);
     known.insert(peer, addrs);
+}
+
+/// Which of `idle` (known nodes not connected now) a full table of known nodes forgets
+/// for a newcomer: the first that is not `protected`; none, and the newcomer is not
+/// taken.
+fn evictee(idle: Vec<PeerId>, protected: impl Fn(&PeerId) -> bool) -> Option<PeerId> {
+    idle.into_iter().find(|p| !protected(p))
 }
 
 /// Keeps `peers` (the co-holders of what this node holds) connected: dials those that are
@@ -771,4 +798,24 @@ fn count_connections(swarm: &Swarm<Behaviour>, state: &State) {
         u32::try_from(peers).unwrap_or(u32::MAX),
         std::sync::atomic::Ordering::Relaxed,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::PeerId;
+
+    use super::evictee;
+
+    /// A table of known nodes full of co-holders and established nodes takes no
+    /// newcomer: strangers with fresh keys cannot push them out.
+    #[test]
+    fn a_full_table_forgets_only_nodes_without_standing() {
+        let keep: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let stranger = PeerId::random();
+        let protected = |p: &PeerId| keep.contains(p);
+        assert_eq!(evictee(keep.clone(), protected), None);
+        let mut idle = keep.clone();
+        idle.push(stranger);
+        assert_eq!(evictee(idle, protected), Some(stranger));
+    }
 }
