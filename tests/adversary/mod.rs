@@ -13,7 +13,7 @@ use ed25519_dalek::SigningKey;
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm,
     futures::StreamExt,
-    gossipsub, identify, identity, noise, request_response,
+    gossipsub, identify, identity, kad, noise, request_response,
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
@@ -28,6 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 struct Behaviour {
     gossip: gossipsub::Behaviour,
     identify: identify::Behaviour,
+    /// Answers DHT walks, so that a pushing client that samples the network finds it.
+    kad: kad::Behaviour<kad::store::MemoryStore>,
     control: request_response::cbor::Behaviour<Request, Response>,
 }
 
@@ -290,8 +292,20 @@ fn build(kp: identity::Keypair, mode: Mode) -> Swarm<Behaviour> {
                 gcfg,
             )
             .expect("gossipsub");
+            let me = key.public().to_peer_id();
+            let mut kad = kad::Behaviour::with_config(
+                me,
+                kad::store::MemoryStore::new(me),
+                kad::Config::new(StreamProtocol::new(wire::KAD_PROTOCOL)),
+            );
+            kad.set_mode(Some(if mode != Mode::Plain {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            }));
             Behaviour {
                 gossip,
+                kad,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/cairn/1".into(),
                     key.public(),

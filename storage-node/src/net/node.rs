@@ -55,6 +55,7 @@ mod challenges;
 mod claims;
 mod co_holders;
 mod config;
+mod dial_failures;
 mod event_loop;
 mod holders;
 mod locate;

@@ -1,11 +1,13 @@
 //! Where the pieces of each stripe go: sans-IO, deterministic, tested alone.
 //!
 //! Every piece of a stripe lands on a different node, and no two on one failure domain
-//! (one operator's machines, one /24 or /48: see [`super::domain`]). Stripes rotate their
-//! starting node
-//! so load spreads evenly, and a node without room for another piece is skipped. Nodes are
-//! taken in a fixed order (sorted by peer id by the caller), so pushing the same data to
-//! the same network places each piece on the same node again and finds it already held.
+//! (one operator's machines, one /24 or /48: see [`super::domain`]). Each stripe draws its
+//! nodes at random in proportion to the room they have left, so load follows capacity; a
+//! node's weight is capped at [`WEIGHT_CAP`] times the median room, so one that claims
+//! endless room draws a bounded share, and a node without room for another piece is
+//! skipped. The draw is a function of a seed, the stripe's number and each node's `id`,
+//! so pushing the same data with the same seed to the same nodes places each piece on the
+//! same node again and finds it already held.
 //! Nodes without standing (new identities, which anyone can make by the thousand) hold at
 //! most a set number of pieces of a stripe, normally the `m` it can lose, whenever
 //! established nodes can take the rest; they still get pieces, or they could never earn
@@ -52,9 +54,15 @@ pub enum PlacementError {
     },
 }
 
+/// How many times the median room a node's weight may reach.
+pub const WEIGHT_CAP: u64 = 4;
+
 /// A node a push may place pieces on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
+    /// A number that names the node (a hash of its peer id): with the seed and the
+    /// stripe, it draws the node's place in each stripe's order.
+    pub id: u64,
     /// The room it has left, in bytes.
     pub free: u64,
     /// Whether it has standing: it was seen proving what it holds. New identities cost
@@ -67,8 +75,9 @@ pub struct Candidate {
 
 impl Candidate {
     /// A node in no shared domain.
-    pub fn new(free: u64, established: bool) -> Self {
+    pub fn new(id: u64, free: u64, established: bool) -> Self {
         Self {
+            id,
             free,
             established,
             domains: Vec::new(),
@@ -87,6 +96,9 @@ pub struct Placer {
     nodes: Vec<Candidate>,
     max_new: usize,
     stripe: u64,
+    seed: [u8; 32],
+    /// The most weight any node draws with.
+    cap: u64,
 }
 
 impl Placer {
@@ -96,11 +108,54 @@ impl Placer {
     /// vanishing at once. A network with too few established nodes fills each stripe with
     /// as few new ones as it can.
     pub fn new(nodes: Vec<Candidate>, max_new: usize) -> Self {
+        // The median of the rooms nodes set: a node without a limit (`u64::MAX`) weighs
+        // what the cap allows, like one that claims endless room. With no limits at all,
+        // every node weighs the same.
+        let mut room: Vec<u64> = nodes
+            .iter()
+            .map(|c| c.free)
+            .filter(|&f| f > 0 && f < u64::MAX)
+            .collect();
+        room.sort_unstable();
+        let cap = room
+            .get(room.len() / 2)
+            .map_or(u64::MAX, |m| m.saturating_mul(WEIGHT_CAP).max(1));
         Self {
             nodes,
             max_new,
             stripe: 0,
+            seed: [0; 32],
+            cap,
         }
+    }
+
+    /// Draws with `seed` (all zeros unless given).
+    pub fn with_seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The nodes with room for a piece of `piece_len`, in this stripe's drawn order: a
+    /// weighted draw without replacement (Efraimidis and Spirakis: the largest
+    /// `u^(1/w)`, here `ln(u) / w`), weight the room left up to the cap.
+    fn drawn(&self, piece_len: u64) -> Vec<usize> {
+        let mut keyed: Vec<(f64, usize)> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].free >= piece_len)
+            .map(|i| {
+                let c = &self.nodes[i];
+                let mut h = blake3::Hasher::new_keyed(&self.seed);
+                h.update(&self.stripe.to_le_bytes());
+                h.update(&c.id.to_le_bytes());
+                let mut head = [0u8; 8];
+                head.copy_from_slice(&h.finalize().as_bytes()[..8]);
+                // Uniform in (0, 1]: 53 random bits, never zero.
+                let u = ((u64::from_le_bytes(head) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+                let w = c.free.min(self.cap).max(1) as f64;
+                (u.ln() / w, i)
+            })
+            .collect();
+        keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        keyed.into_iter().map(|(_, i)| i).collect()
     }
 
     /// Gives node `i` no more pieces.
@@ -120,16 +175,12 @@ impl Placer {
                 reachable: count,
             });
         }
-        let start = (self.stripe % count as u64) as usize;
-        let with_room: Vec<usize> = (0..count)
-            .map(|i| (start + i) % count)
-            .filter(|&i| self.nodes[i].free >= piece_len)
-            .collect();
+        let with_room = self.drawn(piece_len);
         // Established nodes fill what they can, in distinct domains; new ones get at
         // most `max_new` pieces, or as many as the established leave to fill.
         let (established, _) = self.greedy(&with_room, n, 0, &[], Vec::new());
         let new_cap = self.max_new.max(n - established.len());
-        // In rotation order, but a new node never takes a domain one of those established
+        // In drawn order, but a new node never takes a domain one of those established
         // nodes is in: a new identity that declares an established operator's label, or
         // sits in its /24, cannot push it out of the stripe.
         let reserved: Vec<u32> = established
@@ -138,7 +189,7 @@ impl Placer {
             .collect();
         let (mut chosen, domain_bound) = self.greedy(&with_room, n, new_cap, &reserved, Vec::new());
         if chosen.len() < n {
-            // Rotation order can leave a gap the established nodes would not: take them
+            // The drawn order can leave a gap the established nodes would not: take them
             // all, then new nodes in the domains they leave.
             let rest: Vec<usize> = with_room
                 .iter()
@@ -282,7 +333,8 @@ mod tests {
     /// does not bind.
     fn open(free: &[u64]) -> Vec<Candidate> {
         free.iter()
-            .map(|&free| Candidate::new(free, false))
+            .enumerate()
+            .map(|(i, &free)| Candidate::new(i as u64, free, false))
             .collect()
     }
 
@@ -290,7 +342,9 @@ mod tests {
     fn new_identities_get_at_most_max_new_pieces_of_a_stripe() {
         // Nodes 0..4 are new, 4..10 established: six established nodes take 4 of each
         // 6-piece stripe, new ones 2 at most, and still some.
-        let nodes: Vec<Candidate> = (0..10).map(|i| Candidate::new(u64::MAX, i >= 4)).collect();
+        let nodes: Vec<Candidate> = (0..10)
+            .map(|i| Candidate::new(i, u64::MAX, i >= 4))
+            .collect();
         let mut p = Placer::new(nodes, 2);
         let mut new_total = 0;
         for _ in 0..20 {
@@ -302,7 +356,9 @@ mod tests {
         assert!(new_total > 0, "new nodes must get pieces to earn standing");
         // Too few established nodes with room: the new ones fill the rest.
         let mut p = Placer::new(
-            (0..6).map(|i| Candidate::new(u64::MAX, i == 0)).collect(),
+            (0..6)
+                .map(|i| Candidate::new(i, u64::MAX, i == 0))
+                .collect(),
             2,
         );
         assert_eq!(p.place(6, 1).expect("fits").len(), 6);
@@ -312,9 +368,10 @@ mod tests {
     fn in_domains(domains: &[&[u32]]) -> Vec<Candidate> {
         domains
             .iter()
-            .map(|d| Candidate {
+            .enumerate()
+            .map(|(i, d)| Candidate {
                 domains: d.to_vec(),
-                ..Candidate::new(u64::MAX, false)
+                ..Candidate::new(i as u64, u64::MAX, false)
             })
             .collect()
     }
@@ -423,7 +480,9 @@ mod tests {
     #[test]
     fn full_nodes_are_skipped_then_refused() {
         let mut p = Placer::new(open(&[10, 0, 10, 10]), 0);
-        assert_eq!(p.place(3, 10).expect("fits"), vec![0, 2, 3]);
+        let mut c = p.place(3, 10).expect("fits");
+        c.sort_unstable();
+        assert_eq!(c, vec![0, 2, 3]);
         assert!(matches!(p.place(3, 10), Err(PlacementError::NoRoom { .. })));
     }
 
@@ -438,39 +497,103 @@ mod tests {
         assert_eq!(run(), run());
     }
 
-    proptest! {
-        #[test]
-        fn pieces_of_a_stripe_are_distinct_and_load_is_even(nodes in 1usize..20, n in 1usize..20, stripes in 1u64..60) {
-            prop_assume!(n <= nodes);
-            let mut p = Placer::new(open(&vec![u64::MAX; nodes]), 0);
-            let mut load = vec![0u64; nodes];
-            for _ in 0..stripes {
-                let c = p.place(n, 1).expect("unlimited room");
-                let mut s = c.clone();
-                s.sort_unstable();
-                s.dedup();
-                prop_assert_eq!(s.len(), n);
-                for i in c { load[i] += 1; }
+    /// Pieces each node gets over `stripes` stripes of `n` pieces of one byte.
+    fn load(nodes: Vec<Candidate>, seed: u8, n: usize, stripes: usize) -> Vec<u64> {
+        let mut load = vec![0u64; nodes.len()];
+        let mut p = Placer::new(nodes, n).with_seed([seed; 32]);
+        for _ in 0..stripes {
+            for i in p.place(n, 1).expect("room") {
+                load[i] += 1;
             }
-            let (lo, hi) = (load.iter().min().copied().unwrap_or(0), load.iter().max().copied().unwrap_or(0));
-            prop_assert!(hi - lo <= 1 + (n as u64), "load {:?}", load);
         }
+        load
+    }
 
-        /// Whatever the mix, a stripe's new holders are at most `max_new`, or as few as
-        /// the established nodes with room leave to fill; and the stripe's nodes are
-        /// distinct.
+    #[test]
+    fn load_follows_room_and_a_claim_of_endless_room_draws_a_capped_share() {
+        // Six nodes with 1 MB of room and six with 4 MB: over 2000 stripes of 3 (6000
+        // bytes, far from filling anyone) the big ones take several times as much
+        // (about 3.5 times: drawing 3 without replacement evens weights out a little).
+        let nodes: Vec<Candidate> = (0..12)
+            .map(|i| Candidate::new(i, if i < 6 { 1 << 20 } else { 4 << 20 }, true))
+            .collect();
+        let l = load(nodes, 1, 3, 2000);
+        let (small, big) = (l[..6].iter().sum::<u64>(), l[6..].iter().sum::<u64>());
+        assert!(big > 3 * small && big < 5 * small, "{l:?}");
+        // Eleven honest nodes and one that claims endless room (or sets no limit): the
+        // claim is weighed as four times the median, so it draws about 4/15 of first
+        // places, never all; a claim just short of endless, the same.
+        for claim in [u64::MAX, u64::MAX - 1] {
+            let nodes: Vec<Candidate> = (0..12)
+                .map(|i| Candidate::new(i, if i == 0 { claim } else { 1 << 20 }, true))
+                .collect();
+            let l = load(nodes, 2, 1, 3000);
+            assert!(l[0] > 600 && l[0] < 1000, "{l:?}");
+        }
+        // Half the nodes without a limit: those with one still get their share.
+        let nodes: Vec<Candidate> = (0..12)
+            .map(|i| Candidate::new(i, if i < 6 { u64::MAX } else { 1 << 20 }, true))
+            .collect();
+        let l = load(nodes, 3, 1, 3000);
+        assert!(l[6..].iter().sum::<u64>() > 300, "{l:?}");
+        // Another seed draws otherwise; the same seed the same.
+        let even = |seed| {
+            load(
+                (0..12).map(|i| Candidate::new(i, 1 << 20, true)).collect(),
+                seed,
+                3,
+                50,
+            )
+        };
+        assert_eq!(even(3), even(3));
+        assert_ne!(even(3), even(4));
+    }
+
+    #[test]
+    fn a_node_keeps_its_draw_whatever_else_is_in_the_sample() {
+        // The order comes from each node's id, not its place in the list: the same
+        // nodes listed otherwise are drawn to the same stripes.
+        let a: Vec<Candidate> = (0..8)
+            .map(|i| Candidate::new(100 + i, 1 << 20, true))
+            .collect();
+        let mut b = a.clone();
+        b.reverse();
+        let ids = |nodes: Vec<Candidate>| {
+            let mut p = Placer::new(nodes.clone(), 4).with_seed([5; 32]);
+            (0..20)
+                .map(|_| {
+                    let mut c: Vec<u64> = p
+                        .place(4, 1)
+                        .expect("room")
+                        .iter()
+                        .map(|&i| nodes[i].id)
+                        .collect();
+                    c.sort_unstable();
+                    c
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(a), ids(b));
+    }
+
+    proptest! {
+        /// Whatever the mix and the draw, a stripe's new holders are at most `max_new`,
+        /// or as few as the established nodes with room leave to fill; and the stripe's
+        /// nodes are distinct, each with room for its piece.
         #[test]
         fn the_cap_on_new_identities_holds_whatever_the_mix(
             nodes in proptest::collection::vec((any::<bool>(), 0u64..4), 1..16),
             n in 1usize..10,
             max_new in 0usize..5,
             stripes in 1usize..20,
+            seed in any::<u8>(),
         ) {
             let cands: Vec<Candidate> = nodes
                 .iter()
-                .map(|&(established, room)| Candidate::new(room, established))
+                .enumerate()
+                .map(|(i, &(established, room))| Candidate::new(i as u64, room, established))
                 .collect();
-            let mut p = Placer::new(cands, max_new);
+            let mut p = Placer::new(cands, max_new).with_seed([seed; 32]);
             for _ in 0..stripes {
                 let before = p.nodes.clone();
                 match p.place(n, 1) {
@@ -479,6 +602,7 @@ mod tests {
                         s.sort_unstable();
                         s.dedup();
                         prop_assert_eq!(s.len(), n);
+                        prop_assert!(c.iter().all(|&i| before[i].free >= 1));
                         let est = before.iter().filter(|c| c.established && c.free >= 1).count();
                         let new = c.iter().filter(|&&i| !before[i].established).count();
                         prop_assert!(new <= max_new.max(n.saturating_sub(est)), "{:?} -> {:?}", before, c);
@@ -505,9 +629,10 @@ mod tests {
         ) {
             let cands: Vec<Candidate> = nodes
                 .iter()
-                .map(|&(established, free, a, b)| Candidate {
+                .enumerate()
+                .map(|(i, &(established, free, a, b))| Candidate {
                     domains: std::iter::once(a).chain(b).collect(),
-                    ..Candidate::new(free, established)
+                    ..Candidate::new(i as u64, free, established)
                 })
                 .collect();
             let single = nodes.iter().all(|n| n.3.is_none());

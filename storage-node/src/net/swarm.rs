@@ -4,7 +4,11 @@
 use std::{collections::HashMap, time::Duration};
 
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify,
+    Multiaddr, PeerId, StreamProtocol, Swarm, Transport, connection_limits,
+    core::transport::{
+        DialOpts as TransportDialOpts, ListenerId, PortUse, TransportError, TransportEvent,
+    },
+    gossipsub, identify,
     identity::Keypair,
     kad, mdns, noise, request_response,
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
@@ -83,11 +87,16 @@ pub(crate) fn build(
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                FreshPorts(tcp::tokio::Transport::new(
+                    tcp::Config::default().nodelay(true),
+                ))
+                .upgrade(libp2p::core::upgrade::Version::V1)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default()),
+            )
+        })
         .map_err(|e| net("tcp transport")(&e))?
         .with_bandwidth_metrics(&mut registry)
         .with_behaviour(|key| {
@@ -108,8 +117,12 @@ pub(crate) fn build(
             );
             let identify =
                 identify::Behaviour::new(identify::Config::new("/cairn/1".into(), key.public()));
-            let mut kcfg = kad::Config::new(StreamProtocol::new("/cairn/kad/1"));
+            let mut kcfg = kad::Config::new(StreamProtocol::new(wire::KAD_PROTOCOL));
             kcfg.set_query_timeout(Duration::from_secs(30));
+            if role == Role::Client {
+                // A client walks the DHT when it samples the network, not every 5 minutes.
+                kcfg.set_periodic_bootstrap_interval(None);
+            }
             // Records others ask this node to store are checked before they are kept
             // (`Command::StoreRecord`): only placement records of known stripes, signed by
             // their publishers. Provider records are not used, so none are kept.
@@ -192,6 +205,99 @@ pub(crate) fn build(
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
     Ok(swarm)
+}
+
+/// The peers a DHT walk found, each with the addresses it learnt.
+pub(crate) type Found = Vec<(PeerId, Vec<Multiaddr>)>;
+
+/// DHT walks in flight, by query: a client's sample of the network.
+#[derive(Default)]
+pub(crate) struct Walks(HashMap<kad::QueryId, oneshot::Sender<Found>>);
+
+impl Walks {
+    /// Starts a walk towards `key`.
+    pub(crate) fn start(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        key: [u8; 32],
+        reply: oneshot::Sender<Found>,
+    ) {
+        let id = swarm.behaviour_mut().kad.get_closest_peers(key.to_vec());
+        self.0.insert(id, reply);
+    }
+
+    /// Answers the walk a Kademlia event finishes (one that timed out gives what it
+    /// found), at most [`wire::MAX_DATA_ADDRS`] addresses per peer.
+    pub(crate) fn on_event(&mut self, event: &kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id,
+            result: kad::QueryResult::GetClosestPeers(r),
+            step,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if !step.last {
+            return;
+        }
+        let Some(reply) = self.0.remove(id) else {
+            return;
+        };
+        let peers = match r {
+            Ok(kad::GetClosestPeersOk { peers, .. })
+            | Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+        };
+        let found = peers
+            .iter()
+            .map(|p| {
+                let addrs = p.addrs.iter().take(wire::MAX_DATA_ADDRS).cloned().collect();
+                (p.peer_id, addrs)
+            })
+            .collect();
+        reply.send(found).ok();
+    }
+}
+
+/// TCP that dials from a port of its own. libp2p dials from the listening port by default
+/// (port reuse, for hole punching, which Cairn does not do): that fails with "address in
+/// use" whenever the port is also some other socket's ephemeral port on the machine (then
+/// every dial of the node fails) or the peer is dialing this node at the same moment.
+struct FreshPorts<T>(T);
+
+impl<T: Transport + Unpin> Transport for FreshPorts<T> {
+    type Output = T::Output;
+    type Error = T::Error;
+    type ListenerUpgrade = T::ListenerUpgrade;
+    type Dial = T::Dial;
+
+    fn listen_on(
+        &mut self,
+        id: ListenerId,
+        addr: Multiaddr,
+    ) -> Result<(), TransportError<Self::Error>> {
+        self.0.listen_on(id, addr)
+    }
+
+    fn remove_listener(&mut self, id: ListenerId) -> bool {
+        self.0.remove_listener(id)
+    }
+
+    fn dial(
+        &mut self,
+        addr: Multiaddr,
+        mut opts: TransportDialOpts,
+    ) -> Result<Self::Dial, TransportError<Self::Error>> {
+        opts.port_use = PortUse::New;
+        self.0.dial(addr, opts)
+    }
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<TransportEvent<Self::ListenerUpgrade, Self::Error>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
+    }
 }
 
 /// A request waiting for its response.
@@ -319,6 +425,18 @@ pub(crate) enum Command {
     },
     /// Keep these peers connected, and no others beyond their idle time.
     KeepConnected(std::collections::HashSet<PeerId>),
+    /// A DHT walk: the nodes closest to `key`, with the addresses the walk learnt (a
+    /// client's, for sampling the network; a node answers none).
+    ClosestPeers {
+        key: [u8; 32],
+        reply: oneshot::Sender<Found>,
+    },
+    /// The IP address each of these peers is connected at now, as this side dialed or
+    /// accepted it (a client's; a node answers none).
+    RemoteIps {
+        peers: Vec<PeerId>,
+        reply: oneshot::Sender<Vec<Option<std::net::IpAddr>>>,
+    },
     /// The peers connected now, and those of them in the gossip mesh.
     #[cfg(test)]
     Connections(

@@ -32,15 +32,22 @@ async fn cluster_with(n: usize, tune: impl Fn(&mut NodeConfig)) -> Cluster {
         );
         cfg.mdns = false;
         tune(&mut cfg);
-        if let Some(first) = nodes.first() {
-            cfg.peers = vec![first.peer_addr()];
-        }
+        // Every earlier node is dialed: the cluster meets at once however loaded the
+        // machine, rather than as Kademlia happens to find each node.
+        cfg.peers = nodes.iter().map(Node::peer_addr).collect();
         nodes.push(Node::start(cfg).await.unwrap());
         dirs.push(d);
     }
     let t0 = Instant::now();
     while nodes.iter().any(|x| x.status().peers.len() < n - 1) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "nodes did not meet");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "nodes did not meet: each knows {:?}",
+            nodes
+                .iter()
+                .map(|x| (x.peer_id().to_string(), x.status().peers))
+                .collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Cluster { _dirs: dirs, nodes }
@@ -390,3 +397,4 @@ async fn shutdown_ends_every_task_and_closes_the_store() {
 mod connections;
 mod placements;
 mod repair;
+mod sampling;

@@ -15,6 +15,9 @@ pub use crate::audit::Trust;
 
 /// The request-response protocol of the control plane.
 pub const CONTROL_PROTOCOL: &str = "/cairn/control/1";
+/// The Kademlia protocol of the network's DHT (placement records, and walks that sample
+/// the network).
+pub const KAD_PROTOCOL: &str = "/cairn/kad/1";
 /// Largest request accepted: a manifest being published, with room for framing.
 pub const MAX_REQUEST: u64 = 17 << 20;
 /// Largest response accepted.
@@ -33,7 +36,7 @@ pub const MAX_LOCATE: usize = 4096;
 pub const MAX_HOLDERS_LISTED: usize = 16;
 /// Most datasets in one `Datasets` answer.
 pub const MAX_DATASETS_LISTED: usize = 10_000;
-/// Most nodes in one `Peers` answer.
+/// Most nodes in one `Peers` answer, and asked about in one `Standing`.
 pub const MAX_PEERS_LISTED: usize = 1024;
 /// Longest license text in a dataset summary (the manifest has the whole text).
 pub const MAX_SUMMARY_LICENSE: usize = crate::store::MAX_RECORD_LICENSE;
@@ -233,6 +236,11 @@ pub enum Request {
         /// `location::PlacementKey`s, at most [`MAX_PLACE`].
         keys: Vec<[u8; 32]>,
     },
+    /// How far you trust each of these nodes, from your own ledger.
+    Standing {
+        /// libp2p peer ids, as text, at most [`MAX_PEERS_LISTED`].
+        peers: Vec<String>,
+    },
 }
 
 /// Why a request was refused.
@@ -298,6 +306,14 @@ pub enum Response {
     },
     /// Answer to [`Request::Placements`]: per key, the record found, if any.
     Placements(Vec<Option<serde_bytes::ByteBuf>>),
+    /// Answer to [`Request::Standing`].
+    Standing {
+        /// Per peer asked, in order: its trust in the answering node's ledger.
+        trust: Vec<Trust>,
+        /// Whether the network's nodes count the subnet a node is reached at as its
+        /// failure domain (not a network that is one site).
+        subnets: bool,
+    },
     /// The request was refused.
     Error {
         /// Why, for programs.
@@ -325,6 +341,7 @@ impl Request {
             Self::LocateStripes { .. } => "locate_stripes",
             Self::Place { .. } => "place",
             Self::Placements { .. } => "placements",
+            Self::Standing { .. } => "standing",
         }
     }
 }
@@ -346,6 +363,7 @@ impl Response {
             Self::Ledger(_) => "ledger",
             Self::Placed { .. } => "placed",
             Self::Placements(_) => "placements",
+            Self::Standing { .. } => "standing",
             Self::Error { .. } => "error",
         }
     }

@@ -1,10 +1,13 @@
 //! The researcher's side: push a directory as a dataset version, pull one back, list.
 //!
 //! A client is a light libp2p peer (request-response only, an ephemeral key) plus a data
-//! plane endpoint. It learns the network from one bootstrap node.
+//! plane endpoint. It enters the network through one bootstrap node.
 //!
-//! **Push** encodes on a blocking thread, stripe by stripe, and hands pieces through a
-//! bounded channel. Each stripe's `k + m` pieces go to distinct nodes ([`Placer`]). For each
+//! **Push** samples candidate nodes from the whole network by walks through the DHT
+//! (`sample`), asks each how much room it has and the bootstrap node how far it trusts
+//! each, then encodes on a blocking thread, stripe by stripe, and hands pieces through a
+//! bounded channel. Each stripe's `k + m` pieces go to distinct nodes in distinct failure
+//! domains, drawn in proportion to their room ([`Placer`]). For each
 //! piece the client asks its node to `Hold` it; the node fetches it from the client's data
 //! plane, verifies it and stores it. Only once every piece is acknowledged is the signed
 //! manifest published, so a failed or interrupted push leaves no visible version. Pieces a
@@ -33,6 +36,7 @@ mod fetching;
 mod locate;
 mod pull;
 mod push;
+mod sample;
 
 pub(crate) use fetching::{fetch_pieces, fetch_stripe};
 pub use pull::PullReport;
@@ -43,7 +47,7 @@ use super::{
     data::{DataPlane, PieceSource, WhenFull},
     identity::NodeKey,
     placement::PlacementError,
-    swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending},
+    swarm::{self, Behaviour, BehaviourEvent, Command, Control, Pending, Walks},
     wire::{self, DatasetSummary, ErrorCode, NodeInfo, Request, Response},
 };
 use crate::{
@@ -193,6 +197,8 @@ pub struct Client {
     outbox: Arc<OutboxHandle>,
     bootstrap: PeerId,
     bootstrap_addr: Multiaddr,
+    /// This client's own (ephemeral) peer id.
+    local: PeerId,
     cancel: CancellationToken,
 }
 
@@ -238,7 +244,7 @@ impl Client {
         })?;
         let key = NodeKey::generate()?;
         // A client's traffic is not reported anywhere: its counts go nowhere.
-        let swarm = swarm::build(
+        let mut swarm = swarm::build(
             key.keypair(),
             swarm::Role::Client,
             &super::metrics::NetMetrics::new(),
@@ -257,6 +263,11 @@ impl Client {
         )
         .await
         .map_err(NetError::from)?;
+        // Walks through the DHT start from the bootstrap node.
+        swarm
+            .behaviour_mut()
+            .kad
+            .add_address(&peer, bootstrap.clone());
         let (tx, rx) = mpsc::channel(swarm::COMMAND_QUEUE);
         let cancel = CancellationToken::new();
         tokio::spawn(run(swarm, rx, cancel.clone()));
@@ -266,6 +277,7 @@ impl Client {
             outbox: Arc::new(OutboxHandle(outbox)),
             bootstrap: peer,
             bootstrap_addr: bootstrap,
+            local: key.peer_id(),
             cancel,
         };
         // Fail early, with the node's own words, if the bootstrap is not there.
@@ -426,6 +438,10 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let mut pending = Pending::default();
+    let mut walks = Walks::default();
+    // Where each connected peer is reached: a node's failure domain by network, as this
+    // client sees it. Bounded by the connections open.
+    let mut remote: HashMap<PeerId, std::net::IpAddr> = HashMap::new();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -437,16 +453,30 @@ async fn run(
                 Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
                 Some(Command::GetRecord { reply, .. }) => { reply.send(Vec::new()).ok(); }
                 Some(Command::LocalRecord { reply, .. }) => { reply.send(None).ok(); }
+                Some(Command::ClosestPeers { key, reply }) => walks.start(&mut swarm, key, reply),
+                Some(Command::RemoteIps { peers, reply }) => {
+                    reply.send(peers.iter().map(|p| remote.get(p).copied()).collect()).ok();
+                }
                 #[cfg(test)]
                 Some(Command::Connections(reply)) => { reply.send(Default::default()).ok(); }
             },
-            Some(event) = swarm.next() => {
-                if let SwarmEvent::Behaviour(BehaviourEvent::Control(e)) = event
-                    && let Some((_, _, channel)) = pending.on_event(e)
-                {
-                    let refuse = Response::Error { code: ErrorCode::BadRequest, message: "clients serve no requests".into() };
-                    swarm.behaviour_mut().control.send_response(channel, refuse).ok();
+            Some(event) = swarm.next() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Control(e)) => {
+                    if let Some((_, _, channel)) = pending.on_event(e) {
+                        let refuse = Response::Error { code: ErrorCode::BadRequest, message: "clients serve no requests".into() };
+                        swarm.behaviour_mut().control.send_response(channel, refuse).ok();
+                    }
                 }
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => walks.on_event(&e),
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    if let Some(ip) = swarm::ip_of(endpoint.get_remote_address()) {
+                        remote.insert(peer_id, ip);
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    remote.remove(&peer_id);
+                }
+                _ => {}
             }
         }
     }

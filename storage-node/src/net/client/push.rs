@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use futures::StreamExt;
 
-use super::{Client, ClientError, Progress, parse_peer, refusal};
+use super::{Client, ClientError, Progress, parse_peer, refusal, sample};
 use crate::{
     engine::{self, EncodeOptions, PieceSlot},
     ids::{NodeId, PieceId, VersionId},
@@ -76,15 +76,40 @@ impl Client {
         progress: Progress,
     ) -> Result<PushReport, ClientError> {
         let t0 = Instant::now();
-        // Nodes the bootstrap node shuns (caught forging, or failing) get nothing.
+        let n = opts.params.n();
+        let m = usize::from(opts.params.m());
+        let root = root.to_path_buf();
+        let files = tokio::task::spawn_blocking({
+            let root = root.clone();
+            move || engine::scan(&root)
+        })
+        .await
+        .map_err(|e| ClientError::Internal(e.to_string()))??;
+        // Refuse before sending a byte if the manifest could not travel.
+        let estimate = manifest_estimate(&files, &opts);
+        if estimate > wire::MAX_NETWORK_MANIFEST as u64 {
+            return Err(ClientError::TooLarge {
+                estimate,
+                limit: wire::MAX_NETWORK_MANIFEST as u64,
+            });
+        }
+        // Candidates from the whole network, drawn from a seed only this publisher can
+        // make (no one can crowd identities around its walks), the same for the same
+        // dataset (a push of it again finds its pieces where they were). Nodes the
+        // bootstrap node shuns (caught forging, or failing) get nothing.
+        let seed = *blake3::Hasher::new_derive_key("cairn push sample")
+            .update(&key.secret_bytes())
+            .update(opts.name.to_string().as_bytes())
+            .finalize()
+            .as_bytes();
+        let data_bytes: u64 = files.iter().map(|f| f.size).sum();
+        let piece_bytes = data_bytes.saturating_mul(n as u64) / u64::from(opts.params.k());
         let nodes: Vec<NodeInfo> = self
-            .peers()
+            .sample(seed, sample::sample_size(n, piece_bytes), n)
             .await?
             .into_iter()
             .filter(|i| i.trust != Trust::Shunned)
             .collect();
-        let n = opts.params.n();
-        let m = usize::from(opts.params.m());
         let mut interner = Interner::default();
         let domains: Vec<Vec<u32>> = nodes.iter().map(|i| interner.ids(i.domains())).collect();
         let mut placer = Placer::new(
@@ -92,13 +117,15 @@ impl Client {
                 .iter()
                 .zip(&domains)
                 .map(|(i, d)| Candidate {
+                    id: candidate_id(&i.peer),
                     free: i.free(),
                     established: i.trust == Trust::Established,
                     domains: d.clone(),
                 })
                 .collect(),
             m,
-        );
+        )
+        .with_seed(seed);
         if nodes.len() < n {
             return Err(PlacementError::TooFewNodes {
                 needed: n,
@@ -117,21 +144,6 @@ impl Client {
             m,
             "pushing"
         );
-        let root = root.to_path_buf();
-        let files = tokio::task::spawn_blocking({
-            let root = root.clone();
-            move || engine::scan(&root)
-        })
-        .await
-        .map_err(|e| ClientError::Internal(e.to_string()))??;
-        // Refuse before sending a byte if the manifest could not travel.
-        let estimate = manifest_estimate(&files, &opts);
-        if estimate > wire::MAX_NETWORK_MANIFEST as u64 {
-            return Err(ClientError::TooLarge {
-                estimate,
-                limit: wire::MAX_NETWORK_MANIFEST as u64,
-            });
-        }
 
         // Encoder thread -> bounded channel -> one Hold task per piece, bounded by bytes.
         let (tx, mut rx) = mpsc::channel::<(PieceSlot, PieceId, Vec<u8>)>(2 * n);
@@ -410,6 +422,13 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The number a candidate is drawn by: a hash of its peer id, stable across pushes.
+fn candidate_id(peer: &str) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&blake3::hash(peer.as_bytes()).as_bytes()[..8]);
+    u64::from_le_bytes(head)
 }
 
 /// An upper estimate of the manifest's size: per file its path and hash, per stripe its

@@ -14,7 +14,7 @@ use libp2p::{
     multiaddr::Protocol,
     request_response::ResponseChannel,
     swarm::{
-        ConnectionError, DialError, SwarmEvent,
+        ConnectionError, SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
     },
 };
@@ -63,6 +63,7 @@ pub(super) async fn run(
     // A full announcement shortly after someone new subscribes to holdings.
     let mut reannounce: Option<tokio::time::Instant> = None;
     let mut met: HashSet<PeerId> = HashSet::new();
+    let mut dial_failures = super::dial_failures::DialFailures::default();
     let mut rounds = 0usize;
     let orphans: Arc<Mutex<HashMap<PieceId, tokio::time::Instant>>> = Arc::default();
     let mut republished = false;
@@ -226,6 +227,7 @@ pub(super) async fn run(
                     }
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    dial_failures.clear(&peer_id);
                     let seen = swarm::ip_of(endpoint.get_remote_address());
                     let mut places = lock(&state.places);
                     let place = places.entry(peer_id).or_default();
@@ -235,15 +237,15 @@ pub(super) async fn run(
                 }
                 SwarmEvent::ConnectionClosed { num_established: 1.., .. } => count_connections(&swarm, &state),
                 // A closed connection says nothing of its peer, who stays known (it sat
-                // idle, here or at the other end); a peer is forgotten when a dial to it
-                // fails. A co-holder's connection is kept open, so when it closes otherwise
+                // idle, here or at the other end); a peer is forgotten when a dial finds
+                // nobody listening, or when dials to it keep failing (`dial_failures`). A co-holder's connection is kept open, so when it closes otherwise
                 // the co-holder is dialled at once: one that left is seen at once.
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                     count_connections(&swarm, &state);
                     let idle = matches!(cause, Some(ConnectionError::KeepAliveTimeout));
                     if !idle && swarm.behaviour().keep.keeps(&peer_id) {
                         // The co-holder left, or closed a connection it did not know to
-                        // keep: one dial tells, and a failed dial forgets it.
+                        // keep: one dial tells, and a refused one forgets it.
                         let addrs = lock(&state.known).get(&peer_id).cloned().unwrap_or_default();
                         redial(&mut swarm, peer_id, addrs);
                     } else if !lock(&state.known).contains_key(&peer_id) {
@@ -315,8 +317,8 @@ pub(super) async fn run(
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                     debug!(?peer_id, "dial failed: {error}");
                     if let Some(p) = peer_id
-                        && matches!(error, DialError::Transport(_))
                         && !swarm.is_connected(&p)
+                        && dial_failures.failed(p, &error)
                     {
                         forget(&state, &mut met, &p);
                     }
@@ -474,6 +476,13 @@ fn on_command(
             }
         }
         Command::KeepConnected(peers) => keep_connected(swarm, state, peers),
+        // Sampling the network is a pushing client's work, not a node's.
+        Command::ClosestPeers { reply, .. } => {
+            reply.send(Vec::new()).ok();
+        }
+        Command::RemoteIps { peers, reply } => {
+            reply.send(vec![None; peers.len()]).ok();
+        }
         #[cfg(test)]
         Command::Connections(reply) => {
             let mesh = swarm.behaviour().gossip.all_mesh_peers().copied().collect();

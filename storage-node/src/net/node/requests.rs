@@ -65,9 +65,7 @@ impl State {
                 let places = lock(&self.places);
                 for i in &mut all {
                     let peer = i.peer.parse::<PeerId>().ok();
-                    i.trust = peer
-                        .and_then(|p| data_id_of(&p))
-                        .map_or(Trust::New, |id| ledger.trust(&NodeId(id), now));
+                    i.trust = trust_of(&ledger, peer.as_ref(), now);
                     i.seen = peer
                         .and_then(|p| places.get(&p))
                         .and_then(|p| p.seen)
@@ -75,6 +73,21 @@ impl State {
                 }
                 drop((ledger, places));
                 Ok(Response::Peers(all))
+            }
+            Request::Standing { peers } => {
+                if peers.len() > wire::MAX_PEERS_LISTED {
+                    return Err((ErrorCode::BadRequest, "too many peers asked about".into()));
+                }
+                let now = upkeep::now_unix();
+                let ledger = lock(&self.ledger);
+                let trust = peers
+                    .iter()
+                    .map(|p| trust_of(&ledger, p.parse::<PeerId>().ok().as_ref(), now))
+                    .collect();
+                Ok(Response::Standing {
+                    trust,
+                    subnets: self.subnet_domains,
+                })
             }
             Request::Hold {
                 piece,
@@ -300,4 +313,10 @@ pub fn dataset_summaries(store: &PieceStore) -> Result<Vec<DatasetSummary>, Stor
                 .collect(),
         })
         .collect())
+}
+
+/// How far this node's ledger trusts `peer` (a peer id that names no node is new).
+fn trust_of(ledger: &crate::audit::Ledger, peer: Option<&PeerId>, now: u64) -> Trust {
+    peer.and_then(data_id_of)
+        .map_or(Trust::New, |id| ledger.trust(&NodeId(id), now))
 }
