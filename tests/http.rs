@@ -385,14 +385,15 @@ fn every_endpoint_answers_like_a_good_web_server() {
         assert!(m.contains(name), "{name} missing from /metrics");
     }
     // Control-plane traffic by message kind and gossip topic, and what the node keeps
-    // about others: node 1 was asked to hold pieces, heard of the version by gossip, and
-    // located pieces (placement records first) to answer the reads above.
+    // about others: node 1 was asked to hold pieces, heard of the version by gossip and
+    // of its co-holders' pieces from them, and located pieces (placement records first)
+    // to answer the reads above.
     for name in [
         r#"cairn_control_bytes_total{direction="in",part="request",kind="hold"}"#,
         r#"cairn_control_bytes_total{direction="out",part="response",kind="held"}"#,
         r#"cairn_control_bytes_total{direction="in",part="request",kind="locate_stripes"}"#,
         r#"cairn_gossip_topic_msg_recv_bytes_total{hash="cairn/manifests/1"}"#,
-        r#"cairn_gossip_topic_msg_recv_bytes_total{hash="cairn/holdings/1"}"#,
+        r#"cairn_control_bytes_total{direction="in",part="request",kind="holdings"}"#,
         "cairn_holder_entries",
         "cairn_manifests_stored",
     ] {

@@ -104,14 +104,21 @@ fn pull_survives_m_killed_nodes_and_fails_cleanly_past_m() {
     let src = net.dir.path().join("src");
     let files = mixed_files(&src, 2, 2 << 20);
     let o = net.push(&src, "bob/sturdy");
-    assert!(o.status.success(), "{}", text(&o));
+    let pushed = text(&o);
+    assert!(o.status.success(), "{pushed}");
 
     // Any m = 2 holders of every stripe gone: still identical bytes.
     net.kill(2);
     net.kill(4);
     let dest = net.dir.path().join("out");
     let o = net.pull("bob/sturdy", &dest);
-    assert!(o.status.success(), "{}", text(&o));
+    if !o.status.success() {
+        let placed = text(&net.cmd(&["dataset", "info", "bob/sturdy", "--placement"]));
+        panic!(
+            "{}\nwhere node 0 finds the pieces now:\n{placed}\nthe push:\n{pushed}",
+            text(&o)
+        );
+    }
     assert_same(&dest, &files);
 
     // m + 1 gone: a clear error naming the stripes, and nothing written.

@@ -58,9 +58,8 @@ pub(crate) struct Adversary {
     thread: Option<JoinHandle<()>>,
 }
 
-const TOPICS: [&str; 4] = [
+const TOPICS: [&str; 3] = [
     wire::MANIFEST_TOPIC,
-    wire::HOLDINGS_TOPIC,
     wire::AUDITS_TOPIC,
     wire::REPAIRS_TOPIC,
 ];
@@ -223,20 +222,26 @@ impl Adversary {
         out
     }
 
-    /// Announces holding `pieces` (it holds none), in batches, as a node announces what
-    /// it holds.
-    pub(crate) fn announce(&self, pieces: &[[u8; 32]]) {
-        for chunk in pieces.chunks(wire::HOLDINGS_BATCH) {
-            let h = wire::Holdings {
-                data: wire::DataAddr {
-                    id: self.node_id().0,
-                    addrs: vec![],
-                },
-                pieces: chunk.to_vec(),
-                dropped: vec![],
-            };
-            self.publish(wire::HOLDINGS_TOPIC, h.encode());
-        }
+    /// Announces to `peer` holding `pieces` (it holds none), in batches, as a node
+    /// announces what it holds to its co-holders. Whether `peer` took every batch.
+    pub(crate) fn announce(&self, peer: &str, pieces: &[[u8; 32]]) -> bool {
+        let requests = pieces
+            .chunks(wire::HOLDINGS_BATCH)
+            .map(|chunk| {
+                let h = wire::Holdings {
+                    data: wire::DataAddr {
+                        id: self.node_id().0,
+                        addrs: vec![],
+                    },
+                    pieces: chunk.to_vec(),
+                    dropped: vec![],
+                };
+                Request::Holdings(h.encode())
+            })
+            .collect();
+        self.request_all(peer, requests)
+            .iter()
+            .all(|r| matches!(r, Ok(wire::Response::Heard { .. })))
     }
 
     /// Gossips `records` in batches, as a node gossips its own.

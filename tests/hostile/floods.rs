@@ -214,8 +214,7 @@ fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
         wait_for(
             30,
             || {
-                a.announce(junk);
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                a.announce(&node0_id, junk);
                 matches!(
                     a.request(&node0_id, Request::Locate { pieces: vec![first] }),
                     Ok(Response::Located(holders)) if holders.first().is_some_and(|h| !h.is_empty())
@@ -232,7 +231,7 @@ fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 for (a, junk) in sybils.iter().zip(&junk) {
-                    a.announce(junk);
+                    a.announce(&node0_id, junk);
                 }
                 // Within the 15 s after which a node forgets a silent announcer.
                 for _ in 0..40 {

@@ -5,12 +5,14 @@ use super::*;
 
 /// Publishes, through `node`'s control protocol and from a fresh identity, a version of
 /// `name` over the files under `src` signed by the key of `secret`, placing nothing
-/// itself. Returns the node's answer.
+/// itself; with `named`, the table sent along names those nodes (in turn) as the
+/// holders of its pieces. Returns the node's answer.
 fn publish_signed_by(
     node: &common::NodeEntry,
     src: &std::path::Path,
     name: &str,
     secret: &[u8],
+    named: &[&common::NodeEntry],
 ) -> Result<wire::Response, String> {
     let files = storage_node::engine::scan(src).expect("scan");
     let key = storage_node::PublisherKey::from_secret_bytes(blake3::hash(secret).as_bytes());
@@ -26,10 +28,25 @@ fn publish_signed_by(
     let eve = Adversary::fresh();
     eve.join(std::slice::from_ref(&node.peer));
     let peer = node.peer.rsplit('/').next().expect("peer").to_string();
+    let mut table = Vec::new();
+    for n in named {
+        let id = n.peer.rsplit('/').next().expect("peer").to_string();
+        eve.join(std::slice::from_ref(&n.peer));
+        match eve.request(&id, wire::Request::Info) {
+            Ok(wire::Response::Info(i)) => table.push(i.data),
+            other => panic!("Info from {id}: {other:?}"),
+        }
+    }
+    let holders = (!table.is_empty()).then(|| {
+        let n = table.len();
+        let of_piece = (0..m.pieces().count()).map(move |i| Some((i % n) as u16));
+        wire::PieceHolders::new(table, of_piece)
+    });
     eve.request(
         &peer,
         wire::Request::Publish {
             manifest: m.as_bytes().to_vec(),
+            holders,
         },
     )
 }
@@ -41,17 +58,21 @@ fn a_version_whose_pieces_nobody_holds_is_not_kept() {
     // A signed manifest from a fresh publisher key for files whose pieces went nowhere.
     let src = net.dir.path().join("ghost");
     mixed_files(&src, 27, 1 << 20);
-    let answer = publish_signed_by(&nodes[0], &src, "eve/ghost", b"ghost publisher");
-    assert!(
-        matches!(
-            answer,
-            Ok(wire::Response::Error {
-                code: wire::ErrorCode::NotPlaced,
-                ..
-            })
-        ),
-        "{answer:?}"
-    );
+    // Alone, and naming honest nodes that hold none of its pieces as their holders.
+    let others: Vec<&common::NodeEntry> = nodes[1..].iter().collect();
+    for named in [&[][..], &others[..]] {
+        let answer = publish_signed_by(&nodes[0], &src, "eve/ghost", b"ghost publisher", named);
+        assert!(
+            matches!(
+                answer,
+                Ok(wire::Response::Error {
+                    code: wire::ErrorCode::NotPlaced,
+                    ..
+                })
+            ),
+            "{answer:?}"
+        );
+    }
     // Nowhere to be seen.
     for n in &nodes {
         let url = format!("{}/v1/datasets/eve/ghost", n.http);
@@ -74,7 +95,7 @@ fn a_second_publisher_of_a_name_is_refused_and_the_conflict_reported() {
     assert!(o.status.success(), "{}", text(&o));
     // Another key signs a version of the same name over the same files: its pieces are
     // the ones just placed, so only the name is in dispute.
-    let answer = publish_signed_by(&nodes[0], &src, "alice/data", b"mallory");
+    let answer = publish_signed_by(&nodes[0], &src, "alice/data", b"mallory", &[]);
     assert!(
         matches!(
             answer,

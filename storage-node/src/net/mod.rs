@@ -101,6 +101,23 @@ pub(crate) fn peer_of_node(id: &crate::ids::NodeId) -> Option<libp2p::PeerId> {
     Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
 }
 
+/// The control-plane addresses of a node whose data plane listens at `data`: libp2p
+/// listens on TCP at the same IP and port as the data plane's UDP.
+pub(crate) fn control_addrs(data: &[std::net::SocketAddr]) -> Vec<libp2p::Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    data.iter()
+        .map(|a| {
+            let ip = match a.ip() {
+                std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
+                std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+            };
+            libp2p::Multiaddr::empty()
+                .with(ip)
+                .with(Protocol::Tcp(a.port()))
+        })
+        .collect()
+}
+
 /// `mean` scaled by a uniform draw from [0.5, 1.5), so timers and retries of many nodes
 /// do not fall into step.
 pub(crate) fn jittered(mean: std::time::Duration) -> std::time::Duration {

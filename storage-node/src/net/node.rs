@@ -6,10 +6,10 @@
 //! request is answered `Busy`), which answers through the same bounded command channel
 //! that everything else uses to reach the swarm.
 //!
-//! What a node knows about other nodes' pieces comes from holdings announcements on
-//! gossipsub, each signed by the announcing node, so a node can only speak for itself.
-//! Each stripe's holders are also in its placement record, which the DHT stores (the
-//! `placements` module). New manifest versions
+//! What a node knows about other nodes' pieces comes from holdings announcements that
+//! the co-holders of its stripes send it directly (`announce`), each over the sender's
+//! own connection, so a node can only speak for itself. Each stripe's holders are also in
+//! its placement record, which the DHT stores (the `placements` module). New manifest versions
 //! are announced by id; every node fetches, verifies and stores each one, and catches up on
 //! versions it missed from every peer it connects to.
 //!
@@ -39,8 +39,8 @@ use super::{
     data::{DataPlane, PieceSource, WhenFull},
     identity::NodeKey,
     metrics::NetMetrics,
-    swarm::{self, Command, Control},
-    wire::{self, Holdings, NodeInfo, NodeRef, Trust},
+    swarm::{self, Control},
+    wire::{self, NodeInfo, NodeRef, Trust},
 };
 use crate::{
     audit::{Auditor, Ledger},
@@ -50,6 +50,7 @@ use crate::{
 };
 
 mod allowance;
+mod announce;
 mod audits;
 mod challenges;
 mod claims;
@@ -132,6 +133,9 @@ struct State {
     co_holders: Mutex<HashSet<PeerId>>,
     /// Pieces stored since the last announcement.
     fresh: Mutex<Vec<[u8; 32]>>,
+    /// Placement records just kept, with their stripes' pieces, whose groups are to be
+    /// told what this node holds of them (`announce`).
+    joined: Mutex<Vec<(crate::location::PlacementRecord, Vec<PieceId>)>>,
     hold_permits: Semaphore,
     catch_up_permits: Arc<Semaphore>,
     served: Arc<AtomicU64>,
@@ -167,6 +171,8 @@ struct State {
     offers: Mutex<placement_check::Offers>,
     /// Each peer's allowance of DHT lookups and stores made for its requests.
     lookups: Mutex<allowance::Allowances>,
+    /// Each peer's allowance of pieces announced to this node.
+    heard: Mutex<allowance::Allowances>,
 }
 
 /// Where a connected peer sits: the address its connection comes from, and the operator
@@ -355,7 +361,6 @@ impl Node {
         };
         for topic in [
             wire::MANIFEST_TOPIC,
-            wire::HOLDINGS_TOPIC,
             wire::AUDITS_TOPIC,
             wire::REPAIRS_TOPIC,
         ] {
@@ -393,6 +398,7 @@ impl Node {
             co_holders: Mutex::default(),
             connected_peers: std::sync::atomic::AtomicU32::new(0),
             fresh: Mutex::default(),
+            joined: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
             catch_up_permits: Arc::new(Semaphore::new(MAX_CATCH_UP)),
             served,
@@ -418,6 +424,10 @@ impl Node {
             lookups: Mutex::new(allowance::Allowances::new(
                 placement_check::LOOKUP_RATE,
                 placement_check::LOOKUP_BURST,
+            )),
+            heard: Mutex::new(allowance::Allowances::new(
+                announce::HEARD_RATE,
+                announce::HEARD_BURST,
             )),
         });
         let task = tokio::spawn(run(
@@ -633,24 +643,6 @@ impl State {
             peer: peer.to_string(),
             data,
         })
-    }
-
-    /// Announces `pieces` on gossip, in batches.
-    async fn announce(&self, pieces: Vec<[u8; 32]>) {
-        for chunk in pieces.chunks(wire::HOLDINGS_BATCH) {
-            let h = Holdings {
-                data: self.data.addr(),
-                pieces: chunk.to_vec(),
-                dropped: vec![],
-            };
-            let gossip = Command::Gossip {
-                topic: wire::HOLDINGS_TOPIC,
-                data: h.encode(),
-            };
-            if self.control.send(gossip).await.is_err() {
-                return;
-            }
-        }
     }
 }
 

@@ -172,10 +172,10 @@ pub(crate) fn build(
             .map_err(|e| Box::new(std::io::Error::other(e)))?
             .with_metrics(
                 registry.sub_registry_with_prefix("cairn_gossip"),
-                // Labels only for the four topics this node subscribes to: a stranger
+                // Labels only for the three topics this node subscribes to: a stranger
                 // publishing on topics of its own makes no metric.
                 gossipsub::MetricsConfig {
-                    max_topics: 4,
+                    max_topics: 3,
                     max_never_subscribed_topics: 0,
                     ..gossipsub::MetricsConfig::default()
                 },

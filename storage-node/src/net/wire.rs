@@ -18,8 +18,9 @@ pub const CONTROL_PROTOCOL: &str = "/cairn/control/1";
 /// The Kademlia protocol of the network's DHT (placement records, and walks that sample
 /// the network).
 pub const KAD_PROTOCOL: &str = "/cairn/kad/1";
-/// Largest request accepted: a manifest being published, with room for framing.
-pub const MAX_REQUEST: u64 = 17 << 20;
+/// Largest request accepted: a manifest being published, with the holders of its pieces
+/// (two bytes each, a sixteenth of the manifest) and room for framing.
+pub const MAX_REQUEST: u64 = 18 << 20;
 /// Largest response accepted.
 pub const MAX_RESPONSE: u64 = 17 << 20;
 /// Largest manifest carried on the network.
@@ -43,8 +44,6 @@ pub const MAX_SUMMARY_LICENSE: usize = crate::store::MAX_RECORD_LICENSE;
 /// The gossipsub topic new manifest versions are announced on (32-byte version ids; the
 /// manifest itself is then fetched from the announcer with [`Request::Manifest`]).
 pub const MANIFEST_TOPIC: &str = "cairn/manifests/1";
-/// The gossipsub topic holders announce the pieces they hold on.
-pub const HOLDINGS_TOPIC: &str = "cairn/holdings/1";
 /// The gossipsub topic auditors publish their signed audit records on.
 pub const AUDITS_TOPIC: &str = "cairn/audits/1";
 /// The gossipsub topic repair claims are published on.
@@ -58,7 +57,7 @@ pub const HOLDINGS_BATCH: usize = 2048;
 /// Most addresses a node names for itself on either plane; more are cut off when
 /// sending and refused when received.
 pub const MAX_DATA_ADDRS: usize = 16;
-/// Largest gossip message: a full holdings batch with room to spare.
+/// Largest gossip message: a full batch of audit records with room to spare.
 pub const MAX_GOSSIP: usize = 256 << 10;
 
 /// Where a node's data plane listens: its iroh endpoint id (the same ed25519 key as its
@@ -69,6 +68,58 @@ pub struct DataAddr {
     pub id: [u8; 32],
     /// Direct addresses (UDP).
     pub addrs: Vec<SocketAddr>,
+}
+
+/// Who holds each piece of a manifest, as a push placed them: a table of nodes and, per
+/// piece in the manifest's order, an index into it (two bytes, little-endian;
+/// [`PieceHolders::NONE`] for a piece with no holder named). A hint where to ask for
+/// proofs, never taken as proof itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceHolders {
+    /// The nodes named, at most [`MAX_PEERS_LISTED`].
+    pub nodes: Vec<DataAddr>,
+    /// Two bytes per piece.
+    #[serde(with = "serde_bytes")]
+    pub of_piece: Vec<u8>,
+}
+
+impl PieceHolders {
+    /// The index of a piece with no holder named.
+    pub const NONE: u16 = u16::MAX;
+
+    /// A table naming, for each piece in order, the node at that index of `nodes`.
+    pub fn new(nodes: Vec<DataAddr>, of_piece: impl IntoIterator<Item = Option<u16>>) -> Self {
+        let of_piece = of_piece
+            .into_iter()
+            .flat_map(|i| i.unwrap_or(Self::NONE).to_le_bytes())
+            .collect();
+        Self { nodes, of_piece }
+    }
+
+    /// Whether the table fits a manifest of `pieces` pieces: one index per piece, every
+    /// index names a node of the table or none, and no node names more addresses than
+    /// a node may.
+    pub fn fits(&self, pieces: usize) -> bool {
+        self.nodes.len() <= MAX_PEERS_LISTED
+            && self.nodes.iter().all(|n| n.addrs.len() <= MAX_DATA_ADDRS)
+            && self.of_piece.len() == 2 * pieces
+            && self
+                .indices()
+                .all(|i| i == Self::NONE || usize::from(i) < self.nodes.len())
+    }
+
+    /// The node named for the `i`th piece of the manifest.
+    pub fn holder_of(&self, i: usize) -> Option<&DataAddr> {
+        let b = self.of_piece.get(2 * i..2 * i + 2)?;
+        self.nodes
+            .get(usize::from(u16::from_le_bytes([b[0], b[1]])))
+    }
+
+    fn indices(&self) -> impl Iterator<Item = u16> + '_ {
+        self.of_piece
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
 }
 
 /// What a node says about itself.
@@ -184,6 +235,10 @@ pub enum Request {
         /// The manifest's bytes.
         #[serde(with = "serde_bytes")]
         manifest: Vec<u8>,
+        /// Who took each piece in the push: where the node asks for proofs that the
+        /// version is placed.
+        #[serde(default)]
+        holders: Option<PieceHolders>,
     },
     /// Every dataset you know.
     Datasets,
@@ -236,6 +291,9 @@ pub enum Request {
         /// `location::PlacementKey`s, at most [`MAX_PLACE`].
         keys: Vec<[u8; 32]>,
     },
+    /// The sender's holdings of stripes it shares with you: a [`Holdings`], encoded. A
+    /// node tells only the co-holders of each stripe, never the network.
+    Holdings(#[serde(with = "serde_bytes")] Vec<u8>),
     /// How far you trust each of these nodes, from your own ledger.
     Standing {
         /// libp2p peer ids, as text, at most [`MAX_PEERS_LISTED`].
@@ -306,6 +364,11 @@ pub enum Response {
     },
     /// Answer to [`Request::Placements`]: per key, the record found, if any.
     Placements(Vec<Option<serde_bytes::ByteBuf>>),
+    /// Answer to [`Request::Holdings`]: how many of its pieces were taken.
+    Heard {
+        /// Pieces taken into the holder table.
+        taken: u32,
+    },
     /// Answer to [`Request::Standing`].
     Standing {
         /// Per peer asked, in order: its trust in the answering node's ledger.
@@ -341,6 +404,7 @@ impl Request {
             Self::LocateStripes { .. } => "locate_stripes",
             Self::Place { .. } => "place",
             Self::Placements { .. } => "placements",
+            Self::Holdings(_) => "holdings",
             Self::Standing { .. } => "standing",
         }
     }
@@ -363,6 +427,7 @@ impl Response {
             Self::Ledger(_) => "ledger",
             Self::Placed { .. } => "placed",
             Self::Placements(_) => "placements",
+            Self::Heard { .. } => "heard",
             Self::Standing { .. } => "standing",
             Self::Error { .. } => "error",
         }
@@ -412,8 +477,9 @@ pub struct NodeRef {
     pub data: DataAddr,
 }
 
-/// A holdings announcement: the sender holds these pieces. The gossipsub message is
-/// signed by the sender's key, so a node can only speak for itself.
+/// A holdings announcement: the sender holds these pieces. It travels as a direct
+/// request ([`Request::Holdings`]), whose connection says who sent it, so a node can only
+/// speak for itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Holdings {
     /// Where to fetch them.
@@ -427,7 +493,7 @@ pub struct Holdings {
 const HOLDINGS_VERSION: u8 = 1;
 
 impl Holdings {
-    /// Encodes for gossip: 32 bytes per piece, so a full batch fits one gossip message.
+    /// Encodes: 32 bytes per piece.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(64 + 32 * (self.pieces.len() + self.dropped.len()));
         w.u8(HOLDINGS_VERSION);
@@ -446,7 +512,7 @@ impl Holdings {
         w.into_bytes()
     }
 
-    /// Decodes a gossip message; `None` for anything malformed or over the limits.
+    /// Decodes; `None` for anything malformed or over the limits.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = Reader::new(bytes);
         r.version("holdings", HOLDINGS_VERSION).ok()?;
@@ -519,6 +585,66 @@ mod tests {
             prop_assert_eq!(back.data, h.data);
             prop_assert!(Holdings::decode(&b[..b.len() - 1]).is_none());
         }
+    }
+
+    proptest! {
+        /// A table of piece holders names, for each piece, the node it was built with,
+        /// and fits exactly the manifest it was built for; any bytes from a peer are
+        /// either refused by `fits` or read without a panic.
+        #[test]
+        fn piece_holders_name_what_they_were_built_with(
+            nodes in 1usize..40,
+            picks in proptest::collection::vec(proptest::option::of(any::<u16>()), 0..300),
+            junk in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let table: Vec<DataAddr> = (0..nodes).map(|i| DataAddr { id: [i as u8; 32], addrs: vec![] }).collect();
+            let picks: Vec<Option<u16>> = picks.iter().map(|p| p.map(|p| p % nodes as u16)).collect();
+            let h = PieceHolders::new(table.clone(), picks.iter().copied());
+            prop_assert!(h.fits(picks.len()));
+            prop_assert!(!h.fits(picks.len() + 1));
+            for (i, p) in picks.iter().enumerate() {
+                prop_assert_eq!(h.holder_of(i), p.map(|p| &table[usize::from(p)]));
+            }
+            prop_assert!(h.holder_of(picks.len()).is_none());
+            let hostile = PieceHolders { nodes: table, of_piece: junk };
+            if hostile.fits(hostile.of_piece.len() / 2) {
+                for i in 0..hostile.of_piece.len() / 2 {
+                    let _ = hostile.holder_of(i);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_of_piece_holders_naming_no_node_of_its_own_does_not_fit() {
+        let one = vec![DataAddr {
+            id: [1; 32],
+            addrs: vec![],
+        }];
+        let bad = PieceHolders {
+            nodes: one.clone(),
+            of_piece: 1u16.to_le_bytes().to_vec(),
+        };
+        assert!(!bad.fits(1));
+        let none = PieceHolders::new(one.clone(), [None]);
+        assert!(none.fits(1));
+        assert!(none.holder_of(0).is_none());
+        let odd = PieceHolders {
+            nodes: one,
+            of_piece: vec![0, 0, 0],
+        };
+        assert!(!odd.fits(1) && !odd.fits(2));
+        let many = PieceHolders::new(
+            vec![
+                DataAddr {
+                    id: [2; 32],
+                    addrs: vec![]
+                };
+                MAX_PEERS_LISTED + 1
+            ],
+            [Some(0)],
+        );
+        assert!(!many.fits(1));
     }
 
     #[test]

@@ -179,6 +179,19 @@ pub struct StripeRef {
     pub index: u32,
 }
 
+/// A stripe of a stored manifest, whole, with where it lies and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundStripe {
+    /// Where it lies.
+    pub at: StripeRef,
+    /// The publisher of the manifest it lies in.
+    pub publisher: PublisherId,
+    /// Its code.
+    pub params: ErasureParams,
+    /// The stripe.
+    pub stripe: Stripe,
+}
+
 fn ref_key(piece: &PieceId, stripe: &StripeId) -> [u8; 64] {
     let mut k = [0u8; 64];
     k[..32].copy_from_slice(&piece.0);
@@ -516,13 +529,10 @@ impl PieceStore {
         Ok(out)
     }
 
-    /// Every distinct stripe that contains one of `pieces`, with its code and the stripe
-    /// itself, found through the `refs` index: only manifests that contain one of them are read,
-    /// each once.
-    pub fn stripes_containing(
-        &self,
-        pieces: &[PieceId],
-    ) -> Result<Vec<(StripeRef, ErasureParams, Stripe)>, StoreError> {
+    /// Every distinct stripe that contains one of `pieces`, with its code, its publisher
+    /// and the stripe itself, found through the `refs` index: only manifests that contain
+    /// one of them are read, each once.
+    pub fn stripes_containing(&self, pieces: &[PieceId]) -> Result<Vec<FoundStripe>, StoreError> {
         let mut refs: HashMap<StripeId, StripeRef> = HashMap::new();
         for p in pieces {
             for r in self.stripes_of(p)? {
@@ -545,12 +555,17 @@ impl PieceStore {
                     .and_then(|f| f.stripes.get(r.index as usize))
                     .filter(|s| repair::stripe_id(s) == r.stripe)
                     .cloned();
-                if let Some(s) = stripe {
-                    out.push((r, m.body().params, s));
+                if let Some(stripe) = stripe {
+                    out.push(FoundStripe {
+                        at: r,
+                        publisher: m.publisher(),
+                        params: m.body().params,
+                        stripe,
+                    });
                 }
             }
         }
-        out.sort_by_key(|(r, _, _)| (r.version, r.file, r.index));
+        out.sort_by_key(|f| (f.at.version, f.at.file, f.at.index));
         Ok(out)
     }
 }
@@ -625,8 +640,9 @@ mod tests {
             .collect();
         let found = store.stripes_containing(&shared).expect("stripes");
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].2, v1.files()[1].stripes[0]);
-        assert_eq!(found[0].1, v1.body().params);
+        assert_eq!(found[0].stripe, v1.files()[1].stripes[0]);
+        assert_eq!(found[0].params, v1.body().params);
+        assert_eq!(found[0].publisher, v1.publisher());
     }
 
     #[test]

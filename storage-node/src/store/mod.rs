@@ -53,7 +53,7 @@ mod records;
 #[cfg(test)]
 mod test_support;
 
-pub use catalog::{DatasetRecord, MAX_RECORD_LICENSE, StripeRef, VersionRecord};
+pub use catalog::{DatasetRecord, FoundStripe, MAX_RECORD_LICENSE, StripeRef, VersionRecord};
 pub use records::RepairJob;
 
 use std::collections::HashSet;

@@ -16,18 +16,17 @@ use std::{
 use tracing::debug;
 
 use super::{Client, ClientError, StripePlacement, refusal};
+#[cfg(test)]
 use crate::{
-    ids::PieceId,
+    location::{PlacementKey, SignedPlacement},
+    repair::stripe_id,
+};
+use crate::{
     manifest::{Manifest, Stripe},
     net::{
         fetch::HolderIx,
         wire::{self, NodeRef, Request, Response},
     },
-};
-#[cfg(test)]
-use crate::{
-    location::{PlacementKey, SignedPlacement},
-    repair::stripe_id,
 };
 
 /// Holders found: a table of nodes, and per piece (stripe by stripe, in order) indices
@@ -163,26 +162,6 @@ impl Client {
         out
     }
 
-    /// Who holds each of `pieces`, as far as the bootstrap node heard announced.
-    async fn announced(&self, pieces: &[PieceId]) -> Result<Vec<Vec<NodeRef>>, ClientError> {
-        let mut out = Vec::with_capacity(pieces.len());
-        for chunk in pieces.chunks(wire::MAX_LOCATE) {
-            let r = self
-                .ask(Request::Locate {
-                    pieces: chunk.iter().map(|p| p.0).collect(),
-                })
-                .await?;
-            match r {
-                Response::Located(l) if l.len() == chunk.len() => out.extend(
-                    l.into_iter()
-                        .map(|h| h.into_iter().take(wire::MAX_HOLDERS_LISTED).collect()),
-                ),
-                other => return Err(refusal(&self.bootstrap, other).into()),
-            }
-        }
-        Ok(out)
-    }
-
     /// [`locate`](Self::locate), asked again for up to `patience` while `short` finds the
     /// answer short. A version whose push returned has a record for every stripe, but
     /// one still being pushed, or one whose records were lost, is found only through
@@ -200,18 +179,6 @@ impl Client {
             |(_, h)| short(h),
         )
         .await
-    }
-
-    /// Waits up to `patience` until the bootstrap node has heard a holder of every one
-    /// of `pieces` announce it. Returns how many it has not.
-    pub(super) async fn announced_patiently(
-        &self,
-        pieces: &[PieceId],
-        patience: Duration,
-    ) -> Result<usize, ClientError> {
-        let unheard = |a: &Vec<Vec<NodeRef>>| a.iter().filter(|h| h.is_empty()).count();
-        let a = patiently(patience, || self.announced(pieces), |a| unheard(a) > 0).await?;
-        Ok(unheard(&a))
     }
 
     /// Where every piece of `m` is held right now, stripe by stripe.

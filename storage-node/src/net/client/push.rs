@@ -31,7 +31,7 @@ use crate::{
         placement::{Candidate, PlacementError, Placer},
         spot_check::{self, Vetting},
         swarm::Control,
-        wire::{self, ErrorCode, NodeInfo, Request, Response, Trust},
+        wire::{self, ErrorCode, NodeInfo, PieceHolders, Request, Response, Trust},
     },
     repair::stripe_id,
 };
@@ -42,10 +42,6 @@ const PUSH_BUDGET: u64 = 96 << 20;
 const HOLD_ATTEMPTS: u32 = 4;
 /// `Hold` requests in flight to one node: what it fetches at once, so none wait there.
 const HOLDS_PER_NODE: usize = 16;
-
-/// How long a push waits, before it publishes, for its bootstrap node to hear every
-/// piece it placed announced by its holder.
-const PUSH_ANNOUNCE_PATIENCE: Duration = Duration::from_secs(15);
 
 /// What a push did.
 #[derive(Debug, Clone)]
@@ -272,26 +268,14 @@ impl Client {
                 "nodes acknowledged pieces they could not prove; their pieces were placed elsewhere"
             );
         }
-        // A node takes a version only once it sees its pieces held (some of them held
-        // here, or proven by holders that announced them), so wait for the bootstrap
-        // node to hear every piece announced before publishing through it.
-        {
-            let ids: Vec<PieceId> = manifest.pieces().map(|r| r.id).collect();
-            let unheard = self
-                .announced_patiently(&ids, PUSH_ANNOUNCE_PATIENCE)
-                .await?;
-            if unheard > 0 {
-                warn!(
-                    unheard,
-                    "{} has not heard every piece announced yet; publishing may be refused",
-                    self.bootstrap
-                );
-            }
-        }
+        // A node takes a version only once a sample of its pieces is proven: the
+        // table of who took each piece tells the bootstrap node whom to ask.
+        let holders = piece_holders(&manifest, &nodes, &tally.held);
         // Only now does the version become visible.
         let r = self
             .ask(Request::Publish {
                 manifest: manifest.as_bytes().to_vec(),
+                holders: Some(holders),
             })
             .await
             .map_err(|e| ClientError::PublishUnknown(e.to_string()))?;
@@ -422,6 +406,40 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Who took each piece of `manifest`, in its order: the nodes of `nodes` that `held`
+/// names, as a table.
+fn piece_holders(
+    manifest: &Manifest,
+    nodes: &[NodeInfo],
+    held: &HashMap<(usize, usize), Vec<Option<usize>>>,
+) -> PieceHolders {
+    let mut table: Vec<usize> = Vec::new();
+    let mut index: HashMap<usize, u16> = HashMap::new();
+    let mut of_piece = Vec::new();
+    for (fi, f) in manifest.files().iter().enumerate() {
+        for (si, stripe) in f.stripes.iter().enumerate() {
+            for pi in 0..stripe.pieces.len() {
+                let node = held
+                    .get(&(fi, si))
+                    .and_then(|h| h.get(pi).copied().flatten());
+                of_piece.push(node.and_then(|n| {
+                    if let Some(&i) = index.get(&n) {
+                        return Some(i);
+                    }
+                    let i = u16::try_from(table.len()).ok()?;
+                    (table.len() < wire::MAX_PEERS_LISTED).then(|| {
+                        table.push(n);
+                        index.insert(n, i);
+                        i
+                    })
+                }));
+            }
+        }
+    }
+    let nodes = table.iter().map(|&n| nodes[n].data.clone()).collect();
+    PieceHolders::new(nodes, of_piece)
 }
 
 /// The number a candidate is drawn by: a hash of its peer id, stable across pushes.

@@ -21,10 +21,7 @@ use tracing::warn;
 use super::{State, allowance::Allowances, lock};
 use crate::{
     ids::{NodeId, PieceId},
-    net::{
-        swarm::Command,
-        wire::{self, ErrorCode, Holdings, Response},
-    },
+    net::wire::{ErrorCode, Response},
     store::StoreError,
 };
 
@@ -157,8 +154,8 @@ impl State {
         }
     }
 
-    /// Deletes a piece found corrupt and tells the network it is no longer held here.
-    pub(super) async fn drop_corrupt(&self, id: PieceId, reason: &str) {
+    /// Deletes a piece found corrupt and tells its co-holders it is no longer held here.
+    pub(super) async fn drop_corrupt(self: &Arc<Self>, id: PieceId, reason: &str) {
         let store = self.store.clone();
         if !matches!(
             self.blocking(move || store.remove_piece(&id)).await,
@@ -168,18 +165,7 @@ impl State {
         }
         self.stats.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
         warn!(piece = %id, %reason, "corrupt piece deleted; repair will rebuild it elsewhere");
-        let h = Holdings {
-            data: self.data.addr(),
-            pieces: vec![],
-            dropped: vec![id.0],
-        };
-        self.control
-            .send(Command::Gossip {
-                topic: wire::HOLDINGS_TOPIC,
-                data: h.encode(),
-            })
-            .await
-            .ok();
+        self.announce(vec![], vec![id]).await;
     }
 }
 

@@ -2,87 +2,61 @@
 //! and the nodes it heard announce a piece of those stripes. Their connections stay open
 //! (the swarm's [`keep_alive`](crate::net::keep_alive)), so that a co-holder that leaves
 //! is seen at once; every other connection closes once idle. A node's connections thus
-//! grow with what it holds, not with the network.
+//! grow with what it holds, not with the network. They are also the only nodes it
+//! announces its holdings to (`announce.rs`).
 
-use std::{collections::HashSet, sync::Arc};
+use std::collections::HashSet;
 
 use libp2p::PeerId;
 use tracing::debug;
 
-use super::{
-    State, lock,
-    upkeep::{held_stripes, peer_of_node},
-};
-use crate::{
-    location::{PlacementRecord, SignedPlacement},
-    net::swarm::Command,
-    store::StoreError,
-};
+use super::{State, announce::named, lock};
+use crate::{ids::PieceId, location::PlacementRecord, net::swarm::Command};
+
+/// Most kept records waiting for their groups to be told; beyond, the next full
+/// announcement tells them.
+const MAX_JOINED: usize = 1 << 16;
 
 impl State {
-    /// Works out the co-holders afresh and has the swarm keep exactly them connected.
-    pub(super) async fn keep_co_holders(self: &Arc<Self>) {
-        // What records kept meanwhile add is kept too (the store was read before them).
-        let before = lock(&self.co_holders).clone();
-        let store = self.store.clone();
-        let Ok((stripes, records)) = self
-            .blocking(move || Ok::<_, StoreError>((held_stripes(&store)?, store.placements()?)))
-            .await
-        else {
-            return;
-        };
-        let mut peers: HashSet<PeerId> = records
-            .iter()
-            .filter_map(|bytes| SignedPlacement::peek(bytes).ok())
-            .flat_map(|r| named(&r).collect::<Vec<_>>())
-            .collect();
-        {
-            let holders = lock(&self.holders);
-            for s in &stripes {
-                for p in &s.stripe.pieces {
-                    peers.extend(holders.holders(&p.id).map(|(peer, _)| *peer));
-                }
-            }
-        }
-        let peers = {
+    /// Has the swarm keep exactly `peers` connected, the co-holders worked out afresh
+    /// from the store as it was when the set was `before`; those that records kept
+    /// since then added stay.
+    pub(super) fn keep_co_holders(&self, mut peers: HashSet<PeerId>, before: &HashSet<PeerId>) {
+        let sent = {
             let mut co = lock(&self.co_holders);
-            peers.extend(co.difference(&before).copied());
+            peers.extend(co.difference(before).copied());
             peers.remove(&self.peer);
             co.clone_from(&peers);
             // Sent under the lock, so the swarm task gets the sets in the order made.
-            self.control
-                .tx
-                .try_send(Command::KeepConnected(peers.clone()))
-        };
-        if let Err(e) = peers {
-            debug!("co-holders not passed on: {e}");
-        }
-    }
-
-    /// Adds the holders `record` names, a record this node just kept as one of its
-    /// stripe's group.
-    pub(super) async fn add_co_holders(&self, records: &[PlacementRecord]) {
-        let sent = {
-            let mut co = lock(&self.co_holders);
-            let before = co.len();
-            co.extend(records.iter().flat_map(named));
-            co.remove(&self.peer);
-            if co.len() == before {
-                return;
-            }
-            self.control.tx.try_send(Command::KeepConnected(co.clone()))
+            self.control.tx.try_send(Command::KeepConnected(peers))
         };
         if let Err(e) = sent {
             debug!("co-holders not passed on: {e}");
         }
     }
-}
 
-/// The peers `record` names as holders.
-fn named(record: &PlacementRecord) -> impl Iterator<Item = PeerId> + '_ {
-    record
-        .holders
-        .iter()
-        .flatten()
-        .filter_map(|h| peer_of_node(&h.node))
+    /// Adds the holders each record of `kept` names, records this node just kept as one
+    /// of their stripes' group (each with its stripe's pieces), and has those groups told
+    /// what it holds of their stripes.
+    pub(super) fn add_co_holders(&self, kept: Vec<(PlacementRecord, Vec<PieceId>)>) {
+        if kept.is_empty() {
+            return;
+        }
+        {
+            let mut co = lock(&self.co_holders);
+            let before = co.len();
+            co.extend(kept.iter().flat_map(|(r, _)| named(r)));
+            co.remove(&self.peer);
+            // Sent under the lock, so the swarm task gets the sets in the order made.
+            if co.len() != before
+                && let Err(e) = self.control.tx.try_send(Command::KeepConnected(co.clone()))
+            {
+                debug!("co-holders not passed on: {e}");
+            }
+        }
+        // Told at the next flush, with the pieces stored meanwhile.
+        let mut joined = lock(&self.joined);
+        let room = MAX_JOINED.saturating_sub(joined.len());
+        joined.extend(kept.into_iter().take(room));
+    }
 }

@@ -33,7 +33,7 @@ use crate::{
     ids::{NodeId, PieceId},
     net::{
         swarm::{self, Behaviour, BehaviourEvent, Command, Pending},
-        wire::{self, ErrorCode, Holdings, Request, Response, Trust},
+        wire::{self, ErrorCode, Request, Response},
     },
     repair::Claim,
 };
@@ -64,8 +64,13 @@ pub(super) async fn run(
     let mut next_redial = tokio::time::Instant::now() + redial_every;
     let mut flush = tokio::time::interval(Duration::from_millis(250));
     let mut full = tokio::time::interval(announce_interval);
-    // A full announcement shortly after someone new subscribes to holdings.
     let mut reannounce: Option<tokio::time::Instant> = None;
+    // Co-holders that identified themselves on a new connection, told what this node
+    // holds shortly after: a co-holder takes holdings only from nodes it knows, and one
+    // that restarted has forgotten what it heard.
+    let mut greet: HashSet<PeerId> = HashSet::new();
+    let mut greeted: HashSet<PeerId> = HashSet::new();
+    let mut greet_at: Option<tokio::time::Instant> = None;
     let mut met: HashSet<PeerId> = HashSet::new();
     let mut dial_failures = super::dial_failures::DialFailures::default();
     let mut rounds = 0usize;
@@ -94,18 +99,22 @@ pub(super) async fn run(
             _ = flush.tick() => {
                 answer_due_lookups(&mut swarm, &mut queries);
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
-                if !fresh.is_empty() {
+                let joined = std::mem::take(&mut *lock(&state.joined));
+                if !fresh.is_empty() || !joined.is_empty() {
                     let s = state.clone();
                     let (tx, rx) = oneshot::channel();
                     let spawned = workers.spawn(Work::Fresh, async move {
-                        let fresh = rx.await.unwrap_or_default();
-                        s.announce(fresh).await;
+                        let Ok((fresh, joined)) = rx.await else { return };
+                        let fresh: Vec<[u8; 32]> = fresh;
+                        s.announce(fresh.into_iter().map(PieceId).collect(), vec![]).await;
+                        s.announce_to_groups(joined).await;
                     });
                     if spawned.is_ok() {
-                        tx.send(fresh).ok();
+                        tx.send((fresh, joined)).ok();
                     } else {
                         // Announcements are behind: these go with the next flush.
                         lock(&state.fresh).extend(fresh);
+                        lock(&state.joined).extend(joined);
                     }
                 }
             }
@@ -161,10 +170,8 @@ pub(super) async fn run(
                 workers.spawn(Work::Scrub, state.clone().scrub_pass(upkeep.scrub_rate)).ok();
             }
             () = tokio::time::sleep_until(due), if reannounce.is_some() => {
-                // One full announcement at a time; the first of a run also provides. One
-                // asked for while another runs waits for it rather than being dropped: a
-                // peer that subscribed meanwhile may have missed the running one, and
-                // nodes take holdings only from the holder itself.
+                // One full announcement at a time. One asked for while another runs waits
+                // for it rather than being dropped.
                 let running = workers.busy(Work::Announce);
                 reannounce = running.then(|| tokio::time::Instant::now() + Duration::from_millis(500));
                 if !running {
@@ -174,16 +181,32 @@ pub(super) async fn run(
                     let republish = !republished && !lock(&state.known).is_empty();
                     republished |= republish;
                     workers.spawn(Work::Announce, async move {
-                        let store = s.store.clone();
-                        if let Ok(ids) = s.blocking(move || store.piece_ids()).await {
-                            s.announce(ids.into_iter().map(|p| p.0).collect()).await;
-                        }
-                        s.keep_co_holders().await;
+                        s.announce_all(None).await;
                         if republish {
                             s.republish_placements().await;
                         }
                     }).ok();
                 }
+            }
+            () = tokio::time::sleep_until(greet_at.unwrap_or(due)), if greet_at.is_some() => {
+                let s = state.clone();
+                let peers = std::mem::take(&mut greet);
+                let (tx, rx) = oneshot::channel();
+                let spawned = workers.spawn(Work::Fresh, async move {
+                    if let Ok(peers) = rx.await {
+                        s.announce_all(Some(peers)).await;
+                    }
+                });
+                greet_at = match spawned {
+                    Ok(()) => {
+                        tx.send(peers).ok();
+                        None
+                    }
+                    Err(_) => {
+                        greet = peers;
+                        Some(tokio::time::Instant::now() + Duration::from_millis(500))
+                    }
+                };
             }
             Some(event) = swarm.next() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Control(e)) => {
@@ -203,6 +226,10 @@ pub(super) async fn run(
                     }
                     if info.protocols.iter().any(|p| p.as_ref() == wire::CONTROL_PROTOCOL) {
                         know(&swarm, &state, peer_id, addrs);
+                        if greeted.insert(peer_id) && lock(&state.co_holders).contains(&peer_id) {
+                            greet.insert(peer_id);
+                            greet_at.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(500));
+                        }
                         if !met.contains(&peer_id)
                             && workers.spawn(Work::CatchUp, state.clone().catch_up(peer_id)).is_ok()
                         {
@@ -212,15 +239,9 @@ pub(super) async fn run(
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-                    let met = message.source.is_some_and(|p| lock(&state.known).contains_key(&p));
-                    if let Some(verdict) = on_gossip(&state, propagation_source, &message_id, message, met) {
+                    if let Some(verdict) = on_gossip(&state, propagation_source, &message_id, message) {
                         swarm.behaviour_mut().gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
                     }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed { topic, .. }))
-                    if topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() && reannounce.is_none() =>
-                {
-                    reannounce = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                     for (peer, addr) in list {
@@ -246,6 +267,7 @@ pub(super) async fn run(
                 // the co-holder is dialled at once: one that left is seen at once.
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                     count_connections(&swarm, &state);
+                    greeted.remove(&peer_id);
                     let idle = matches!(cause, Some(ConnectionError::KeepAliveTimeout));
                     if !idle && swarm.behaviour().keep.keeps(&peer_id) {
                         // The co-holder left, or closed a connection it did not know to
@@ -508,14 +530,12 @@ fn on_request(
 
 /// Judges a gossip message and acts on it. Returns the verdict at once where it is cheap
 /// to reach; for audit records, whose signatures are checked off this task, the verdict
-/// comes later as a [`Command::Validate`] and this returns `None`. `met`: whether the
-/// message's author is a node this one knows ([`State::known`]).
+/// comes later as a [`Command::Validate`] and this returns `None`.
 fn on_gossip(
     state: &Arc<State>,
     via: PeerId,
     id: &gossipsub::MessageId,
     message: gossipsub::Message,
-    met: bool,
 ) -> Option<gossipsub::MessageAcceptance> {
     use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
     let Some(source) = message.source else {
@@ -539,31 +559,6 @@ fn on_gossip(
         if started.is_none() {
             debug!(%source, "busy; the announced manifest will come with catch-up");
         }
-        Some(Accept)
-    } else if message.topic == gossipsub::IdentTopic::new(wire::HOLDINGS_TOPIC).hash() {
-        let Some(h) = Holdings::decode(&message.data) else {
-            debug!(%source, "malformed holdings announcement");
-            return Some(Reject);
-        };
-        if data_id_of(&source) != Some(h.data.id) {
-            warn!(%source, "holdings announced for another node's data address; ignored");
-            return Some(Reject);
-        }
-        // Announcements count only from a node this one met (connected to, and still
-        // knows): each costs its sender a connection, so one connection cannot stand in
-        // for thousands of identities.
-        if !met {
-            debug!(%source, "holdings from a node not met here; ignored");
-            return Some(Ignore);
-        }
-        // Lock order: holders, then the ledger.
-        let now = upkeep::now_unix();
-        let mut holders = lock(&state.holders);
-        let ledger = lock(&state.ledger);
-        let established = |p: &PeerId| {
-            data_id_of(p).is_some_and(|id| ledger.trust(&NodeId(id), now) == Trust::Established)
-        };
-        holders.add(source, h.data, &h.pieces, &h.dropped, now, &established);
         Some(Accept)
     } else if message.topic == gossipsub::IdentTopic::new(wire::AUDITS_TOPIC).hash() {
         let Some(records) = wire::decode_records(&message.data) else {

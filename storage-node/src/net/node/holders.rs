@@ -158,7 +158,7 @@ impl Holders {
     }
 
     /// How many pieces `peer` claims here.
-    fn claimed(&self, peer: &PeerId) -> usize {
+    pub(super) fn claimed(&self, peer: &PeerId) -> usize {
         self.by_peer.get(peer).map_or(0, |(_, m)| m.len())
     }
 

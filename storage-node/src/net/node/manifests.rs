@@ -8,19 +8,31 @@ use std::{
     time::Duration,
 };
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
-use super::{State, lock};
+use super::{State, lock, upkeep::peer_of_node};
 use crate::{
-    ids::{PieceId, VersionId},
-    manifest::Manifest,
+    ids::{NodeId, PieceId, VersionId},
+    location::{Holder, PlacementKey, SignedPlacement},
+    manifest::{Manifest, Stripe},
     net::{
+        control_addrs,
         swarm::Command,
-        wire::{self, ErrorCode, Holdings, Request, Response},
+        wire::{self, ErrorCode, PieceHolders, Request, Response},
     },
+    repair::stripe_id,
     store::StoreError,
 };
+
+/// A piece of a version drawn to be proven: where it lies.
+struct Drawn<'m> {
+    /// Its place among the manifest's pieces, in order.
+    at: usize,
+    stripe: &'m Stripe,
+    /// Its index in the stripe.
+    index: usize,
+}
 
 /// Pieces of a new version that must be proven placed before it is kept.
 const PLACED_SAMPLE: usize = 4;
@@ -28,6 +40,8 @@ const PLACED_SAMPLE: usize = 4;
 const PLACED_DRAWS: usize = 3 * PLACED_SAMPLE;
 /// Attempts at keeping an announced version that is not placed yet.
 const PLACED_ATTEMPTS: u32 = 6;
+/// Longest wait for a DHT lookup of a drawn piece's placement record.
+const RECORD_LOOKUP: Duration = Duration::from_secs(10);
 /// Most piece ids of refused manifests kept from orphan collection.
 pub(super) const MAX_REFUSED_REFS: usize = 1 << 20;
 
@@ -38,13 +52,14 @@ impl State {
     pub(super) async fn store_manifest(
         self: &Arc<Self>,
         m: Manifest,
+        hints: Option<&PieceHolders>,
     ) -> Result<bool, (ErrorCode, String)> {
         let store = self.store.clone();
         let version = m.version();
         if matches!(store.manifest(&version), Ok(Some(_))) {
             return Ok(false);
         }
-        if let Err(why) = self.placed(&m).await {
+        if let Err(why) = self.placed(&m, hints).await {
             return Err((
                 ErrorCode::NotPlaced,
                 format!("version {version} is not placed: {why}"),
@@ -89,12 +104,25 @@ impl State {
     }
 
     /// Whether `m`'s pieces are placed: [`PLACED_SAMPLE`] pieces drawn at random (or all,
-    /// for a smaller version) are each held here or proven by a holder that announced
-    /// it, out of at most [`PLACED_DRAWS`] draws. A push publishes only once every piece
-    /// is acknowledged, so a manifest whose pieces nobody can prove is one no push
-    /// placed; a few misbehaving holders among honest ones do not keep a version out.
-    async fn placed(self: &Arc<Self>, m: &Manifest) -> Result<(), String> {
-        let all: Vec<(PieceId, u32)> = m.pieces().map(|r| (r.id, r.len)).collect();
+    /// for a smaller version) are each held here or proven by a holder, out of at most
+    /// [`PLACED_DRAWS`] draws. A push publishes only once every piece is acknowledged, so
+    /// a manifest whose pieces nobody can prove is one no push placed; a few misbehaving
+    /// holders among honest ones do not keep a version out. The holders asked are the
+    /// ones `hints` (the push's table) name, those heard announcing the piece, and the one
+    /// the stripe's placement record names.
+    async fn placed(
+        self: &Arc<Self>,
+        m: &Manifest,
+        hints: Option<&PieceHolders>,
+    ) -> Result<(), String> {
+        let all: Vec<Drawn> = m
+            .files()
+            .iter()
+            .flat_map(|f| &f.stripes)
+            .flat_map(|s| (0..s.pieces.len()).map(move |i| (s, i)))
+            .enumerate()
+            .map(|(at, (stripe, index))| Drawn { at, stripe, index })
+            .collect();
         let need = PLACED_SAMPLE.min(all.len().div_ceil(2));
         // Draws at random, without repeats.
         let mut seed = [0u8; 32];
@@ -118,8 +146,7 @@ impl State {
                 break;
             }
             drawn += 1;
-            let (piece, len) = all[i];
-            if self.proven_piece(piece, len).await {
+            if self.proven_piece(m, &all[i], hints).await {
                 proven += 1;
             }
         }
@@ -132,36 +159,87 @@ impl State {
         }
     }
 
-    /// Whether `piece` is held here, or a connected holder that announced it proves it.
-    async fn proven_piece(self: &Arc<Self>, piece: PieceId, len: u32) -> bool {
+    /// Whether the piece `d` of `m` is held here, or a holder proves it: the one `hints`
+    /// names, then connected holders that announced it, then the one its stripe's
+    /// placement record names (a record waiting here for this version, or the DHT's).
+    async fn proven_piece(
+        self: &Arc<Self>,
+        m: &Manifest,
+        d: &Drawn<'_>,
+        hints: Option<&PieceHolders>,
+    ) -> bool {
+        let Some(piece) = d.stripe.pieces.get(d.index) else {
+            return false;
+        };
+        let (id, len) = (piece.id, piece.len);
         let store = self.store.clone();
         if self
-            .blocking(move || store.has_piece(&piece))
+            .blocking(move || store.has_piece(&id))
             .await
             .unwrap_or(false)
         {
             return true;
         }
-        let holders: Vec<PeerId> = {
+        let mut asked: HashSet<PeerId> = HashSet::from([self.peer]);
+        let mut ask: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        if let Some(h) = hints.and_then(|h| h.holder_of(d.at)) {
+            ask.extend(peer_of_node(&NodeId(h.id)).map(|p| (p, control_addrs(&h.addrs))));
+        }
+        {
             // Holders before connected, the order the rest of the node takes them in.
             let holders = lock(&self.holders);
             let connected = lock(&self.known);
-            holders
-                .holders(&piece)
-                .map(|(p, _)| *p)
-                .filter(|p| connected.contains_key(p))
-                .take(3)
-                .collect()
-        };
-        for peer in holders {
-            if crate::net::spot_check::prove(&self.control, peer, &[], piece, len)
-                .await
-                .is_ok()
-            {
+            ask.extend(
+                holders
+                    .holders(&id)
+                    .map(|(p, _)| *p)
+                    .filter(|p| connected.contains_key(p))
+                    .take(3)
+                    .map(|p| (p, vec![])),
+            );
+        }
+        for (peer, addrs) in ask {
+            if asked.insert(peer) && self.proves(peer, &addrs, id, len).await {
                 return true;
             }
         }
-        false
+        let Some(named) = self.record_holder(m, d).await else {
+            return false;
+        };
+        match peer_of_node(&named.node) {
+            Some(peer) if !asked.contains(&peer) => {
+                self.proves(peer, &control_addrs(&named.addrs), id, len)
+                    .await
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `peer` proves it holds `piece`.
+    async fn proves(&self, peer: PeerId, addrs: &[Multiaddr], piece: PieceId, len: u32) -> bool {
+        crate::net::spot_check::prove(&self.control, peer, addrs, piece, len)
+            .await
+            .is_ok()
+    }
+
+    /// The holder of the piece `d` of `m` that its stripe's placement record names: one
+    /// that waits here for the version to be kept (unchecked: it is only where to ask for
+    /// a proof), else the current one a DHT lookup finds.
+    async fn record_holder(self: &Arc<Self>, m: &Manifest, d: &Drawn<'_>) -> Option<Holder> {
+        let stripe = stripe_id(d.stripe);
+        let key = PlacementKey::of(&m.publisher(), &stripe);
+        let waiting = lock(&self.offers).parked(&m.version(), &key.0);
+        let record = match waiting.and_then(|b| SignedPlacement::peek(&b).ok()) {
+            Some(r) => r,
+            None => {
+                let found = tokio::time::timeout(RECORD_LOOKUP, self.get_current(key.0));
+                found.await.ok()??.0.record().clone()
+            }
+        };
+        if record.stripe != stripe || record.publisher != m.publisher() {
+            return None;
+        }
+        record.holders.get(d.index)?.clone()
     }
 
     /// Fetches `version` from `peer` unless held, verifies and stores it.
@@ -187,7 +265,7 @@ impl State {
                         // yet. Ask again a few times; catch-up tries later still.
                         let mut wait = Duration::from_millis(250);
                         for attempt in 1..=PLACED_ATTEMPTS {
-                            match self.store_manifest(m.clone()).await {
+                            match self.store_manifest(m.clone(), None).await {
                                 Err((ErrorCode::NotPlaced, e)) if attempt < PLACED_ATTEMPTS => {
                                     debug!(%peer, "manifest not kept yet: {e}");
                                     tokio::time::sleep(wait).await;
@@ -306,20 +384,8 @@ impl State {
             pieces = removed.len(),
             "deleted pieces no manifest references"
         );
+        // No one was told of them: a node announces a piece only to the group of a stripe
+        // it knows, and these are of none.
         lock(&seen).retain(|p, _| !removed.contains(p));
-        for chunk in removed.chunks(wire::HOLDINGS_BATCH) {
-            let h = Holdings {
-                data: self.data.addr(),
-                pieces: vec![],
-                dropped: chunk.iter().map(|p| p.0).collect(),
-            };
-            let gossip = Command::Gossip {
-                topic: wire::HOLDINGS_TOPIC,
-                data: h.encode(),
-            };
-            if self.control.send(gossip).await.is_err() {
-                return;
-            }
-        }
     }
 }

@@ -270,6 +270,16 @@ impl Offers {
         false
     }
 
+    /// The newest record under `key` waiting for `version`, unchecked: a hint where to
+    /// look, for a version about to be kept.
+    pub(super) fn parked(&self, version: &VersionId, key: &[u8]) -> Option<Vec<u8>> {
+        self.parked
+            .iter()
+            .rev()
+            .find(|(_, v, _, r)| v == version && r.key.as_ref() == key)
+            .map(|(_, _, _, r)| r.value.clone())
+    }
+
     /// Queues the records that waited for `version`, now kept here. Whether a worker
     /// must be started for them.
     pub(super) fn unpark(&mut self, version: &VersionId) -> bool {

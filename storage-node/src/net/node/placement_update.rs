@@ -212,9 +212,7 @@ impl State {
         if placed.is_empty() {
             return;
         }
-        let Some(key) = self.record_key(s).await else {
-            return;
-        };
+        let key = s.record_key();
         let Some(base) = self.current_record(key).await else {
             debug!(stripe = %s.id, "no placement record to update after repair");
             return;
@@ -286,8 +284,8 @@ impl State {
         let store = self.store.clone();
         let mine = update.clone();
         self.blocking(move || store.put_placement(&mine)).await.ok();
-        self.add_co_holders(std::slice::from_ref(update.record()))
-            .await;
+        let pieces = s.stripe.pieces.iter().map(|p| p.id).collect();
+        self.add_co_holders(vec![(update.record().clone(), pieces)]);
         self.put_record(key, bytes, false).await;
         info!(stripe = %s.id, moved = placed.len(), kept, "placement record updated after repair");
     }

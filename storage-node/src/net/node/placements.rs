@@ -165,17 +165,18 @@ impl State {
         let bytes = found.as_bytes().to_vec();
         let s = self.clone();
         let kept = self
-            .blocking(move || -> Result<Option<SignedPlacement>, Refused> {
-                let (record, pieces) = s.tables().check(&s.store, &bytes)?;
-                let kept = record.record().key() == key
-                    && keep_if_member(&s.store, s.me, &record, &pieces)?;
-                Ok(kept.then_some(record))
-            })
+            .blocking(
+                move || -> Result<Option<(SignedPlacement, Vec<PieceId>)>, Refused> {
+                    let (record, pieces) = s.tables().check(&s.store, &bytes)?;
+                    let kept = record.record().key() == key
+                        && keep_if_member(&s.store, s.me, &record, &pieces)?;
+                    Ok(kept.then_some((record, pieces)))
+                },
+            )
             .await;
         match kept {
-            Ok(Some(record)) => {
-                self.add_co_holders(std::slice::from_ref(record.record()))
-                    .await;
+            Ok(Some((record, pieces))) => {
+                self.add_co_holders(vec![(record.record().clone(), pieces)]);
                 true
             }
             _ => false,
@@ -261,7 +262,7 @@ impl State {
                 let mut valid = Vec::with_capacity(checked.len());
                 for (record, pieces) in checked {
                     if keep_if_member(&s.store, s.me, &record, &pieces)? {
-                        kept.push(record.record().clone());
+                        kept.push((record.record().clone(), pieces));
                     }
                     valid.push(record);
                 }
@@ -269,8 +270,8 @@ impl State {
             })
             .await
             .map_err(refused)?;
-        self.add_co_holders(&kept).await;
-        let kept = kept.len() as u32;
+        let count = kept.len() as u32;
+        self.add_co_holders(kept);
         if publish {
             let stored: Vec<bool> = futures::stream::iter(valid)
                 .map(|r| self.put_record(r.record().key(), r.as_bytes().to_vec(), true))
@@ -289,7 +290,7 @@ impl State {
                 ));
             }
         }
-        Ok(Response::Placed { kept })
+        Ok(Response::Placed { kept: count })
     }
 
     /// `Request::Placements`: each record from this node's store, else the newest its

@@ -280,9 +280,7 @@ impl State {
     /// its announcement yet: what this node has not heard of is not lost. Holders whose
     /// copy failed an audit are not asked. Whether any holder was learned.
     async fn hear_named_holders(self: &Arc<Self>, s: &HeldStripe, healthy: &[bool]) -> bool {
-        let Some(key) = self.record_key(s).await else {
-            return false;
-        };
+        let key = s.record_key();
         // The record this node keeps, or the DHT's when it keeps none (it may not have
         // adopted it yet, or holds a piece that a repair placed).
         let Some(record) = self.current_record(key).await else {

@@ -94,13 +94,22 @@ impl State {
                 len,
                 from: src,
             } => self.hold(from, PieceId(piece), len, src).await,
-            Request::Publish { manifest } => {
+            Request::Publish { manifest, holders } => {
                 if manifest.len() > wire::MAX_NETWORK_MANIFEST {
                     return Err((ErrorCode::BadRequest, "manifest too large".into()));
                 }
                 let m = Manifest::decode(&manifest)
                     .map_err(|e| (ErrorCode::BadRequest, format!("invalid manifest: {e}")))?;
-                let new = self.store_manifest(m).await?;
+                if holders
+                    .as_ref()
+                    .is_some_and(|h| !h.fits(m.pieces().count()))
+                {
+                    return Err((
+                        ErrorCode::BadRequest,
+                        "the table of piece holders does not fit the manifest".into(),
+                    ));
+                }
+                let new = self.store_manifest(m, holders.as_ref()).await?;
                 Ok(Response::Published { new })
             }
             Request::Datasets => {
@@ -198,6 +207,7 @@ impl State {
             Request::Ledger => Ok(Response::Ledger(self.ledger_entries())),
             Request::Place { records, publish } => self.place(from, records, publish).await,
             Request::Placements { keys } => self.placements(from, keys).await,
+            Request::Holdings(bytes) => self.heard(from, &bytes),
         }
     }
 

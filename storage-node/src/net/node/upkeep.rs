@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use super::{State, lock};
 use crate::{
     erasure::ErasureParams,
-    ids::{NodeId, PieceId, StripeId, VersionId},
+    ids::{NodeId, PieceId, PublisherId, StripeId, VersionId},
     location::PlacementKey,
     manifest::Stripe,
     net::wire::DataAddr,
@@ -37,6 +37,9 @@ pub(super) struct HeldStripe {
     pub(super) version: VersionId,
     pub(super) file: u32,
     pub(super) index: u32,
+    /// The publisher of the manifest it was found in, under whose key its placement
+    /// record lies.
+    pub(super) publisher: PublisherId,
 }
 
 impl HeldStripe {
@@ -44,39 +47,40 @@ impl HeldStripe {
     pub(super) fn scope(&self) -> (StripeId, Vec<PieceId>) {
         (self.id, self.stripe.pieces.iter().map(|p| p.id).collect())
     }
+
+    /// The key of its placement record.
+    pub(super) fn record_key(&self) -> PlacementKey {
+        PlacementKey::of(&self.publisher, &self.id)
+    }
 }
 
 /// Every distinct stripe of a known manifest that contains a piece held here, found from
 /// the pieces through the store's index.
 pub(super) fn held_stripes(store: &PieceStore) -> Result<Vec<HeldStripe>, StoreError> {
-    let mine = store.piece_ids()?;
+    stripes_of(store, &store.piece_ids()?)
+}
+
+/// Every distinct stripe of a known manifest that contains one of `pieces`.
+pub(super) fn stripes_of(
+    store: &PieceStore,
+    pieces: &[PieceId],
+) -> Result<Vec<HeldStripe>, StoreError> {
     Ok(store
-        .stripes_containing(&mine)?
+        .stripes_containing(pieces)?
         .into_iter()
-        .map(|(r, params, stripe)| HeldStripe {
-            id: r.stripe,
-            params,
-            stripe,
-            version: r.version,
-            file: r.file,
-            index: r.index,
+        .map(|f| HeldStripe {
+            id: f.at.stripe,
+            params: f.params,
+            stripe: f.stripe,
+            version: f.at.version,
+            file: f.at.file,
+            index: f.at.index,
+            publisher: f.publisher,
         })
         .collect())
 }
 
 impl State {
-    /// The key of `s`'s placement record (its publisher's, as the manifest kept here
-    /// says), if the manifest is here.
-    pub(super) async fn record_key(&self, s: &HeldStripe) -> Option<PlacementKey> {
-        let store = self.store.clone();
-        let version = s.version;
-        let publisher = self
-            .blocking(move || Ok::<_, StoreError>(store.manifest(&version)?.map(|m| m.publisher())))
-            .await
-            .ok()??;
-        Some(PlacementKey::of(&publisher, &s.id))
-    }
-
     /// The data-plane address of `node`, if it is connected and announced one.
     pub(super) fn data_of(&self, node: &NodeId) -> Option<(PeerId, DataAddr)> {
         let peer = peer_of_node(node)?;

@@ -1,0 +1,312 @@
+//! Holdings announcements, to co-holders only. A node tells the co-holders of each
+//! stripe it holds pieces of (the nodes the stripe's placement record names, and those
+//! that announced a piece of it here) which of that stripe's pieces it holds or dropped,
+//! and tells no one else: what a node hears, and its holder table, grow with what it
+//! holds, not with the network. An announcement is a direct request
+//! ([`Request::Holdings`]), whose connection says who sent it, so a node speaks only for
+//! itself; the receiver takes it only from a node it knows, within the sender's
+//! allowance.
+//!
+//! A node announces the pieces it has just stored (once their stripe is known here),
+//! every piece it holds at each full announcement, the pieces of a stripe to its group
+//! the moment it keeps the stripe's placement record (a push's pieces are stored before
+//! anyone knows their group), and what it dropped.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::PeerId;
+use tracing::debug;
+
+use super::{
+    State, data_id_of, lock,
+    upkeep::{self, HeldStripe, peer_of_node, stripes_of},
+};
+use crate::{
+    audit::Trust,
+    ids::{NodeId, PieceId},
+    location::{PlacementKey, PlacementRecord, SignedPlacement},
+    net::wire::{self, ErrorCode, Holdings, Request, Response},
+    store::StoreError,
+};
+
+/// Most stripes whose group is looked up in the DHT for one announcement.
+const MAX_GROUP_LOOKUPS: usize = 32;
+/// Co-holders told at once.
+const TELL_AT_ONCE: usize = 16;
+/// Longest wait for a co-holder to take an announcement.
+const TELL_DEADLINE: Duration = Duration::from_secs(10);
+/// Each peer's allowance of announced pieces, a second, and its burst: a node sharing
+/// tens of thousands of stripes with this one announces them all each interval.
+pub(super) const HEARD_RATE: f64 = 4096.0;
+pub(super) const HEARD_BURST: f64 = 65_536.0;
+
+/// What to tell each co-holder: pieces held, pieces dropped.
+pub(super) type Tell = HashMap<PeerId, (Vec<[u8; 32]>, Vec<[u8; 32]>)>;
+
+impl State {
+    /// Tells the co-holders of the stripes of `held` and `dropped` that this node holds
+    /// the first and no longer holds the second. Pieces of no stripe known here are
+    /// told no one (their group is told once the node keeps the stripe's record).
+    pub(super) async fn announce(self: &Arc<Self>, held: Vec<PieceId>, dropped: Vec<PieceId>) {
+        let s = self.clone();
+        let all: Vec<PieceId> = held.iter().chain(&dropped).copied().collect();
+        let Ok(stripes) = self.blocking(move || stripes_of(&s.store, &all)).await else {
+            return;
+        };
+        let tell = self.to_tell(stripes, held, dropped).await;
+        self.tell(tell).await;
+    }
+
+    /// The full announcement: tells the co-holders of every stripe this node holds a
+    /// piece of which of its pieces it holds, and has the swarm keep exactly them
+    /// connected. With `only`, tells those co-holders alone.
+    pub(super) async fn announce_all(self: &Arc<Self>, only: Option<HashSet<PeerId>>) {
+        let before = lock(&self.co_holders).clone();
+        let s = self.clone();
+        let found = self
+            .blocking(move || {
+                let held = s.store.piece_ids()?;
+                let stripes = stripes_of(&s.store, &held)?;
+                Ok::<_, StoreError>((held, stripes))
+            })
+            .await;
+        let Ok((held, stripes)) = found else { return };
+        let mut tell = self.to_tell(stripes, held, vec![]).await;
+        match only {
+            Some(only) => tell.retain(|p, _| only.contains(p)),
+            None => self.keep_co_holders(tell.keys().copied().collect(), &before),
+        }
+        self.tell(tell).await;
+    }
+
+    /// [`tell_of`](Self::tell_of) `stripes`, with the groups of stripes this node keeps
+    /// no record of (it holds a piece a repair placed, say, and no group has taken the
+    /// update naming it yet) found in the DHT, a bounded number of them.
+    async fn to_tell(
+        self: &Arc<Self>,
+        stripes: Vec<HeldStripe>,
+        held: Vec<PieceId>,
+        dropped: Vec<PieceId>,
+    ) -> Tell {
+        let s = self.clone();
+        let keys: Vec<(usize, PlacementKey)> = stripes
+            .iter()
+            .map(HeldStripe::record_key)
+            .enumerate()
+            .collect();
+        let unkept = self
+            .blocking(move || {
+                Ok::<_, StoreError>(
+                    keys.into_iter()
+                        .filter(|(_, k)| matches!(s.store.placement(k), Ok(None)))
+                        .take(MAX_GROUP_LOOKUPS)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await
+            .unwrap_or_default();
+        let found: HashMap<usize, PlacementRecord> = futures::stream::iter(unkept)
+            .map(|(i, key)| async move {
+                let found = self.get_current(key.0).await?;
+                Some((i, found.0.record().clone()))
+            })
+            .buffer_unordered(TELL_AT_ONCE)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await;
+        let s = self.clone();
+        self.blocking(move || Ok::<_, StoreError>(s.tell_of(&stripes, &held, &dropped, &found)))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Tells the group of each stripe of `joined` (records this node just kept, with
+    /// their stripes' pieces) which of its pieces this node holds.
+    pub(super) async fn announce_to_groups(
+        self: &Arc<Self>,
+        joined: Vec<(PlacementRecord, Vec<PieceId>)>,
+    ) {
+        let store = self.store.clone();
+        let me = self.peer;
+        let tell = self
+            .blocking(move || {
+                let mut tell = Tell::new();
+                for (record, pieces) in &joined {
+                    let mine: Vec<[u8; 32]> = pieces
+                        .iter()
+                        .filter(|p| store.has_piece(p).unwrap_or(false))
+                        .map(|p| p.0)
+                        .collect();
+                    for peer in named(record).filter(|p| *p != me) {
+                        tell.entry(peer).or_default().0.extend(&mine);
+                    }
+                }
+                Ok::<_, StoreError>(tell)
+            })
+            .await;
+        if let Ok(tell) = tell {
+            self.tell(tell).await;
+        }
+    }
+
+    /// For each co-holder of `stripes`, this node's pieces of the stripes it shares with
+    /// it among `held`, and those among `dropped`. Reads the placement records this
+    /// node keeps (`found` has those of the stripes at those indices it keeps none of);
+    /// run it on the blocking pool.
+    fn tell_of(
+        &self,
+        stripes: &[HeldStripe],
+        held: &[PieceId],
+        dropped: &[PieceId],
+        found: &HashMap<usize, PlacementRecord>,
+    ) -> Tell {
+        let held: HashSet<&PieceId> = held.iter().collect();
+        let dropped: HashSet<&PieceId> = dropped.iter().collect();
+        let mut tell = Tell::new();
+        for (i, s) in stripes.iter().enumerate() {
+            let pick = |set: &HashSet<&PieceId>| -> Vec<[u8; 32]> {
+                s.stripe
+                    .pieces
+                    .iter()
+                    .filter(|p| set.contains(&p.id))
+                    .map(|p| p.id.0)
+                    .collect()
+            };
+            let (mine, gone) = (pick(&held), pick(&dropped));
+            if mine.is_empty() && gone.is_empty() {
+                continue;
+            }
+            for peer in self.co_holders_of(s, found.get(&i)) {
+                let e = tell.entry(peer).or_default();
+                e.0.extend(&mine);
+                e.1.extend(&gone);
+            }
+        }
+        for (held, dropped) in tell.values_mut() {
+            for list in [held, dropped] {
+                list.sort_unstable();
+                list.dedup();
+            }
+        }
+        tell
+    }
+
+    /// The co-holders of `s`: the nodes its placement record (kept here, else `found`)
+    /// names, and those heard announcing a piece of it; never this node. Reads the
+    /// store.
+    fn co_holders_of(&self, s: &HeldStripe, found: Option<&PlacementRecord>) -> HashSet<PeerId> {
+        let kept = match self.store.placement(&s.record_key()) {
+            Ok(Some(bytes)) => SignedPlacement::peek(&bytes).ok(),
+            _ => None,
+        };
+        let mut peers: HashSet<PeerId> = kept
+            .as_ref()
+            .or(found)
+            .map(|r| named(r).collect())
+            .unwrap_or_default();
+        let holders = lock(&self.holders);
+        for p in &s.stripe.pieces {
+            peers.extend(holders.holders(&p.id).map(|(peer, _)| *peer));
+        }
+        peers.remove(&self.peer);
+        peers
+    }
+
+    /// Sends each co-holder its announcement, a few at a time, in batches.
+    pub(super) async fn tell(&self, tell: Tell) {
+        let me = self.data.addr();
+        futures::stream::iter(tell)
+            .for_each_concurrent(TELL_AT_ONCE, |(peer, (held, dropped))| {
+                let me = me.clone();
+                async move {
+                    let batches = held
+                        .chunks(wire::HOLDINGS_BATCH)
+                        .map(|c| (c.to_vec(), vec![]))
+                        .chain(
+                            dropped
+                                .chunks(wire::HOLDINGS_BATCH)
+                                .map(|c| (vec![], c.to_vec())),
+                        );
+                    for (pieces, dropped) in batches {
+                        let h = Holdings {
+                            data: me.clone(),
+                            pieces,
+                            dropped,
+                        };
+                        let req = Request::Holdings(h.encode());
+                        let sent = tokio::time::timeout(
+                            TELL_DEADLINE,
+                            self.control.request(peer, vec![], req),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(Response::Heard { .. }))) {
+                            debug!(%peer, "a co-holder did not take this node's holdings");
+                            return;
+                        }
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// `Request::Holdings`: takes a known peer's announcement of its own pieces into the
+    /// holder table, within its allowance.
+    pub(super) fn heard(
+        &self,
+        from: PeerId,
+        bytes: &[u8],
+    ) -> Result<Response, (ErrorCode, String)> {
+        // Announcements count only from a node this one met (connected to, and still
+        // knows): each costs its sender a connection, so one connection cannot stand in
+        // for thousands of identities.
+        if !lock(&self.known).contains_key(&from) {
+            return Err((
+                ErrorCode::BadRequest,
+                "holdings are taken only from nodes met here; identify first".into(),
+            ));
+        }
+        let Some(h) = Holdings::decode(bytes) else {
+            return Err((ErrorCode::BadRequest, "malformed holdings".into()));
+        };
+        if data_id_of(&from) != Some(h.data.id) {
+            return Err((
+                ErrorCode::BadRequest,
+                "holdings for another node's data address".into(),
+            ));
+        }
+        let cost = 1.0 + (h.pieces.len() + h.dropped.len()) as f64;
+        if !lock(&self.heard).admit(from, cost) {
+            return Err((
+                ErrorCode::Busy,
+                "over this peer's allowance of announced pieces; announce again later".into(),
+            ));
+        }
+        // Lock order: holders, then the ledger.
+        let now = upkeep::now_unix();
+        let mut holders = lock(&self.holders);
+        let ledger = lock(&self.ledger);
+        let established = |p: &PeerId| {
+            data_id_of(p).is_some_and(|id| ledger.trust(&NodeId(id), now) == Trust::Established)
+        };
+        let before = holders.claimed(&from);
+        holders.add(from, h.data, &h.pieces, &h.dropped, now, &established);
+        let taken = holders.claimed(&from).saturating_sub(before);
+        Ok(Response::Heard {
+            taken: u32::try_from(taken).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// The peers `record` names as holders.
+pub(super) fn named(record: &PlacementRecord) -> impl Iterator<Item = PeerId> + '_ {
+    record
+        .holders
+        .iter()
+        .flatten()
+        .filter_map(|h| peer_of_node(&h.node))
+}
