@@ -118,6 +118,28 @@ pub(crate) fn control_addrs(data: &[std::net::SocketAddr]) -> Vec<libp2p::Multia
         .collect()
 }
 
+/// The data-plane addresses of a node whose control plane listens at `control`: the
+/// inverse of [`control_addrs`].
+pub(crate) fn data_addrs(control: &[libp2p::Multiaddr]) -> Vec<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    control
+        .iter()
+        .filter_map(|a| {
+            let mut ip = None;
+            let mut port = None;
+            for p in a {
+                match p {
+                    Protocol::Ip4(v) => ip = Some(std::net::IpAddr::V4(v)),
+                    Protocol::Ip6(v) => ip = Some(std::net::IpAddr::V6(v)),
+                    Protocol::Tcp(p) => port = Some(p),
+                    _ => {}
+                }
+            }
+            Some(std::net::SocketAddr::new(ip?, port?))
+        })
+        .collect()
+}
+
 /// `mean` scaled by a uniform draw from [0.5, 1.5), so timers and retries of many nodes
 /// do not fall into step.
 pub(crate) fn jittered(mean: std::time::Duration) -> std::time::Duration {

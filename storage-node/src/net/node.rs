@@ -133,6 +133,8 @@ struct State {
     co_holders: Mutex<HashSet<PeerId>>,
     /// Pieces stored since the last announcement.
     fresh: Mutex<Vec<[u8; 32]>>,
+    /// Pieces dropped since the last flush, to tell their co-holders.
+    dropped: Mutex<Vec<PieceId>>,
     /// Placement records just kept, with their stripes' pieces, whose groups are to be
     /// told what this node holds of them (`announce`).
     joined: Mutex<Vec<(crate::location::PlacementRecord, Vec<PieceId>)>>,
@@ -398,6 +400,7 @@ impl Node {
             co_holders: Mutex::default(),
             connected_peers: std::sync::atomic::AtomicU32::new(0),
             fresh: Mutex::default(),
+            dropped: Mutex::default(),
             joined: Mutex::default(),
             hold_permits: Semaphore::new(MAX_HOLD_FETCHES),
             catch_up_permits: Arc::new(Semaphore::new(MAX_CATCH_UP)),

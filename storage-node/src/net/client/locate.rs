@@ -1,8 +1,9 @@
 //! Finding who holds a stripe's pieces, through the bootstrap node (`LocateStripes`):
 //! the stripe's placement record, signed by its publisher and found in the node's own
-//! store or the DHT, names the holder of each piece; the holders the node heard announce
-//! a piece follow (repair's new holders are found only that way so far). The node names
-//! only holders it can reach and has not caught forging.
+//! store or the DHT, names the holder of each piece (a repair's update names its new
+//! holders); the holders the node heard announce a piece follow, which only a node of the
+//! stripe's group hears. The node names only holders it has not seen leave or caught
+//! forging.
 //!
 //! The record is what makes read after write hold: a push returns only once every
 //! stripe's record is stored in the DHT, so a node finds the holders at once, before any
@@ -164,8 +165,9 @@ impl Client {
 
     /// [`locate`](Self::locate), asked again for up to `patience` while `short` finds the
     /// answer short. A version whose push returned has a record for every stripe, but
-    /// one still being pushed, or one whose records were lost, is found only through
-    /// announcements, which take a moment. Returns the last answer, short or not.
+    /// one still being pushed has none yet, and in a network larger than the DHT's
+    /// replication a lookup made at once may miss a record the closest peers have not
+    /// kept yet. Returns the last answer, short or not.
     pub(crate) async fn locate_patiently(
         &self,
         manifest: &Manifest,

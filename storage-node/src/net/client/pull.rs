@@ -110,10 +110,7 @@ impl Client {
         if !short.is_empty() {
             return Err(ClientError::Unrecoverable(short));
         }
-        let mut by_piece: HashMap<PieceId, Vec<HolderIx>> = HashMap::with_capacity(ids.len());
-        for (id, h) in ids.iter().zip(holders) {
-            by_piece.insert(*id, h);
-        }
+        let by_piece = holders_by_piece(&ids, holders);
         let ahead = (PULL_AHEAD / params.stripe_size().max(1)).clamp(2, 16) as usize;
         let speeds = Arc::new(Mutex::new(vec![0.0f64; nodes.len()]));
         let nodes = Arc::new(nodes);
@@ -208,6 +205,25 @@ impl Client {
     }
 }
 
+/// The holders of each distinct piece: a piece that appears several times (equal blocks
+/// of a stripe, or equal stripes) has the holders located for every place it appears
+/// in, since any of them serves its bytes.
+fn holders_by_piece(
+    ids: &[PieceId],
+    holders: Vec<Vec<HolderIx>>,
+) -> HashMap<PieceId, Vec<HolderIx>> {
+    let mut by_piece: HashMap<PieceId, Vec<HolderIx>> = HashMap::with_capacity(ids.len());
+    for (id, hs) in ids.iter().zip(holders) {
+        let all = by_piece.entry(*id).or_default();
+        for h in hs {
+            if !all.contains(&h) {
+                all.push(h);
+            }
+        }
+    }
+    by_piece
+}
+
 fn short_stripes(
     manifest: &Manifest,
     stripes: &[(usize, usize)],
@@ -228,4 +244,22 @@ fn short_stripes(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_piece_placed_several_times_has_the_holders_of_every_place() {
+        // A one-byte file: its three zero data blocks are one piece, held at three
+        // places by three nodes; the last place's holder alone must not stand for all.
+        let (x, zero, p) = (PieceId([1; 32]), PieceId([0; 32]), PieceId([2; 32]));
+        let ids = [x, zero, zero, zero, p];
+        let holders = vec![vec![0], vec![1], vec![2, 1], vec![3], vec![4]];
+        let by = holders_by_piece(&ids, holders);
+        assert_eq!(by[&zero], vec![1, 2, 3]);
+        assert_eq!(by[&x], vec![0]);
+        assert_eq!(by[&p], vec![4]);
+    }
 }

@@ -1,6 +1,7 @@
 //! Push: encode a directory into pieces, place each stripe's pieces on distinct nodes
 //! (new identities capped, acknowledgements spot-checked), and publish the signed
-//! manifest only once every piece is held and locatable.
+//! manifest, with who took each piece, only once every piece is held; then store each
+//! stripe's placement record, so that every reader finds the holders.
 
 use std::{
     collections::HashMap,

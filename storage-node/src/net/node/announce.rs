@@ -38,6 +38,8 @@ use crate::{
 const MAX_GROUP_LOOKUPS: usize = 32;
 /// Co-holders told at once.
 const TELL_AT_ONCE: usize = 16;
+/// Attempts at one batch a co-holder answers busy.
+const TELL_ATTEMPTS: u32 = 4;
 /// Longest wait for a co-holder to take an announcement.
 const TELL_DEADLINE: Duration = Duration::from_secs(10);
 /// Each peer's allowance of announced pieces, a second, and its burst: a node sharing
@@ -58,8 +60,24 @@ impl State {
         let Ok(stripes) = self.blocking(move || stripes_of(&s.store, &all)).await else {
             return;
         };
-        let tell = self.to_tell(stripes, held, dropped).await;
-        self.tell(tell).await;
+        if let Some(tell) = self.to_tell(stripes, held, dropped).await {
+            self.tell(tell).await;
+        }
+    }
+
+    /// Tells the group of `piece`'s stripes, as the records kept here name them, that
+    /// this node dropped it: no DHT lookup, so that it is quick.
+    pub(super) async fn announce_dropped(self: &Arc<Self>, piece: PieceId) {
+        let s = self.clone();
+        let tell = self
+            .blocking(move || {
+                let stripes = stripes_of(&s.store, &[piece])?;
+                Ok::<_, StoreError>(s.tell_of(&stripes, &[], &[piece], &HashMap::new()))
+            })
+            .await;
+        if let Ok(tell) = tell {
+            self.tell(tell).await;
+        }
     }
 
     /// The full announcement: tells the co-holders of every stripe this node holds a
@@ -76,7 +94,9 @@ impl State {
             })
             .await;
         let Ok((held, stripes)) = found else { return };
-        let mut tell = self.to_tell(stripes, held, vec![]).await;
+        let Some(mut tell) = self.to_tell(stripes, held, vec![]).await else {
+            return;
+        };
         match only {
             Some(only) => tell.retain(|p, _| only.contains(p)),
             None => self.keep_co_holders(tell.keys().copied().collect(), &before),
@@ -92,7 +112,7 @@ impl State {
         stripes: Vec<HeldStripe>,
         held: Vec<PieceId>,
         dropped: Vec<PieceId>,
-    ) -> Tell {
+    ) -> Option<Tell> {
         let s = self.clone();
         let keys: Vec<(usize, PlacementKey)> = stripes
             .iter()
@@ -101,12 +121,18 @@ impl State {
             .collect();
         let unkept = self
             .blocking(move || {
-                Ok::<_, StoreError>(
-                    keys.into_iter()
-                        .filter(|(_, k)| matches!(s.store.placement(k), Ok(None)))
-                        .take(MAX_GROUP_LOOKUPS)
-                        .collect::<Vec<_>>(),
-                )
+                let mut unkept: Vec<(usize, PlacementKey)> = keys
+                    .into_iter()
+                    .filter(|(_, k)| matches!(s.store.placement(k), Ok(None)))
+                    .collect();
+                // A different few each time, so that every such stripe's group is found
+                // in turn.
+                let mut r = [0u8; 8];
+                getrandom::fill(&mut r).ok();
+                let start = (u64::from_le_bytes(r) % unkept.len().max(1) as u64) as usize;
+                unkept.rotate_left(start);
+                unkept.truncate(MAX_GROUP_LOOKUPS);
+                Ok::<_, StoreError>(unkept)
             })
             .await
             .unwrap_or_default();
@@ -122,7 +148,7 @@ impl State {
         let s = self.clone();
         self.blocking(move || Ok::<_, StoreError>(s.tell_of(&stripes, &held, &dropped, &found)))
             .await
-            .unwrap_or_default()
+            .ok()
     }
 
     /// Tells the group of each stripe of `joined` (records this node just kept, with
@@ -145,6 +171,10 @@ impl State {
                     for peer in named(record).filter(|p| *p != me) {
                         tell.entry(peer).or_default().0.extend(&mine);
                     }
+                }
+                for (held, _) in tell.values_mut() {
+                    held.sort_unstable();
+                    held.dedup();
                 }
                 Ok::<_, StoreError>(tell)
             })
@@ -238,15 +268,31 @@ impl State {
                             pieces,
                             dropped,
                         };
-                        let req = Request::Holdings(h.encode());
-                        let sent = tokio::time::timeout(
-                            TELL_DEADLINE,
-                            self.control.request(peer, vec![], req),
-                        )
-                        .await;
-                        if !matches!(sent, Ok(Ok(Response::Heard { .. }))) {
-                            debug!(%peer, "a co-holder did not take this node's holdings");
-                            return;
+                        let bytes = h.encode();
+                        // A co-holder past this node's allowance says so: wait for it
+                        // to refill, a few times.
+                        let mut wait = Duration::from_millis(500);
+                        for attempt in 1..=TELL_ATTEMPTS {
+                            let req = Request::Holdings(bytes.clone());
+                            let sent = tokio::time::timeout(
+                                TELL_DEADLINE,
+                                self.control.request(peer, vec![], req),
+                            )
+                            .await;
+                            match sent {
+                                Ok(Ok(Response::Heard { .. })) => break,
+                                Ok(Ok(Response::Error {
+                                    code: ErrorCode::Busy,
+                                    ..
+                                })) if attempt < TELL_ATTEMPTS => {
+                                    tokio::time::sleep(wait).await;
+                                    wait *= 2;
+                                }
+                                _ => {
+                                    debug!(%peer, "a co-holder did not take this node's holdings");
+                                    return;
+                                }
+                            }
                         }
                     }
                 }

@@ -80,6 +80,11 @@ impl ChallengeGate {
     }
 }
 
+/// Most dropped pieces waiting to be told; past it, audits find them gone.
+const MAX_DROPPED_QUEUED: usize = 1 << 16;
+/// Longest a challenge's answer waits for the piece's group to hear it was dropped.
+const TELL_DROPPED_FOR: Duration = Duration::from_secs(2);
+
 impl State {
     /// Answers a challenge from the store (or, with the fault switch, with a forgery).
     /// Challenges are rate-limited per peer and in total ([`ChallengeGate`]); peers
@@ -165,7 +170,19 @@ impl State {
         }
         self.stats.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
         warn!(piece = %id, %reason, "corrupt piece deleted; repair will rebuild it elsewhere");
-        self.announce(vec![], vec![id]).await;
+        // The stripe's group (its auditor among them) hears of it before the challenge
+        // is answered, so that no repairer puts the piece back here; quickly, since the
+        // auditor waits, and a group that cannot be told at once is told with the next
+        // flush.
+        if tokio::time::timeout(TELL_DROPPED_FOR, self.announce_dropped(id))
+            .await
+            .is_err()
+        {
+            let mut dropped = lock(&self.dropped);
+            if dropped.len() < MAX_DROPPED_QUEUED {
+                dropped.push(id);
+            }
+        }
     }
 }
 

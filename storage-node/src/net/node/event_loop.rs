@@ -99,21 +99,23 @@ pub(super) async fn run(
             _ = flush.tick() => {
                 answer_due_lookups(&mut swarm, &mut queries);
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
+                let dropped = std::mem::take(&mut *lock(&state.dropped));
                 let joined = std::mem::take(&mut *lock(&state.joined));
-                if !fresh.is_empty() || !joined.is_empty() {
+                if !fresh.is_empty() || !dropped.is_empty() || !joined.is_empty() {
                     let s = state.clone();
                     let (tx, rx) = oneshot::channel();
                     let spawned = workers.spawn(Work::Fresh, async move {
-                        let Ok((fresh, joined)) = rx.await else { return };
+                        let Ok((fresh, dropped, joined)) = rx.await else { return };
                         let fresh: Vec<[u8; 32]> = fresh;
-                        s.announce(fresh.into_iter().map(PieceId).collect(), vec![]).await;
+                        s.announce(fresh.into_iter().map(PieceId).collect(), dropped).await;
                         s.announce_to_groups(joined).await;
                     });
                     if spawned.is_ok() {
-                        tx.send((fresh, joined)).ok();
+                        tx.send((fresh, dropped, joined)).ok();
                     } else {
                         // Announcements are behind: these go with the next flush.
                         lock(&state.fresh).extend(fresh);
+                        lock(&state.dropped).extend(dropped);
                         lock(&state.joined).extend(joined);
                     }
                 }
@@ -226,7 +228,7 @@ pub(super) async fn run(
                     }
                     if info.protocols.iter().any(|p| p.as_ref() == wire::CONTROL_PROTOCOL) {
                         know(&swarm, &state, peer_id, addrs);
-                        if greeted.insert(peer_id) && lock(&state.co_holders).contains(&peer_id) {
+                        if lock(&state.co_holders).contains(&peer_id) && greeted.insert(peer_id) {
                             greet.insert(peer_id);
                             greet_at.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(500));
                         }
@@ -342,8 +344,12 @@ pub(super) async fn run(
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                     debug!(?peer_id, "dial failed: {error}");
+                    // Only a node met here is forgotten: a dial to another one (a holder a
+                    // publisher or a record names, at addresses they give) says nothing
+                    // this node relies on, and must not hide it from readers.
                     if let Some(p) = peer_id
                         && !swarm.is_connected(&p)
+                        && lock(&state.known).contains_key(&p)
                         && dial_failures.failed(p, &error)
                     {
                         forget(&state, &mut met, &p);

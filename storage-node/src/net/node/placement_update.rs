@@ -227,12 +227,8 @@ impl State {
         let mut record = base.record().clone();
         for (i, node) in placed {
             let addrs = peer_of_node(node)
-                .and_then(|p| {
-                    lock(&self.holders)
-                        .by_peer
-                        .get(&p)
-                        .map(|(d, _)| d.addrs.clone())
-                })
+                .and_then(|p| self.data_addr_of(&p))
+                .map(|d| d.addrs)
                 .unwrap_or_default();
             if let Some(h) = record.holders.get_mut(*i) {
                 *h = Some(Holder { node: *node, addrs });

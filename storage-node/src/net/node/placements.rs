@@ -46,17 +46,18 @@ const ADOPT_WAITS: [Duration; 3] = [
 
 /// Keeps `record` if it names this node (`me`) for a piece (of `pieces`, the stripe's)
 /// that this node holds: the group keeps its stripe's record, and no one else is made to.
+/// `None` if it does not name this node; else whether it was new here (not the record
+/// kept already, or an older one).
 fn keep_if_member(
     store: &PieceStore,
     me: NodeId,
     record: &SignedPlacement,
     pieces: &[PieceId],
-) -> Result<bool, StoreError> {
-    let mine = names_holder(store, me, record, pieces);
-    if mine {
-        store.put_placement(record)?;
+) -> Result<Option<bool>, StoreError> {
+    if !names_holder(store, me, record, pieces) {
+        return Ok(None);
     }
-    Ok(mine)
+    store.put_placement(record).map(Some)
 }
 
 /// Whether `record` names this node (`me`) for a piece of `pieces` that it holds.
@@ -169,7 +170,7 @@ impl State {
                 move || -> Result<Option<(SignedPlacement, Vec<PieceId>)>, Refused> {
                     let (record, pieces) = s.tables().check(&s.store, &bytes)?;
                     let kept = record.record().key() == key
-                        && keep_if_member(&s.store, s.me, &record, &pieces)?;
+                        && keep_if_member(&s.store, s.me, &record, &pieces)?.is_some();
                     Ok(kept.then_some((record, pieces)))
                 },
             )
@@ -256,22 +257,28 @@ impl State {
                 .map_err(refused)?;
         }
         let s = self.clone();
-        let (kept, valid) = self
+        let ((count, new), valid) = self
             .blocking(move || -> Result<_, Refused> {
-                let mut kept = Vec::new();
+                // Records kept, and those of them new here: a record sent again changes
+                // nothing and tells no group anything.
+                let (mut kept, mut new) = (0u32, Vec::new());
                 let mut valid = Vec::with_capacity(checked.len());
                 for (record, pieces) in checked {
-                    if keep_if_member(&s.store, s.me, &record, &pieces)? {
-                        kept.push((record.record().clone(), pieces));
+                    match keep_if_member(&s.store, s.me, &record, &pieces)? {
+                        Some(true) => {
+                            kept += 1;
+                            new.push((record.record().clone(), pieces));
+                        }
+                        Some(false) => kept += 1,
+                        None => {}
                     }
                     valid.push(record);
                 }
-                Ok((kept, valid))
+                Ok(((kept, new), valid))
             })
             .await
             .map_err(refused)?;
-        let count = kept.len() as u32;
-        self.add_co_holders(kept);
+        self.add_co_holders(new);
         if publish {
             let stored: Vec<bool> = futures::stream::iter(valid)
                 .map(|r| self.put_record(r.record().key(), r.as_bytes().to_vec(), true))

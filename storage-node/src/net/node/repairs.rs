@@ -180,8 +180,9 @@ impl State {
                     if job.shares_domain(&target) {
                         info!(stripe = %s.id, node = %target.short(), "no free node in a failure domain of its own; trying one in a shared domain");
                     }
-                    // This node's view of who holds what may lag (announcements travel
-                    // by gossip): the target itself says whether it holds a piece.
+                    // This node's view of who holds what may lag (a node hears only
+                    // its co-holders, and only once they announce): the target itself
+                    // says whether it holds a piece.
                     let piece = s.stripe.pieces[index].id;
                     let unique = s.stripe.pieces.iter().filter(|p| p.id == piece).count() == 1;
                     Event::Asked(match self.pieces_held_by(&target, &s).await {
@@ -366,8 +367,9 @@ impl State {
         self.announce_claim(stripe, true).await;
     }
 
-    /// Asks `target` to hold a staged piece. The placement becomes known to others when
-    /// the target announces its holdings; this node records it at once. Says whether the
+    /// Asks `target` to hold a staged piece. The placement becomes known to the stripe's
+    /// group when the update naming the target is taken and the target announces its
+    /// holdings to it; this node records it at once. Says whether the
     /// target now holds it, and if so whether it held it already: `None` when it refused
     /// or did not answer.
     async fn hold_on(&self, target: &NodeId, piece: PieceId, len: u32) -> Option<bool> {
@@ -379,6 +381,7 @@ impl State {
         };
         match tokio::time::timeout(HOLD_TIMEOUT, self.control.request(peer, vec![], req)).await {
             Ok(Ok(Response::Held { already })) => {
+                let data = self.data_addr_of(&peer);
                 // Lock order: holders, then the ledger.
                 let now = now_unix();
                 let mut holders = lock(&self.holders);
@@ -388,7 +391,7 @@ impl State {
                         ledger.trust(&NodeId(id), now) == wire::Trust::Established
                     })
                 };
-                if let Some(d) = holders.by_peer.get(&peer).map(|(d, _)| d.clone()) {
+                if let Some(d) = data {
                     holders.add(peer, d, &[piece.0], &[], now, &established);
                 }
                 Some(already)

@@ -81,6 +81,17 @@ pub(super) fn stripes_of(
 }
 
 impl State {
+    /// Where `peer`'s data plane listens: as it announced, else beside the control-plane
+    /// addresses it identified with (a repair target need not be a co-holder yet).
+    pub(super) fn data_addr_of(&self, peer: &PeerId) -> Option<DataAddr> {
+        if let Some((d, _)) = lock(&self.holders).by_peer.get(peer) {
+            return Some(d.clone());
+        }
+        let id = super::data_id_of(peer)?;
+        let addrs = crate::net::data_addrs(lock(&self.known).get(peer)?);
+        Some(DataAddr { id, addrs })
+    }
+
     /// The data-plane address of `node`, if it is connected and announced one.
     pub(super) fn data_of(&self, node: &NodeId) -> Option<(PeerId, DataAddr)> {
         let peer = peer_of_node(node)?;
