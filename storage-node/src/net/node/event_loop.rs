@@ -98,6 +98,10 @@ pub(super) async fn run(
             Some(cmd) = rx.recv() => on_command(&mut swarm, &mut pending, &mut queries, &state, cmd),
             _ = flush.tick() => {
                 answer_due_lookups(&mut swarm, &mut queries);
+                // Offered records left waiting when no worker could be started for them.
+                if lock(&state.offers).stranded() {
+                    state.check_offers();
+                }
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
                 let dropped = std::mem::take(&mut *lock(&state.dropped));
                 let joined = std::mem::take(&mut *lock(&state.joined));

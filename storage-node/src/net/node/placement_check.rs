@@ -234,6 +234,14 @@ impl Offers {
         self.draining = false;
     }
 
+    /// Whether records wait with no worker checking them (one could not be started when
+    /// they came): if so, a worker must be started, and is counted as started.
+    pub(super) fn stranded(&mut self) -> bool {
+        let stranded = !self.draining && !self.queue.is_empty();
+        self.draining |= stranded;
+        stranded
+    }
+
     /// Whether `peer` may offer one more record now.
     pub(super) fn allow(&mut self, peer: PeerId) -> bool {
         self.allowance.admit(peer, 1.0)
@@ -307,6 +315,25 @@ impl Offers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_left_without_a_worker_are_found_stranded_once() {
+        let mut o = Offers::default();
+        let record = kad::Record::new(kad::RecordKey::new(&[1u8; 32]), vec![1]);
+        assert!(
+            o.queue(PeerId::random(), record),
+            "the first record starts a worker"
+        );
+        // The worker could not be started: the record waits with no one to check it.
+        o.stopped();
+        assert!(o.stranded(), "found stranded");
+        assert!(!o.stranded(), "and a worker counted as started for it");
+        assert_eq!(o.take(CHECK_BATCH_FOR_TESTS).len(), 1);
+        assert!(o.take(CHECK_BATCH_FOR_TESTS).is_empty());
+        assert!(!o.stranded(), "an empty queue strands nothing");
+    }
+
+    const CHECK_BATCH_FOR_TESTS: usize = 64;
 
     #[test]
     fn a_peer_offers_up_to_its_burst() {

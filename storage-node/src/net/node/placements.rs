@@ -376,9 +376,9 @@ impl State {
 
     /// Checks queued offers on one worker, a batch at a time on the blocking pool, and
     /// stores those that pass; one of a version not kept yet is parked.
-    fn check_offers(self: &Arc<Self>) {
+    pub(super) fn check_offers(self: &Arc<Self>) {
         let s = self.clone();
-        let spawned = self.workers.spawn(Work::Records, async move {
+        let spawned = self.workers.spawn(Work::Offers, async move {
             loop {
                 let batch = lock(&s.offers).take(CHECK_BATCH);
                 if batch.is_empty() {

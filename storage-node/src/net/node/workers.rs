@@ -37,9 +37,11 @@ pub(super) enum Work {
     CatchUp,
     /// Fetching one manifest announced on gossip.
     Manifest,
-    /// Checking the signatures of one gossiped batch of audit records, or one placement
-    /// record offered to the DHT.
+    /// Checking the signatures of one gossiped batch of audit records.
     Records,
+    /// Checking the placement records offered through the DHT (one worker drains the
+    /// queue; a second may start while the first is finishing).
+    Offers,
     /// Taking the placement records of a newly kept version's stripes held here.
     Adopt,
     /// One audit round.
@@ -55,7 +57,7 @@ pub(super) enum Work {
 }
 
 impl Work {
-    const ALL: [Work; 14] = [
+    const ALL: [Work; 15] = [
         Work::Handler,
         Work::Hold,
         Work::Announce,
@@ -64,6 +66,7 @@ impl Work {
         Work::CatchUp,
         Work::Manifest,
         Work::Records,
+        Work::Offers,
         Work::Adopt,
         Work::Audit,
         Work::Scrub,
@@ -80,7 +83,7 @@ impl Work {
             Work::Records => 16,
             Work::Repair | Work::Vet => 8,
             Work::CatchUp | Work::Manifest => 4,
-            Work::Fresh | Work::Adopt => 2,
+            Work::Fresh | Work::Adopt | Work::Offers => 2,
             Work::Announce | Work::Orphans | Work::Audit | Work::Scrub | Work::Resume => 1,
         }
     }
@@ -95,6 +98,7 @@ impl Work {
             Work::CatchUp => "catch_up",
             Work::Manifest => "manifest",
             Work::Records => "records",
+            Work::Offers => "offers",
             Work::Adopt => "adopt",
             Work::Audit => "audit",
             Work::Scrub => "scrub",
