@@ -68,6 +68,44 @@ pub enum UpdateError {
     Nothing,
 }
 
+/// Where a repair's placements go in its update of the current record: `placed` says
+/// which piece (by index) went to which node, `pieces` are the stripe's piece ids, and
+/// `current` names each index's holder. `gone(j)` says whether index `j`'s holder no
+/// longer holds its piece (no answer counts as gone, as it does for whoever checks the
+/// update).
+///
+/// A piece may recur in a stripe (the zero padding of a small file): a copy placed for
+/// one index goes to whichever index of the same piece lost its holder, so that the
+/// update moves only pieces that left. A placement no index needs (its old holder
+/// still has it, or the node is already named) is left out: one such move would sink
+/// the whole update.
+pub fn assign(
+    placed: &[(usize, NodeId)],
+    pieces: &[crate::ids::PieceId],
+    current: &[Option<NodeId>],
+    gone: impl Fn(usize) -> bool,
+) -> Vec<(usize, NodeId)> {
+    let mut out: Vec<(usize, NodeId)> = Vec::new();
+    for &(i, node) in placed {
+        let Some(piece) = pieces.get(i) else { continue };
+        let named =
+            current.iter().flatten().any(|n| *n == node) || out.iter().any(|(_, n)| *n == node);
+        if named {
+            continue;
+        }
+        let slot = std::iter::once(i)
+            .chain((0..pieces.len()).filter(|&j| j != i && pieces[j] == *piece))
+            .find(|&j| {
+                !out.iter().any(|(k, _)| *k == j)
+                    && current.get(j).is_some_and(|h| h.is_none() || gone(j))
+            });
+        if let Some(j) = slot {
+            out.push((j, node));
+        }
+    }
+    out
+}
+
 /// The pieces `update` moves, if it may replace `current` once each move is shown:
 /// none when its publisher signed it. `now_ms` is the taker's clock.
 pub fn moves(

@@ -221,3 +221,73 @@ fn without_the_publishers_record_an_update_is_only_a_hint() {
     let ahead = u.sign_as_node(&node(2).0);
     assert_eq!(current(&r.key(), &[ahead], NOW), None);
 }
+
+/// Piece ids from bytes: equal bytes, a piece that recurs in the stripe.
+fn pieces(ids: &[u8]) -> Vec<crate::ids::PieceId> {
+    ids.iter().map(|&b| crate::ids::PieceId([b; 32])).collect()
+}
+
+#[test]
+fn a_repaired_piece_goes_to_the_index_whose_holder_left() {
+    // Pieces 1, 2 and 3 are one piece (zero padding); node 2 (index 1) is alive, node 3
+    // (index 2) and node 6 (index 5) are gone. A copy placed "for index 1" fills index
+    // 2, and the unique piece 5 goes where it was.
+    let ids = pieces(&[0, 9, 9, 9, 4, 5]);
+    let current: Vec<Option<NodeId>> = (1..=6).map(|b| Some(node(b).1)).collect();
+    let gone = |j: usize| j == 2 || j == 5;
+    let placed = [(1, node(100).1), (5, node(101).1)];
+    assert_eq!(
+        assign(&placed, &ids, &current, gone),
+        vec![(2, node(100).1), (5, node(101).1)]
+    );
+}
+
+#[test]
+fn a_placement_no_index_needs_is_left_out() {
+    let ids = pieces(&[0, 9, 9, 3]);
+    let current: Vec<Option<NodeId>> = (1..=4).map(|b| Some(node(b).1)).collect();
+    // Every holder of piece 9 still has it; index 3's came back.
+    let placed = [(1, node(100).1), (3, node(101).1)];
+    assert!(assign(&placed, &ids, &current, |_| false).is_empty());
+    // A node already named is not named again, nor one node for two indices.
+    let placed = [(3, node(2).1), (1, node(100).1), (2, node(100).1)];
+    assert_eq!(
+        assign(&placed, &ids, &current, |_| true),
+        vec![(1, node(100).1)]
+    );
+    // An index with no holder takes a placement; one out of range is ignored.
+    let mut open = current.clone();
+    open[3] = None;
+    assert_eq!(
+        assign(&[(3, node(100).1), (7, node(101).1)], &ids, &open, |_| {
+            false
+        }),
+        vec![(3, node(100).1)]
+    );
+}
+
+proptest! {
+    /// Whatever the view, the assignment names each node once, fills only indices
+    /// whose holder left, and gives each the piece that was placed.
+    #[test]
+    fn assignments_fill_only_indices_that_lost_their_holder(
+        ids in proptest::collection::vec(0u8..3, 1..8),
+        gone_mask in any::<u8>(),
+        placed in proptest::collection::vec((0usize..10, 100u8..104), 0..6),
+    ) {
+        let ps = pieces(&ids);
+        let current: Vec<Option<NodeId>> =
+            (0..ids.len()).map(|i| Some(node(i as u8 + 1).1)).collect();
+        let gone = |j: usize| gone_mask & (1 << j) != 0;
+        let placed: Vec<(usize, NodeId)> = placed.into_iter().map(|(i, b)| (i, node(b).1)).collect();
+        let out = assign(&placed, &ps, &current, gone);
+        let mut nodes: Vec<NodeId> = out.iter().map(|(_, n)| *n).collect();
+        nodes.sort_unstable_by_key(|n| n.0);
+        nodes.dedup();
+        prop_assert_eq!(nodes.len(), out.len());
+        for (j, n) in &out {
+            prop_assert!(gone(*j));
+            prop_assert!(placed.iter().any(|(i, m)| m == n && ps.get(*i) == ps.get(*j)));
+        }
+    }
+}

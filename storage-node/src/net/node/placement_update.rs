@@ -3,7 +3,7 @@
 //! an update checks it against its current record ([`update::moves`]) and then asks
 //! the nodes it moves pieces between.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use libp2p::{PeerId, kad};
@@ -200,6 +200,44 @@ impl State {
         }
     }
 
+    /// Which indices of `base` the repair's placements fill ([`update::assign`]): each
+    /// holder the record names for a placed piece is asked whether it still has it,
+    /// as whoever checks the update will ask.
+    async fn assign_placements(
+        self: &Arc<Self>,
+        s: &HeldStripe,
+        base: &SignedPlacement,
+        placed: &[(usize, NodeId)],
+    ) -> Vec<(usize, NodeId)> {
+        let pieces: Vec<PieceId> = s.stripe.pieces.iter().map(|p| p.id).collect();
+        let current: Vec<Option<NodeId>> = base
+            .record()
+            .holders
+            .iter()
+            .map(|h| h.as_ref().map(|h| h.node))
+            .collect();
+        let moved: Vec<PieceId> = placed
+            .iter()
+            .filter_map(|(i, _)| pieces.get(*i).copied())
+            .collect();
+        let asks: Vec<(usize, NodeId, PieceId)> = current
+            .iter()
+            .zip(&pieces)
+            .enumerate()
+            .filter_map(|(j, (h, p))| Some((j, (*h)?, *p)))
+            .filter(|(_, _, p)| moved.contains(p))
+            .collect();
+        let held: HashSet<usize> = futures::stream::iter(asks)
+            .map(|(j, node, piece)| async move {
+                (self.says_it_holds(&node, piece).await == Some(true)).then_some(j)
+            })
+            .buffer_unordered(SEND_AT_ONCE)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await;
+        update::assign(placed, &pieces, &current, |j| !held.contains(&j))
+    }
+
     /// After a repair of `s` placed pieces (`placed`: index and new holder), signs an
     /// update of the stripe's record naming them, keeps it, and gives it to the rest of
     /// the group and to the DHT. A node the current record does not name cannot sign
@@ -224,8 +262,13 @@ impl State {
             debug!(stripe = %s.id, "not named in the stripe's record: leaving its update to others");
             return;
         }
+        let placed = self.assign_placements(s, &base, placed).await;
+        if placed.is_empty() {
+            debug!(stripe = %s.id, "the repair's placements move no piece of the record; no update");
+            return;
+        }
         let mut record = base.record().clone();
-        for (i, node) in placed {
+        for (i, node) in &placed {
             let addrs = peer_of_node(node)
                 .and_then(|p| self.data_addr_of(&p))
                 .map(|d| d.addrs)
@@ -261,6 +304,10 @@ impl State {
                     let asked = self.control.request(peer, vec![], req);
                     match tokio::time::timeout(PROOF_TIMEOUT + ASK_TIMEOUT, asked).await {
                         Ok(Ok(Response::Placed { kept })) => Some(kept as usize),
+                        Ok(Ok(Response::Error { message, .. })) => {
+                            debug!(node = %n.short(), "the repair's update refused: {message}");
+                            None
+                        }
                         _ => None,
                     }
                 }
