@@ -179,6 +179,22 @@ impl Net {
             .expect("cairn starts")
     }
 
+    /// Copies the nodes' logs to `$CAIRN_TEST_LOGS/<this network's dir name>/` when that
+    /// is set, so a failed test's network can be read after it is gone.
+    fn keep_logs(&self, nodes: &[NodeEntry]) {
+        let Some(root) = std::env::var_os("CAIRN_TEST_LOGS") else {
+            return;
+        };
+        let to = Path::new(&root).join(self.dir.path().file_name().unwrap_or_default());
+        if std::fs::create_dir_all(&to).is_err() {
+            return;
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            std::fs::copy(n.data_dir.join("node.log"), to.join(format!("node{i}.log"))).ok();
+        }
+        eprintln!("node logs kept in {}", to.display());
+    }
+
     pub(crate) fn kill(&self, i: usize) {
         let pid = self.nodes()[i].pid;
         let ok = Command::new("kill")
@@ -205,6 +221,9 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         let nodes = self.nodes();
+        if std::thread::panicking() {
+            self.keep_logs(&nodes);
+        }
         let o = run(
             &[
                 "network",
