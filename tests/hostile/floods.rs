@@ -278,3 +278,53 @@ fn junk_holdings_cannot_fill_the_holder_table_against_new_nodes() {
         }
     });
 }
+
+#[test]
+fn a_flood_of_publishes_is_turned_away_before_it_is_decoded() {
+    let net = Net::up(3);
+    let nodes = net.nodes();
+    let peer = nodes[0].peer.rsplit('/').next().expect("peer").to_string();
+    let junk = || wire::Request::Publish {
+        manifest: vec![0xA5; 64 << 10],
+        holders: None,
+    };
+    let refused = |answers: &[Result<wire::Response, String>], code: wire::ErrorCode| {
+        answers
+            .iter()
+            .filter(|a| matches!(a, Ok(wire::Response::Error { code: c, .. }) if *c == code))
+            .count()
+    };
+    // One identity, far past its allowance (32 at once, then one a second): the node
+    // decodes what the allowance holds, and turns the rest away unread. Sent in batches
+    // well below the node's handler cap, so that only the allowance says Busy.
+    let eve = Adversary::fresh();
+    eve.join(std::slice::from_ref(&nodes[0].peer));
+    let t0 = std::time::Instant::now();
+    let answers: Vec<_> = (0..10)
+        .flat_map(|_| eve.request_all(&peer, (0..20).map(|_| junk()).collect()))
+        .collect();
+    let refilled = t0.elapsed().as_secs_f64().ceil() as usize;
+    let (decoded, turned) = (
+        refused(&answers, wire::ErrorCode::BadRequest),
+        refused(&answers, wire::ErrorCode::Busy),
+    );
+    assert_eq!(decoded + turned, answers.len(), "{answers:?}");
+    assert!(
+        (32..=33 + refilled).contains(&decoded),
+        "{decoded} decoded in {refilled} s"
+    );
+    // Another identity has an allowance of its own.
+    let mallory = Adversary::fresh();
+    mallory.join(std::slice::from_ref(&nodes[0].peer));
+    let answer = mallory.request(&peer, junk());
+    assert!(
+        matches!(
+            answer,
+            Ok(wire::Response::Error {
+                code: wire::ErrorCode::BadRequest,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+}

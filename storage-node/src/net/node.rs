@@ -175,6 +175,10 @@ struct State {
     lookups: Mutex<allowance::Allowances>,
     /// Each peer's allowance of pieces announced to this node.
     heard: Mutex<allowance::Allowances>,
+    /// Each peer's allowance of manifests published through this node.
+    publishes: Mutex<allowance::Allowances>,
+    /// Turns for checking a published version's placement.
+    placing: tokio::sync::Semaphore,
 }
 
 /// Where a connected peer sits: the address its connection comes from, and the operator
@@ -432,6 +436,11 @@ impl Node {
                 announce::HEARD_RATE,
                 announce::HEARD_BURST,
             )),
+            publishes: Mutex::new(allowance::Allowances::new(
+                manifests::PUBLISH_RATE,
+                manifests::PUBLISH_BURST,
+            )),
+            placing: tokio::sync::Semaphore::new(manifests::MAX_PLACING),
         });
         let task = tokio::spawn(run(
             swarm,

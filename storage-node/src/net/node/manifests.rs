@@ -42,10 +42,54 @@ const PLACED_DRAWS: usize = 3 * PLACED_SAMPLE;
 const PLACED_ATTEMPTS: u32 = 6;
 /// Longest wait for a DHT lookup of a drawn piece's placement record.
 const RECORD_LOOKUP: Duration = Duration::from_secs(10);
+/// Longest a new version's placement check may take in all.
+const PLACED_DEADLINE: Duration = Duration::from_secs(60);
+/// Manifests a peer may publish through this node, a second and at once: decoding and
+/// checking one is paid before anything says whether the version is any good.
+pub(super) const PUBLISH_RATE: f64 = 1.0;
+pub(super) const PUBLISH_BURST: f64 = 32.0;
+/// Versions published through this node whose placement is checked at once, and how
+/// long one more waits for its turn.
+pub(super) const MAX_PLACING: usize = 4;
+const PLACING_WAIT: Duration = Duration::from_secs(30);
 /// Most piece ids of refused manifests kept from orphan collection.
 pub(super) const MAX_REFUSED_REFS: usize = 1 << 20;
 
 impl State {
+    /// `Request::Publish`: `bytes` as a manifest, charged to `from`'s allowance before it
+    /// is decoded, and kept once its pieces are shown placed (a few such checks at once).
+    pub(super) async fn publish(
+        self: &Arc<Self>,
+        from: PeerId,
+        bytes: &[u8],
+        holders: Option<&PieceHolders>,
+    ) -> Result<bool, (ErrorCode, String)> {
+        if bytes.len() > wire::MAX_NETWORK_MANIFEST {
+            return Err((ErrorCode::BadRequest, "manifest too large".into()));
+        }
+        if !lock(&self.publishes).admit(from, 1.0) {
+            return Err((
+                ErrorCode::Busy,
+                "over this peer's allowance of published manifests; try again in a minute".into(),
+            ));
+        }
+        let m = Manifest::decode(bytes)
+            .map_err(|e| (ErrorCode::BadRequest, format!("invalid manifest: {e}")))?;
+        if holders.is_some_and(|h| !h.fits(m.pieces().count())) {
+            return Err((
+                ErrorCode::BadRequest,
+                "the table of piece holders does not fit the manifest".into(),
+            ));
+        }
+        let Ok(Ok(_turn)) = tokio::time::timeout(PLACING_WAIT, self.placing.acquire()).await else {
+            return Err((
+                ErrorCode::Busy,
+                "this node is checking other new versions; try again in a minute".into(),
+            ));
+        };
+        self.store_manifest(m, holders).await
+    }
+
     /// Stores a verified manifest whose pieces are placed; announces it if it was new.
     /// A manifest that names a dataset another publisher owns here is refused, but its
     /// pieces are kept from orphan collection, and the conflict is reported.
@@ -141,14 +185,23 @@ impl State {
             }
         }
         let (mut proven, mut drawn) = (0usize, 0usize);
-        for &i in order.iter().take(PLACED_DRAWS) {
-            if proven >= need {
-                break;
+        let draws = async {
+            for &i in &order {
+                // Done either way: enough proven, or too few draws left to prove enough.
+                if proven >= need || proven + (order.len() - drawn) < need {
+                    break;
+                }
+                drawn += 1;
+                if self.proven_piece(m, &all[i], hints).await {
+                    proven += 1;
+                }
             }
-            drawn += 1;
-            if self.proven_piece(m, &all[i], hints).await {
-                proven += 1;
-            }
+        };
+        if tokio::time::timeout(PLACED_DEADLINE, draws).await.is_err() {
+            return Err(format!(
+                "its pieces were not proven within {} s",
+                PLACED_DEADLINE.as_secs()
+            ));
         }
         if proven >= need {
             Ok(())

@@ -10,7 +10,6 @@ use super::{INFO_TIMEOUT, State, data_id_of, lock, upkeep};
 use crate::{
     erasure::MAX_BLOCK_SIZE,
     ids::{DatasetName, NodeId, PieceId, VersionId},
-    manifest::Manifest,
     net::wire::{self, DataAddr, DatasetSummary, ErrorCode, NodeInfo, Request, Response, Trust},
     store::{PieceStore, Put, StoreError},
 };
@@ -95,21 +94,7 @@ impl State {
                 from: src,
             } => self.hold(from, PieceId(piece), len, src).await,
             Request::Publish { manifest, holders } => {
-                if manifest.len() > wire::MAX_NETWORK_MANIFEST {
-                    return Err((ErrorCode::BadRequest, "manifest too large".into()));
-                }
-                let m = Manifest::decode(&manifest)
-                    .map_err(|e| (ErrorCode::BadRequest, format!("invalid manifest: {e}")))?;
-                if holders
-                    .as_ref()
-                    .is_some_and(|h| !h.fits(m.pieces().count()))
-                {
-                    return Err((
-                        ErrorCode::BadRequest,
-                        "the table of piece holders does not fit the manifest".into(),
-                    ));
-                }
-                let new = self.store_manifest(m, holders.as_ref()).await?;
+                let new = self.publish(from, &manifest, holders.as_ref()).await?;
                 Ok(Response::Published { new })
             }
             Request::Datasets => {
