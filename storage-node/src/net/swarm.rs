@@ -39,6 +39,12 @@ const MAX_PER_PEER: u32 = 4;
 
 /// gossipsub's own mesh degree.
 pub(crate) const DEFAULT_MESH: usize = 6;
+/// Messages gossipsub queues for one connection, half of them forwards and gossip.
+/// gossipsub allocates the forwarding half of this queue for every connection at once;
+/// at its default (5000) that was about 0.5 MiB per connection, most of a node's heap
+/// at 30 peers. Cairn's topics carry ids and small batches; past this, forwards to a
+/// slow peer are dropped (gossip repairs them).
+const GOSSIP_QUEUE: usize = 256;
 
 /// How long a client's idle connection stays open.
 const CLIENT_IDLE: Duration = Duration::from_secs(300);
@@ -158,6 +164,7 @@ pub(crate) fn build(
                 // subtracts it from the peers it has past D_hi).
                 .retain_scores(d.min(4))
                 .max_transmit_size(wire::MAX_GOSSIP)
+                .connection_handler_queue_len(GOSSIP_QUEUE)
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 // Nothing is forwarded until the node has judged it (`Command::Validate`):
