@@ -133,8 +133,8 @@ struct State {
     co_holders: Mutex<HashSet<PeerId>>,
     /// Pieces stored since the last announcement.
     fresh: Mutex<Vec<[u8; 32]>>,
-    /// Pieces dropped since the last flush, to tell their co-holders.
-    dropped: Mutex<Vec<PieceId>>,
+    /// Dropped pieces whose co-holders are still to be told ([`announce::Untold`]).
+    dropped: Mutex<Vec<announce::Untold>>,
     /// Placement records just kept, with their stripes' pieces, whose groups are to be
     /// told what this node holds of them (`announce`).
     joined: Mutex<Vec<(crate::location::PlacementRecord, Vec<PieceId>)>>,

@@ -10,7 +10,10 @@
 //! A node announces the pieces it has just stored (once their stripe is known here),
 //! every piece it holds at each full announcement, the pieces of a stripe to its group
 //! the moment it keeps the stripe's placement record (a push's pieces are stored before
-//! anyone knows their group), and what it dropped.
+//! anyone knows their group), and what it dropped. A dropped piece whose stripe is not
+//! known here yet waits, for a while, until it is: the group of a piece found corrupt
+//! before its manifest arrived must still hear of it, or a repairer may put the piece
+//! back on this very node.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -47,37 +50,92 @@ const TELL_DEADLINE: Duration = Duration::from_secs(10);
 pub(super) const HEARD_RATE: f64 = 4096.0;
 pub(super) const HEARD_BURST: f64 = 65_536.0;
 
+/// Most dropped pieces waiting to be told; past it, audits find them gone.
+const MAX_UNTOLD: usize = 1 << 16;
+/// How long a dropped piece waits for its stripe to become known here; past it, its
+/// group learns from the full announcements and its audits.
+const UNTOLD_FOR: Duration = Duration::from_secs(300);
+
 /// What to tell each co-holder: pieces held, pieces dropped.
 pub(super) type Tell = HashMap<PeerId, (Vec<[u8; 32]>, Vec<[u8; 32]>)>;
 
+/// A dropped piece whose co-holders are still to be told, and since when.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Untold {
+    pub(super) piece: PieceId,
+    since: tokio::time::Instant,
+}
+
+impl Untold {
+    pub(super) fn new(piece: PieceId) -> Self {
+        Self {
+            piece,
+            since: tokio::time::Instant::now(),
+        }
+    }
+}
+
 impl State {
     /// Tells the co-holders of the stripes of `held` and `dropped` that this node holds
-    /// the first and no longer holds the second. Pieces of no stripe known here are
-    /// told no one (their group is told once the node keeps the stripe's record).
-    pub(super) async fn announce(self: &Arc<Self>, held: Vec<PieceId>, dropped: Vec<PieceId>) {
+    /// the first and no longer holds the second. Held pieces of no stripe known here are
+    /// told no one (their group is told once the node keeps the stripe's record);
+    /// dropped ones wait for their stripe ([`untold`](Self::untold)).
+    pub(super) async fn announce(self: &Arc<Self>, held: Vec<PieceId>, dropped: Vec<Untold>) {
         let s = self.clone();
-        let all: Vec<PieceId> = held.iter().chain(&dropped).copied().collect();
+        let all: Vec<PieceId> = held
+            .iter()
+            .copied()
+            .chain(dropped.iter().map(|u| u.piece))
+            .collect();
         let Ok(stripes) = self.blocking(move || stripes_of(&s.store, &all)).await else {
+            self.untold(dropped);
             return;
         };
+        let known: HashSet<PieceId> = stripes
+            .iter()
+            .flat_map(|s| s.stripe.pieces.iter().map(|p| p.id))
+            .collect();
+        let (dropped, waiting): (Vec<Untold>, Vec<Untold>) =
+            dropped.into_iter().partition(|u| known.contains(&u.piece));
+        self.untold(waiting);
+        let dropped = dropped.into_iter().map(|u| u.piece).collect();
         if let Some(tell) = self.to_tell(stripes, held, dropped).await {
             self.tell(tell).await;
         }
     }
 
     /// Tells the group of `piece`'s stripes, as the records kept here name them, that
-    /// this node dropped it: no DHT lookup, so that it is quick.
-    pub(super) async fn announce_dropped(self: &Arc<Self>, piece: PieceId) {
+    /// this node dropped it: no DHT lookup, so that it is quick. Whether any stripe of
+    /// the piece is known here (if not, no one could be told).
+    pub(super) async fn announce_dropped(self: &Arc<Self>, piece: PieceId) -> bool {
         let s = self.clone();
         let tell = self
             .blocking(move || {
                 let stripes = stripes_of(&s.store, &[piece])?;
-                Ok::<_, StoreError>(s.tell_of(&stripes, &[], &[piece], &HashMap::new()))
+                let tell = s.tell_of(&stripes, &[], &[piece], &HashMap::new());
+                Ok::<_, StoreError>((!stripes.is_empty()).then_some(tell))
             })
             .await;
-        if let Ok(tell) = tell {
-            self.tell(tell).await;
+        match tell {
+            Ok(Some(tell)) => {
+                self.tell(tell).await;
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Queues dropped pieces to be told with the next flush, within bounds: those that
+    /// waited [`UNTOLD_FOR`] are given up, and past [`MAX_UNTOLD`] the rest.
+    pub(super) fn untold(&self, pieces: Vec<Untold>) {
+        let mut queue = lock(&self.dropped);
+        let room = MAX_UNTOLD.saturating_sub(queue.len());
+        queue.extend(
+            pieces
+                .into_iter()
+                .filter(|u| u.since.elapsed() < UNTOLD_FOR)
+                .take(room),
+        );
     }
 
     /// The full announcement: tells the co-holders of every stripe this node holds a

@@ -18,7 +18,7 @@ use libp2p::PeerId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-use super::{State, allowance::Allowances, lock};
+use super::{State, allowance::Allowances, announce::Untold, lock};
 use crate::{
     ids::{NodeId, PieceId},
     net::wire::{ErrorCode, Response},
@@ -80,8 +80,6 @@ impl ChallengeGate {
     }
 }
 
-/// Most dropped pieces waiting to be told; past it, audits find them gone.
-const MAX_DROPPED_QUEUED: usize = 1 << 16;
 /// Longest a challenge's answer waits for the piece's group to hear it was dropped.
 const TELL_DROPPED_FOR: Duration = Duration::from_secs(2);
 
@@ -173,15 +171,11 @@ impl State {
         // The stripe's group (its auditor among them) hears of it before the challenge
         // is answered, so that no repairer puts the piece back here; quickly, since the
         // auditor waits, and a group that cannot be told at once is told with the next
-        // flush.
-        if tokio::time::timeout(TELL_DROPPED_FOR, self.announce_dropped(id))
-            .await
-            .is_err()
-        {
-            let mut dropped = lock(&self.dropped);
-            if dropped.len() < MAX_DROPPED_QUEUED {
-                dropped.push(id);
-            }
+        // flush; one whose stripe is not known here yet (its manifest is still on its
+        // way), once it is.
+        let told = tokio::time::timeout(TELL_DROPPED_FOR, self.announce_dropped(id)).await;
+        if !matches!(told, Ok(true)) {
+            self.untold(vec![Untold::new(id)]);
         }
     }
 }

@@ -119,7 +119,7 @@ pub(super) async fn run(
                     } else {
                         // Announcements are behind: these go with the next flush.
                         lock(&state.fresh).extend(fresh);
-                        lock(&state.dropped).extend(dropped);
+                        state.untold(dropped);
                         lock(&state.joined).extend(joined);
                     }
                 }
