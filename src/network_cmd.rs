@@ -246,7 +246,7 @@ pub(crate) fn up(a: UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the network `a` describes and waits until every node sees all the others.
+/// Starts the network `a` describes and waits until every node has joined it ([`joined_with`]).
 /// `DIR/network.json` lists each node as soon as it is started, so whoever stops the
 /// network (also midway, on Ctrl-C) finds every process.
 pub(crate) fn start(a: &UpArgs) -> Result<Network> {
@@ -358,10 +358,11 @@ pub(crate) fn start(a: &UpArgs) -> Result<Network> {
     let net = Network { nodes: entries };
     wait_bound(&net.nodes, Duration::from_secs(30));
     drop(ports_lock);
-    // Wait until every node answers and sees all the others.
+    // Wait until every node answers and has joined: the bootstrap node, which every
+    // node dials first, knows all the others, and each other node knows enough peers.
     let deadline = Instant::now() + Duration::from_secs(a.timeout_secs);
-    let want = a.nodes - 1;
     for (i, n) in net.nodes.iter().enumerate() {
+        let want = joined_with(i, a.nodes - 1);
         loop {
             match fetch_status(&n.http) {
                 Ok(s) if s.peers.len() >= want => break,
@@ -384,6 +385,19 @@ pub(crate) fn start(a: &UpArgs) -> Result<Network> {
         }
     }
     Ok(net)
+}
+
+/// Peers a node knows once it has joined: the first node (every other dials it on
+/// start) knows them all; another knows `JOIN_PEERS` of them, or all if there are
+/// fewer. A node need not know the whole network: in a large one it never does.
+fn joined_with(i: usize, others: usize) -> usize {
+    /// Enough for a node's first Kademlia lookups to reach the rest.
+    const JOIN_PEERS: usize = 8;
+    if i == 0 {
+        others
+    } else {
+        others.min(JOIN_PEERS)
+    }
 }
 
 /// Whether `pid` is still the node started for `data_dir` (not a reused pid).
@@ -522,8 +536,8 @@ pub(crate) fn stop_node(dir: &Path, i: usize) -> Result<()> {
 }
 
 /// Adds a node to the network in `dir` (a replacement for a lost one, or more room): it
-/// joins through node 0 with the settings node 0 was started with, and is up once it sees
-/// every other running node. Returns its index.
+/// joins through node 0 with the settings node 0 was started with, and is up once it has
+/// joined ([`joined_with`]). Returns its index.
 pub(crate) fn add(dir: &Path) -> Result<usize> {
     let mut net = read(dir)?;
     let dir = dir.canonicalize()?;
@@ -584,7 +598,7 @@ pub(crate) fn add(dir: &Path) -> Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match fetch_status(&entry.http) {
-            Ok(s) if s.peers.len() >= others => break,
+            Ok(s) if s.peers.len() >= joined_with(i, others) => break,
             _ if Instant::now() > deadline => bail!(
                 "node {i} did not join the network within 30 s; its log ({}) ends:\n{}",
                 entry.log.display(),

@@ -45,6 +45,9 @@ pub(super) struct Settings {
     pub(super) bootstrap: Vec<Multiaddr>,
 }
 
+/// Known peers below which a connected node walks the DHT again (see `run`).
+const THIN_TABLE: usize = 8;
+
 pub(super) async fn run(
     mut swarm: Swarm<Behaviour>,
     mut rx: mpsc::Receiver<Command>,
@@ -59,7 +62,9 @@ pub(super) async fn run(
     } = settings;
     let mut pending = Pending::default();
     // A node that knows no peer keeps dialling its bootstrap peers, backing off from 1 s
-    // to 30 s: they may start after it, or be restarting.
+    // to 30 s: they may start after it, or be restarting. One connected but knowing few
+    // peers (its first Kademlia walks timed out, say) walks the DHT again on the same
+    // schedule, rather than at Kademlia's next periodic bootstrap minutes later.
     let mut redial_every = Duration::from_secs(1);
     let mut next_redial = tokio::time::Instant::now() + redial_every;
     let mut flush = tokio::time::interval(Duration::from_millis(250));
@@ -166,6 +171,9 @@ pub(super) async fn run(
                             debug!(%addr, "cannot dial bootstrap peer: {e}");
                         }
                     }
+                    redial_every = (redial_every * 2).min(Duration::from_secs(30));
+                } else if lock(&state.known).len() < THIN_TABLE {
+                    swarm.behaviour_mut().kad.bootstrap().ok();
                     redial_every = (redial_every * 2).min(Duration::from_secs(30));
                 } else {
                     redial_every = Duration::from_secs(1);
