@@ -58,11 +58,7 @@ pub(crate) struct Adversary {
     thread: Option<JoinHandle<()>>,
 }
 
-const TOPICS: [&str; 3] = [
-    wire::MANIFEST_TOPIC,
-    wire::AUDITS_TOPIC,
-    wire::REPAIRS_TOPIC,
-];
+const TOPICS: [&str; 2] = [wire::MANIFEST_TOPIC, wire::REPAIRS_TOPIC];
 
 /// How an adversary's swarm takes part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,11 +240,24 @@ impl Adversary {
             .all(|r| matches!(r, Ok(wire::Response::Heard { .. })))
     }
 
-    /// Gossips `records` in batches, as a node gossips its own.
-    pub(crate) fn send_records(&self, records: &[SignedRecord]) {
-        for chunk in records.chunks(wire::AUDIT_BATCH) {
-            self.publish(wire::AUDITS_TOPIC, wire::encode_records(chunk));
+    /// Sends `records` in batches to every node in `addrs` (multiaddrs ending in
+    /// `/p2p/<id>`, joined first), as a node sends its own to its co-holders. How many
+    /// records the nodes took, in all.
+    pub(crate) fn send_records(&self, addrs: &[String], records: &[SignedRecord]) -> u64 {
+        let mut taken = 0;
+        for addr in addrs {
+            let peer = addr.rsplit("/p2p/").next().unwrap_or(addr);
+            let requests = records
+                .chunks(wire::AUDIT_BATCH)
+                .map(|chunk| Request::Records(wire::encode_records(chunk)))
+                .collect();
+            for r in self.request_all(peer, requests) {
+                if let Ok(Response::RecordsTaken { taken: n }) = r {
+                    taken += u64::from(n);
+                }
+            }
         }
+        taken
     }
 }
 

@@ -26,15 +26,17 @@ fn forged_records_from_fresh_keys_move_no_standing() {
     for a in [&smear1, &smear2, &stall] {
         a.join(&addrs);
     }
-    smear1.send_records(&smear1.records(&about, Outcome::BadProof, 1));
-    smear2.send_records(&smear2.records(&about, Outcome::WrongBytes, 1));
-    stall.send_records(&stall.records(&about, Outcome::Timeout, 8));
+    // Every node hears them, and takes none: their signers hold nothing.
+    let taken = smear1.send_records(&addrs, &smear1.records(&about, Outcome::BadProof, 1))
+        + smear2.send_records(&addrs, &smear2.records(&about, Outcome::WrongBytes, 1))
+        + stall.send_records(&addrs, &stall.records(&about, Outcome::Timeout, 8));
     // And records whose signatures do not verify, in their own names.
     let mut broken = smear1.records(&about, Outcome::BadProof, 2);
     for r in &mut broken {
         r.sig[0] ^= 1;
     }
-    smear1.send_records(&broken);
+    let taken = taken + smear1.send_records(&addrs, &broken);
+    assert_eq!(taken, 0, "nodes took records from keys that hold nothing");
     wait_rounds(&net, 3);
     assert_no_honest_node_harmed(&net, &[]);
     assert_reads_work(&net, "eve/target", &files, "after-records");

@@ -91,8 +91,8 @@ fn soak_every_attack_at_once_while_a_client_pulls_and_trains() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         // Forged records, claims, challenges, silent and stalled connections.
-        smear1.send_records(&smear1.records(&about, Outcome::BadProof, 1));
-        smear2.send_records(&smear2.records(&about, Outcome::Timeout, 2));
+        smear1.send_records(&addrs, &smear1.records(&about, Outcome::BadProof, 1));
+        smear2.send_records(&addrs, &smear2.records(&about, Outcome::Timeout, 2));
         for s in &stripe_ids {
             let c = Claim {
                 stripe: *s,

@@ -22,7 +22,7 @@ pub const PROOF_HORIZON: u64 = 24 * 3600;
 pub const SCORE_HORIZON: u64 = 24 * 3600;
 /// Forgery witnesses older than this are forgotten: a flag does not last for ever.
 pub const FLAG_HORIZON: u64 = 7 * 24 * 3600;
-/// The oldest record taken from the network (records are gossiped when they are made).
+/// The oldest record taken from the network (records are sent when they are made).
 pub const MAX_RECORD_AGE: u64 = 3600;
 /// How far ahead of this node's clock a record may be dated (it would otherwise credit
 /// byte-hours that have not passed yet).

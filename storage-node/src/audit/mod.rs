@@ -4,7 +4,7 @@
 //! [`Ledger`] that turns records into reputation and contribution ([`ledger`]), and the
 //! [`Auditor`] that chooses what to challenge each round ([`auditor`]). The node's async
 //! shell sends the challenges, signs the results, stores them (rocksdb, through the
-//! store) and gossips them.
+//! store) and sends them to the co-holders of the stripes they are about.
 //!
 //! # Records
 //!

@@ -51,6 +51,7 @@ use crate::{
 
 mod allowance;
 mod announce;
+mod audit_records;
 mod audits;
 mod challenges;
 mod claims;
@@ -365,11 +366,7 @@ impl Node {
             debug!(restored, kept = kept.len(), "audit records restored");
             ledger
         };
-        for topic in [
-            wire::MANIFEST_TOPIC,
-            wire::AUDITS_TOPIC,
-            wire::REPAIRS_TOPIC,
-        ] {
+        for topic in [wire::MANIFEST_TOPIC, wire::REPAIRS_TOPIC] {
             swarm
                 .behaviour_mut()
                 .gossip

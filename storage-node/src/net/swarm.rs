@@ -167,7 +167,7 @@ pub(crate) fn build(
                 .connection_handler_queue_len(GOSSIP_QUEUE)
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
-                // Nothing is forwarded until the node has judged it (`Command::Validate`):
+                // Nothing is forwarded until the node has judged it (`on_gossip`):
                 // what a node would not take itself, it does not pass on.
                 .validate_messages()
                 .build()
@@ -179,10 +179,10 @@ pub(crate) fn build(
             .map_err(|e| Box::new(std::io::Error::other(e)))?
             .with_metrics(
                 registry.sub_registry_with_prefix("cairn_gossip"),
-                // Labels only for the three topics this node subscribes to: a stranger
+                // Labels only for the two topics this node subscribes to: a stranger
                 // publishing on topics of its own makes no metric.
                 gossipsub::MetricsConfig {
-                    max_topics: 3,
+                    max_topics: 2,
                     max_never_subscribed_topics: 0,
                     ..gossipsub::MetricsConfig::default()
                 },
@@ -403,13 +403,6 @@ pub(crate) enum Command {
     Gossip {
         topic: &'static str,
         data: Vec<u8>,
-    },
-    /// The node's verdict on a gossip message it was handed: accepted messages are
-    /// forwarded, ignored ones dropped, rejected ones dropped and held against the peer.
-    Validate {
-        id: gossipsub::MessageId,
-        from: PeerId,
-        verdict: gossipsub::MessageAcceptance,
     },
     /// Store a record in the DHT (here and at the closest peers); with a reply, say
     /// whether it was stored here and sent to the closest peers (who answer before they

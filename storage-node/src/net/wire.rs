@@ -44,11 +44,9 @@ pub const MAX_SUMMARY_LICENSE: usize = crate::store::MAX_RECORD_LICENSE;
 /// The gossipsub topic new manifest versions are announced on (32-byte version ids; the
 /// manifest itself is then fetched from the announcer with [`Request::Manifest`]).
 pub const MANIFEST_TOPIC: &str = "cairn/manifests/1";
-/// The gossipsub topic auditors publish their signed audit records on.
-pub const AUDITS_TOPIC: &str = "cairn/audits/1";
 /// The gossipsub topic repair claims are published on.
 pub const REPAIRS_TOPIC: &str = "cairn/repairs/1";
-/// Most records in one audit gossip message.
+/// Most records in one [`Request::Records`].
 pub const AUDIT_BATCH: usize = 1024;
 /// Most nodes in one `Ledger` answer.
 pub const MAX_LEDGER_LISTED: usize = 4096;
@@ -299,6 +297,10 @@ pub enum Request {
         /// libp2p peer ids, as text, at most [`MAX_PEERS_LISTED`].
         peers: Vec<String>,
     },
+    /// The sender's own signed audit records about stripes it shares with you, encoded
+    /// ([`encode_records`]), at most [`AUDIT_BATCH`]. An auditor sends them to the
+    /// audited stripe's co-holders only.
+    Records(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Why a request was refused.
@@ -369,6 +371,11 @@ pub enum Response {
         /// Pieces taken into the holder table.
         taken: u32,
     },
+    /// Answer to [`Request::Records`]: how many records were taken into the ledger.
+    RecordsTaken {
+        /// Records taken.
+        taken: u32,
+    },
     /// Answer to [`Request::Standing`].
     Standing {
         /// Per peer asked, in order: its trust in the answering node's ledger.
@@ -406,6 +413,7 @@ impl Request {
             Self::Placements { .. } => "placements",
             Self::Holdings(_) => "holdings",
             Self::Standing { .. } => "standing",
+            Self::Records(_) => "records",
         }
     }
 }
@@ -428,6 +436,7 @@ impl Response {
             Self::Placed { .. } => "placed",
             Self::Placements(_) => "placements",
             Self::Heard { .. } => "heard",
+            Self::RecordsTaken { .. } => "records_taken",
             Self::Standing { .. } => "standing",
             Self::Error { .. } => "error",
         }
@@ -444,7 +453,8 @@ pub struct LedgerEntry {
     pub reputation: crate::audit::Reputation,
 }
 
-/// Encodes signed audit records for gossip (fixed-size records back to back).
+/// Encodes signed audit records for [`Request::Records`] (fixed-size records back to
+/// back).
 pub fn encode_records(records: &[crate::audit::SignedRecord]) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.len() * crate::audit::RECORD_LEN);
     for r in records.iter().take(AUDIT_BATCH) {
@@ -453,10 +463,10 @@ pub fn encode_records(records: &[crate::audit::SignedRecord]) -> Vec<u8> {
     out
 }
 
-/// Decodes an audit gossip message into records whose signatures are still unchecked
-/// (checking them is the expensive part, done off the swarm task for records that pass
-/// the ledger's cheap filters), or `None` if the message is not a whole number of well
-/// formed records, or too many.
+/// Decodes a [`Request::Records`] batch into records whose signatures are still
+/// unchecked (checking them is the expensive part, done on the blocking pool for records
+/// that pass the ledger's cheap filters), or `None` if the bytes are not a whole number
+/// of well formed records, or too many.
 pub fn decode_records(bytes: &[u8]) -> Option<Vec<crate::audit::SignedRecord>> {
     let len = crate::audit::RECORD_LEN;
     if !bytes.len().is_multiple_of(len) || bytes.len() / len > AUDIT_BATCH {

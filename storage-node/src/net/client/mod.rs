@@ -449,7 +449,7 @@ async fn run(
                 None => break,
                 Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
-                Some(Command::Gossip { .. } | Command::Validate { .. } | Command::StoreRecord(_) | Command::KeepConnected(_)) => {}
+                Some(Command::Gossip { .. } | Command::StoreRecord(_) | Command::KeepConnected(_)) => {}
                 Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
                 Some(Command::GetRecord { reply, .. }) => { reply.send(Vec::new()).ok(); }
                 Some(Command::LocalRecord { reply, .. }) => { reply.send(None).ok(); }

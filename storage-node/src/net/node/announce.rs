@@ -287,7 +287,11 @@ impl State {
     /// The co-holders of `s`: the nodes its placement record (kept here, else `found`)
     /// names, and those heard announcing a piece of it; never this node. Reads the
     /// store.
-    fn co_holders_of(&self, s: &HeldStripe, found: Option<&PlacementRecord>) -> HashSet<PeerId> {
+    pub(super) fn co_holders_of(
+        &self,
+        s: &HeldStripe,
+        found: Option<&PlacementRecord>,
+    ) -> HashSet<PeerId> {
         let kept = match self.store.placement(&s.record_key()) {
             Ok(Some(bytes)) => SignedPlacement::peek(&bytes).ok(),
             _ => None,

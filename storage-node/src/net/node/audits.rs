@@ -1,5 +1,6 @@
 //! Audits of the holders of stripes this node holds (rounds of challenges, signed records
-//! kept and gossiped), records taken from others, and scrubbing this node's own pieces.
+//! kept and sent to the stripes' co-holders), records taken into the ledger, and
+//! scrubbing this node's own pieces.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -12,14 +13,14 @@ use tracing::{debug, info, warn};
 use super::{
     State, lock,
     upkeep::{HeldStripe, held_stripes, now_unix},
+    workers::Work,
 };
 use crate::{
     audit::{AuditRecord, AuditTarget, Outcome, SignedRecord},
     ids::{NodeId, PieceId},
     net::{
         DataError,
-        swarm::Command,
-        wire::{self, ErrorCode, Request, Response},
+        wire::{ErrorCode, Request, Response},
     },
     store::StoreError,
 };
@@ -31,7 +32,8 @@ pub(super) const AUDIT_DEADLINE: Duration = Duration::from_secs(10);
 
 impl State {
     /// One audit round: challenge up to `batch` (holder, piece) pairs of stripes this node
-    /// holds, sign the results, keep them and gossip them; then look for stripes to repair.
+    /// holds, sign the results, keep them and send them to the stripes' co-holders
+    /// ([`send_records`](Self::send_records)); then look for stripes to repair.
     pub(super) async fn audit_round(self: Arc<Self>, round: u64) {
         let store = self.store.clone();
         let Ok(stripes) = self.blocking(move || held_stripes(&store)).await else {
@@ -88,14 +90,17 @@ impl State {
                 debug!(round, audited = records.len(), "audit round: all passed");
             }
             self.take_records(records.clone()).await;
-            for chunk in records.chunks(wire::AUDIT_BATCH) {
-                let gossip = Command::Gossip {
-                    topic: wire::AUDITS_TOPIC,
-                    data: wire::encode_records(chunk),
-                };
-                if self.control.send(gossip).await.is_err() {
-                    return;
-                }
+            // Sent aside, so that a slow co-holder holds up neither repair nor the next
+            // round; when sending is behind, these are not sent (later rounds make more).
+            let (s, about) = (self.clone(), stripes.clone());
+            let sent = self.workers.spawn(Work::Records, async move {
+                s.send_records(about, records).await;
+            });
+            if sent.is_err() {
+                debug!(
+                    round,
+                    "sending audit records is behind; this round's are not sent"
+                );
             }
         }
         // A node that has just started has not heard every holder's announcement yet:

@@ -253,9 +253,8 @@ pub(super) async fn run(
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-                    if let Some(verdict) = on_gossip(&state, propagation_source, &message_id, message) {
-                        swarm.behaviour_mut().gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
-                    }
+                    let verdict = on_gossip(&state, message);
+                    swarm.behaviour_mut().gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                     for (peer, addr) in list {
@@ -415,12 +414,6 @@ fn on_command(
                 debug!(topic, "gossip not sent: {e}");
             }
         }
-        Command::Validate { id, from, verdict } => {
-            swarm
-                .behaviour_mut()
-                .gossip
-                .report_message_validation_result(&id, &from, verdict);
-        }
         Command::PutRecord { record, reply } => {
             let kad = &mut swarm.behaviour_mut().kad;
             // Never put an older record over a newer one (the same one is sent again).
@@ -546,23 +539,16 @@ fn on_request(
     }
 }
 
-/// Judges a gossip message and acts on it. Returns the verdict at once where it is cheap
-/// to reach; for audit records, whose signatures are checked off this task, the verdict
-/// comes later as a [`Command::Validate`] and this returns `None`.
-fn on_gossip(
-    state: &Arc<State>,
-    via: PeerId,
-    id: &gossipsub::MessageId,
-    message: gossipsub::Message,
-) -> Option<gossipsub::MessageAcceptance> {
-    use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+/// Judges a gossip message and acts on it; cheap, so the verdict is reached here.
+fn on_gossip(state: &Arc<State>, message: gossipsub::Message) -> gossipsub::MessageAcceptance {
+    use gossipsub::MessageAcceptance::{Accept, Reject};
     let Some(source) = message.source else {
-        return Some(Reject);
+        return Reject;
     };
     if message.topic == gossipsub::IdentTopic::new(wire::MANIFEST_TOPIC).hash() {
         let Ok(version) = <[u8; 32]>::try_from(message.data.as_slice()) else {
             debug!(%source, "malformed manifest announcement");
-            return Some(Reject);
+            return Reject;
         };
         // Bounded: when busy, the periodic catch-up with peers fetches it instead.
         let started = state
@@ -577,88 +563,20 @@ fn on_gossip(
         if started.is_none() {
             debug!(%source, "busy; the announced manifest will come with catch-up");
         }
-        Some(Accept)
-    } else if message.topic == gossipsub::IdentTopic::new(wire::AUDITS_TOPIC).hash() {
-        let Some(records) = wire::decode_records(&message.data) else {
-            debug!(%source, "malformed audit records");
-            return Some(Reject);
-        };
-        // A node gossips only the records it signed itself.
-        if records
-            .iter()
-            .any(|r| data_id_of(&source) != Some(r.record.auditor.0))
-        {
-            debug!(%source, "audit records signed by another node; rejected");
-            return Some(Reject);
-        }
-        // Cheap filters first (scope, who may speak, age, the auditor's quota); only what
-        // passes them costs a signature check, and that runs off this task.
-        let now = upkeep::now_unix();
-        let admitted: Vec<_> = {
-            let mut ledger = lock(&state.ledger);
-            records
-                .into_iter()
-                .filter(|r| ledger.admit(r, now).is_ok())
-                .collect()
-        };
-        if admitted.is_empty() {
-            return Some(Ignore);
-        }
-        // Bounded: when the node is behind, records are dropped (their auditors keep
-        // them, and later rounds make more).
-        let (s, id) = (state.clone(), id.clone());
-        let spawned = state.workers.spawn(Work::Records, async move {
-            let checked = s
-                .workers
-                .blocking(move || {
-                    admitted
-                        .iter()
-                        .all(|r| r.verify().is_ok())
-                        .then_some(admitted)
-                })
-                .await
-                .ok()
-                .flatten();
-            let verdict = match checked {
-                None => {
-                    warn!(%source, "audit records whose signatures do not verify; rejected");
-                    Reject
-                }
-                Some(records) => {
-                    if s.take_records(records).await > 0 {
-                        Accept
-                    } else {
-                        Ignore
-                    }
-                }
-            };
-            s.control
-                .send(Command::Validate {
-                    id,
-                    from: via,
-                    verdict,
-                })
-                .await
-                .ok();
-        });
-        if spawned.is_err() {
-            debug!(%source, "busy; audit records dropped");
-            return Some(Ignore);
-        }
-        None
+        Accept
     } else if message.topic == gossipsub::IdentTopic::new(wire::REPAIRS_TOPIC).hash() {
         let Some(claimer) = data_id_of(&source).map(NodeId) else {
-            return Some(Reject);
+            return Reject;
         };
         let Some(c) = Claim::decode(&message.data, claimer) else {
             debug!(%source, "malformed repair claim");
-            return Some(Reject);
+            return Reject;
         };
         // Only a node that proved to this one that it holds a piece of the stripe may
         // claim its repair (a flagged or failing one may not); anyone else's claim holds
         // nothing back.
-        Some(state.take_claim(source, c))
+        state.take_claim(source, c)
     } else {
-        Some(Reject)
+        Reject
     }
 }

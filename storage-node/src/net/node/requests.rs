@@ -193,6 +193,7 @@ impl State {
             Request::Place { records, publish } => self.place(from, records, publish).await,
             Request::Placements { keys } => self.placements(from, keys).await,
             Request::Holdings(bytes) => self.heard(from, &bytes),
+            Request::Records(bytes) => self.records_from(from, &bytes).await,
         }
     }
 

@@ -37,7 +37,7 @@ pub(super) enum Work {
     CatchUp,
     /// Fetching one manifest announced on gossip.
     Manifest,
-    /// Checking the signatures of one gossiped batch of audit records.
+    /// Sending one audit round's records to the audited stripes' co-holders.
     Records,
     /// Checking the placement records offered through the DHT (one worker drains the
     /// queue; a second may start while the first is finishing).
@@ -80,10 +80,9 @@ impl Work {
         match self {
             Work::Handler => MAX_HANDLERS,
             Work::Hold => MAX_HOLDS,
-            Work::Records => 16,
             Work::Repair | Work::Vet => 8,
             Work::CatchUp | Work::Manifest => 4,
-            Work::Fresh | Work::Adopt | Work::Offers => 2,
+            Work::Fresh | Work::Adopt | Work::Offers | Work::Records => 2,
             Work::Announce | Work::Orphans | Work::Audit | Work::Scrub | Work::Resume => 1,
         }
     }
