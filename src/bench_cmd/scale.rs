@@ -18,10 +18,14 @@ use super::{
 };
 use crate::network_cmd::{self, UpArgs};
 
-/// How long a new network settles (dials, identify, Kademlia) before it is watched idle.
+/// How long a new network settles (dials, identify, Kademlia) before the push.
 const SETTLE: Duration = Duration::from_secs(10);
-/// How long the idle traffic is watched.
-const IDLE: Duration = Duration::from_secs(10);
+/// How long the idle traffic is watched: a network holding the pushed data, doing what
+/// such a network does unasked (announcements, audits, DHT upkeep). Three audit rounds
+/// and three full announcements at the settings the bench gives its nodes.
+const IDLE: Duration = Duration::from_secs(30);
+/// Mean seconds between a node's audit rounds in the bench's networks.
+const AUDIT_SECS: f64 = 10.0;
 
 /// One network size's per-node figures (medians over its nodes).
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +139,7 @@ pub(super) fn scale(
         let net = BenchNet {
             net: network_cmd::start(&UpArgs {
                 announce_secs: 10,
+                audit_secs: Some(AUDIT_SECS),
                 timeout_secs: 60 + 2 * n as u64,
                 ..UpArgs::new(n, dir.clone())
             })?,
@@ -148,13 +153,8 @@ pub(super) fn scale(
                 env_cfg.to_str().context("work dir is not UTF-8")?,
             ),
         ];
-        // Idle: the network as it stands still, holding nothing.
         std::thread::sleep(SETTLE);
-        let a = scrape_all(&net)?;
-        let t = Instant::now();
-        std::thread::sleep(IDLE);
         let b = scrape_all(&net)?;
-        let idle = rate(&a, &b, t.elapsed().as_secs_f64());
         // A push of the same data per node.
         let src = root.join(format!("scale-{n}-data"));
         std::fs::create_dir_all(&src)?;
@@ -174,6 +174,11 @@ pub(super) fn scale(
         // push and its records have sat idle long enough to close.
         std::thread::sleep(storage_node::net::DEFAULT_IDLE_TIMEOUT + Duration::from_secs(5));
         let d = scrape_all(&net)?;
+        // Idle: the network holding the data, with nothing asked of it.
+        let t = Instant::now();
+        std::thread::sleep(IDLE);
+        let e = scrape_all(&net)?;
+        let idle = rate(&d, &e, t.elapsed().as_secs_f64());
         let med = |f: fn(&Scrape) -> f64| median(d.iter().map(f).collect());
         let row = ScaleRow {
             nodes: n,
