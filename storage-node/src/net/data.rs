@@ -37,7 +37,7 @@ use crate::ids::PieceId;
 
 /// Most pieces served at once; each holds the piece and its encoding in memory. A request
 /// beyond this is refused at once with [`BUSY`], not queued.
-const MAX_SERVING: usize = 32;
+pub(crate) const MAX_SERVING: usize = 32;
 /// Stream reset codes the provider answers with.
 const NOT_SERVED: u32 = 1;
 const NOT_HELD: u32 = 2;

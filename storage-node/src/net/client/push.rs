@@ -41,6 +41,8 @@ use crate::{
 const PUSH_BUDGET: u64 = 96 << 20;
 /// Attempts at a `Hold` that failed for a reason worth retrying.
 const HOLD_ATTEMPTS: u32 = 4;
+/// Attempts at a batch of placement records whose answer did not come.
+const PLACE_ATTEMPTS: u32 = 3;
 /// `Hold` requests in flight to one node: what it fetches at once, so none wait there.
 const HOLDS_PER_NODE: usize = 16;
 
@@ -162,6 +164,9 @@ impl Client {
         let per_node: Vec<Arc<Semaphore>> = (0..nodes.len())
             .map(|_| Arc::new(Semaphore::new(HOLDS_PER_NODE)))
             .collect();
+        // No more holds in flight than this client's data plane serves at once: a node's
+        // fetch that waited in the client's queue would give up on its first byte.
+        let serving = Arc::new(Semaphore::new(crate::net::data::MAX_SERVING));
         let mut tasks: JoinSet<Result<Acked, ClientError>> = JoinSet::new();
         let vetting = Arc::new(Vetting::new(nodes.len()));
         let shared_nodes = Arc::new(nodes.clone());
@@ -202,6 +207,7 @@ impl Client {
                 nodes: shared_nodes.clone(),
                 domains: domains.clone(),
                 per_node: per_node.clone(),
+                serving: serving.clone(),
                 vetting: vetting.clone(),
                 from: self.data.addr(),
                 stripe: targets.clone(),
@@ -388,12 +394,27 @@ impl Client {
             let rest = records.split_off(records.len().min(wire::MAX_PLACE));
             batches.push(std::mem::replace(&mut records, rest));
         }
+        // Placing is idempotent (the same records, the same seq): a batch whose answer did
+        // not come in time, on a loaded node storing many records in the DHT, is asked
+        // again, and what was stored already is quick.
         let answers: Vec<Result<Response, NetError>> = futures::stream::iter(batches)
-            .map(|records| {
-                self.ask(Request::Place {
-                    records,
-                    publish: true,
-                })
+            .map(|records| async move {
+                let mut attempt = 1;
+                loop {
+                    let asked = self
+                        .ask(Request::Place {
+                            records: records.clone(),
+                            publish: true,
+                        })
+                        .await;
+                    match asked {
+                        Err(e) if attempt < PLACE_ATTEMPTS => {
+                            warn!("placing records failed, asking again: {e}");
+                            attempt += 1;
+                        }
+                        other => return other,
+                    }
+                }
             })
             .buffer_unordered(4)
             .collect()
@@ -488,6 +509,8 @@ struct Placing {
     /// Each node's failure domains, numbered.
     domains: Arc<Vec<Vec<u32>>>,
     per_node: Vec<Arc<Semaphore>>,
+    /// Holds in flight from this push, at most what its data plane serves at once.
+    serving: Arc<Semaphore>,
     vetting: Arc<Vetting>,
     from: wire::DataAddr,
     stripe: Vec<usize>,
@@ -509,6 +532,11 @@ impl Placing {
                 let _turn = self.per_node[node]
                     .clone()
                     .acquire_owned()
+                    .await
+                    .map_err(|e| ClientError::Internal(e.to_string()))?;
+                let _slot = self
+                    .serving
+                    .acquire()
                     .await
                     .map_err(|e| ClientError::Internal(e.to_string()))?;
                 hold(&self.control, &self.nodes[node], id, len, self.from.clone()).await?
