@@ -61,6 +61,10 @@ enum SimCommand {
     /// Monte Carlo estimate of the chance a stripe is lost per year under node churn,
     /// audits and lazy repair, with a 95% interval, and the repair traffic per node.
     Durability(sim_cmd::DurabilityArgs),
+    /// What one node costs (connections, tables, memory, idle traffic) in a network of
+    /// a given size and data volume, by a closed-form model checked against the scale
+    /// bench; by default 10,000 nodes holding 10 PB.
+    Scale(sim_cmd::ScaleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +142,7 @@ fn main() -> Result<()> {
         Command::Network(NetworkCommand::Restart(a)) => network_cmd::restart(a),
         Command::Network(NetworkCommand::Add(a)) => network_cmd::add_cmd(a),
         Command::Sim(SimCommand::Durability(a)) => sim_cmd::durability(a),
+        Command::Sim(SimCommand::Scale(a)) => sim_cmd::scale(a),
         Command::Train(a) => train_cmd::run(*a),
         Command::Bench(a) => bench_cmd::run(a),
     }

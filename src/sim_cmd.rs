@@ -1,6 +1,10 @@
-//! `cairn sim durability`: the durability model of `sim` from the command line.
+//! `cairn sim`: the durability model of `sim` (`durability`) and its per-node cost model
+//! (`scale`) from the command line.
 
 use std::time::Instant;
+
+mod scale;
+pub(crate) use scale::{ScaleArgs, scale};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;

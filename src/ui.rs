@@ -45,8 +45,10 @@ impl FromStr for Size {
             "gib" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" => 1 << 40,
+            "p" | "pb" => 1_000_000_000_000_000,
+            "pib" => 1 << 50,
             u => bail!(
-                "unknown size unit {u:?} in {s:?}; use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
+                "unknown size unit {u:?} in {s:?}; use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB or PiB"
             ),
         };
         let v = num * mult as f64;

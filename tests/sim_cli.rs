@@ -156,3 +156,102 @@ fn impossible_parameters_are_refused_with_a_reason() {
         );
     }
 }
+
+/// The text after `label` on the line whose trimmed start is `label`.
+fn value_of<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with(label))
+        .map(|l| l[label.len()..].trim())
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
+}
+
+#[test]
+fn the_scale_model_carries_a_node_to_ten_thousand_nodes_and_ten_petabytes() {
+    let o = run(&["sim", "scale"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // 10 PB coded 16+8 over 10,000 nodes: 1.5 TB each, in 1 MiB pieces.
+    assert_eq!(value_of(&out, "stored"), "1.50 TB", "{out}");
+    assert_eq!(value_of(&out, "pieces held (stripes)"), "1430511", "{out}");
+    // So many stripes that every other node is a co-holder, and the tables are past
+    // their bounds: the model says which, and the piece size at which all fit.
+    assert_eq!(
+        value_of(&out, "co-holders (distinct nodes)"),
+        "9999",
+        "{out}"
+    );
+    assert!(out.contains("past a node's bounds"), "{out}");
+    assert!(out.contains("all fit with pieces of"), "{out}");
+    assert!(out.contains("ratio 10000/10"), "{out}");
+
+    // Few pieces per node in a large network: co-holders are about P (n - 1).
+    let o = run(
+        &[
+            "sim", "scale", "--nodes", "10000", "--data", "1TB", "--k", "4", "--m", "2",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let pieces: f64 = value_of(&out, "pieces held (stripes)").parse().unwrap();
+    let co: f64 = value_of(&out, "co-holders (distinct nodes)")
+        .parse()
+        .unwrap();
+    assert!(
+        pieces > 100.0 && co < pieces * 5.0 && co > pieces * 5.0 * 0.9,
+        "{out}"
+    );
+    assert!(out.contains("within every bound a node keeps"), "{out}");
+}
+
+#[test]
+fn the_scale_model_sits_beside_a_benchs_measured_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cairn-bench.json");
+    std::fs::write(
+        &json,
+        r#"{"scale": [
+            {"nodes": 10, "connections": 12, "rss_mib": 92.2, "pss_mib": 37.7,
+             "idle_control_bytes_per_sec": 178061, "push_control_bytes_per_sec": 210979,
+             "holder_entries": 25, "ledger_entries": 9, "pieces": 5},
+            {"nodes": 30, "connections": 22, "rss_mib": 98.7, "pss_mib": 40.6,
+             "idle_control_bytes_per_sec": 119626, "push_control_bytes_per_sec": 210658,
+             "holder_entries": 15, "ledger_entries": 14, "pieces": 3}
+        ]}"#,
+    )
+    .unwrap();
+    let o = run(&["sim", "scale", "--measured", json.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // Holder entries are P (n - 1) exactly; ledger entries the expected co-holders.
+    let row = |nodes: &str| {
+        out.lines()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>)
+            .find(|w| w.first() == Some(&nodes) && w.len() > 8)
+            .unwrap_or_else(|| panic!("no measured row for {nodes}:\n{out}"))
+    };
+    let ten = row("10");
+    assert_eq!(&ten[5..8], ["25", "/", "25.0"], "{out}");
+    assert_eq!(&ten[8..11], ["9", "/", "8.8"], "{out}");
+    let thirty = row("30");
+    assert_eq!(&thirty[5..8], ["15", "/", "15.0"], "{out}");
+
+    std::fs::write(&json, "{}").unwrap();
+    let o = run(&["sim", "scale", "--measured", json.to_str().unwrap()], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no scale rows"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(&["sim", "scale", "--nodes", "20"], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("k+m"),
+        "{}",
+        text(&o)
+    );
+}

@@ -198,6 +198,7 @@ mod engine;
 mod params;
 mod report;
 mod rng;
+pub mod scale;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -34,7 +34,7 @@ pub const AUDITOR_RATE: f64 = 128.0;
 /// Most pieces per node whose last pass and last failure are tracked.
 const MAX_TRACKED_PIECES: usize = 1 << 18;
 /// Most nodes in a ledger.
-const MAX_NODES: usize = 1 << 14;
+pub const MAX_NODES: usize = 1 << 14;
 /// Most record digests remembered to drop duplicates.
 const MAX_SEEN: usize = 1 << 20;
 

@@ -58,7 +58,7 @@ pub mod record;
 pub use auditor::{AuditTarget, Auditor};
 pub use ledger::{
     AUDITOR_BURST, AUDITOR_RATE, FAILING_AFTER, FLAG_HORIZON, FORGERY_WITNESSES, Ledger,
-    MAX_CREDITED_GAP, MAX_RECORD_AGE, PROOF_HORIZON, Refusal, Reputation, SCORE_HORIZON,
+    MAX_CREDITED_GAP, MAX_NODES, MAX_RECORD_AGE, PROOF_HORIZON, Refusal, Reputation, SCORE_HORIZON,
     SCORE_WINDOW, Trust,
 };
 pub use record::{AuditRecord, Outcome, RECORD_LEN, RecordError, SignedRecord};

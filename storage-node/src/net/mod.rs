@@ -31,9 +31,9 @@ mod tests;
 pub use client::{Client, ClientError, PullReport, PushReport, StripePlacement};
 pub use data::{DataError, DataPlane, PieceSource, WhenFull};
 pub use identity::NodeKey;
-pub use node::{DEFAULT_IDLE_TIMEOUT, Node, NodeConfig, NodeStatus};
+pub use node::{DEFAULT_HOLDER_ENTRIES, DEFAULT_IDLE_TIMEOUT, Node, NodeConfig, NodeStatus};
 pub use reader::{Reader, ReaderStats, StripeKey};
-pub use swarm::{Control, ip_of, peer_of};
+pub use swarm::{Control, MAX_DHT_RECORDS, ip_of, peer_of};
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]

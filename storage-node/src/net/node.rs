@@ -76,6 +76,7 @@ mod workers;
 
 pub use config::{DEFAULT_IDLE_TIMEOUT, Faults, NodeConfig, UpkeepConfig};
 use event_loop::run;
+pub use holders::DEFAULT_HOLDER_ENTRIES;
 pub use requests::dataset_summaries;
 use status::UpkeepCounters;
 pub use status::{NodeStatus, UpkeepStats};

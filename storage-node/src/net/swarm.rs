@@ -39,6 +39,8 @@ const MAX_PER_PEER: u32 = 4;
 
 /// gossipsub's own mesh degree.
 pub(crate) const DEFAULT_MESH: usize = 6;
+/// Most DHT records a node stores for others.
+pub const MAX_DHT_RECORDS: usize = 1 << 16;
 /// Messages gossipsub queues for one connection, half of them forwards and gossip.
 /// gossipsub allocates the forwarding half of this queue for every connection at once;
 /// at its default (5000) that was about 0.5 MiB per connection, most of a node's heap
@@ -139,7 +141,7 @@ pub(crate) fn build(
                 peer,
                 kad::store::MemoryStoreConfig {
                     max_provided_keys: 0,
-                    max_records: 1 << 16,
+                    max_records: MAX_DHT_RECORDS,
                     max_providers_per_key: 0,
                     // The store refuses a value of `max_value_bytes` itself.
                     max_value_bytes: crate::location::MAX_PLACEMENT_LEN + 1,

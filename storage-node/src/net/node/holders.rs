@@ -8,7 +8,7 @@ use tracing::debug;
 use crate::{ids::PieceId, net::wire::DataAddr};
 
 /// Most (piece, holder) entries remembered about other nodes, by default.
-pub(super) const DEFAULT_HOLDER_ENTRIES: usize = 8 << 20;
+pub const DEFAULT_HOLDER_ENTRIES: usize = 8 << 20;
 /// Most pieces one peer may claim to hold (a 1 PiB node at the default block size).
 pub(super) const MAX_PIECES_PER_PEER: usize = 1 << 20;
 /// Most (peer, piece) drops remembered.
