@@ -248,6 +248,14 @@ fn the_scale_model_sits_beside_a_benchs_measured_rows() {
         text(&o)
     );
 
+    let o = run(&["sim", "scale", "--audit-secs", "NaN"], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("positive"),
+        "{}",
+        text(&o)
+    );
+
     let o = run(&["sim", "scale", "--nodes", "20"], &[]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(

@@ -64,7 +64,8 @@ pub(crate) fn scale(a: ScaleArgs) -> Result<()> {
             a.k + a.m
         );
     }
-    if a.k == 0 || a.piece_size.0 == 0 || a.announce_secs <= 0.0 || a.audit_secs <= 0.0 {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if a.k == 0 || a.piece_size.0 == 0 || !positive(a.announce_secs) || !positive(a.audit_secs) {
         bail!("--k, --piece-size, --announce-secs and --audit-secs must be positive");
     }
     let p = ScaleParams {

@@ -179,6 +179,8 @@ struct State {
     heard: Mutex<allowance::Allowances>,
     /// Each peer's allowance of manifests published through this node.
     publishes: Mutex<allowance::Allowances>,
+    /// Each peer's allowance of audit records sent to this node.
+    records_in: Mutex<allowance::Allowances>,
     /// Turns for checking a published version's placement.
     placing: tokio::sync::Semaphore,
 }
@@ -437,6 +439,10 @@ impl Node {
             publishes: Mutex::new(allowance::Allowances::new(
                 manifests::PUBLISH_RATE,
                 manifests::PUBLISH_BURST,
+            )),
+            records_in: Mutex::new(allowance::Allowances::new(
+                crate::audit::AUDITOR_RATE,
+                crate::audit::AUDITOR_BURST,
             )),
             placing: tokio::sync::Semaphore::new(manifests::MAX_PLACING),
         });

@@ -55,22 +55,35 @@ const MAX_UNTOLD: usize = 1 << 16;
 /// How long a dropped piece waits for its stripe to become known here; past it, its
 /// group learns from the full announcements and its audits.
 const UNTOLD_FOR: Duration = Duration::from_secs(300);
+/// How often a dropped piece waiting for its stripe is looked up again.
+const UNTOLD_RECHECK: Duration = Duration::from_secs(2);
 
 /// What to tell each co-holder: pieces held, pieces dropped.
 pub(super) type Tell = HashMap<PeerId, (Vec<[u8; 32]>, Vec<[u8; 32]>)>;
 
-/// A dropped piece whose co-holders are still to be told, and since when.
+/// A dropped piece whose co-holders are still to be told, since when, and when to try.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Untold {
     pub(super) piece: PieceId,
     since: tokio::time::Instant,
+    due: tokio::time::Instant,
 }
 
 impl Untold {
     pub(super) fn new(piece: PieceId) -> Self {
+        let now = tokio::time::Instant::now();
         Self {
             piece,
-            since: tokio::time::Instant::now(),
+            since: now,
+            due: now,
+        }
+    }
+
+    /// The same, looked up again after [`UNTOLD_RECHECK`].
+    fn later(self) -> Self {
+        Self {
+            due: tokio::time::Instant::now() + UNTOLD_RECHECK,
+            ..self
         }
     }
 }
@@ -97,7 +110,7 @@ impl State {
             .collect();
         let (dropped, waiting): (Vec<Untold>, Vec<Untold>) =
             dropped.into_iter().partition(|u| known.contains(&u.piece));
-        self.untold(waiting);
+        self.untold(waiting.into_iter().map(Untold::later).collect());
         let dropped = dropped.into_iter().map(|u| u.piece).collect();
         if let Some(tell) = self.to_tell(stripes, held, dropped).await {
             self.tell(tell).await;
@@ -123,6 +136,17 @@ impl State {
             }
             _ => false,
         }
+    }
+
+    /// The queued dropped pieces due to be told now, taken off the queue.
+    pub(super) fn due_untold(&self) -> Vec<Untold> {
+        let now = tokio::time::Instant::now();
+        let mut queue = lock(&self.dropped);
+        let (due, later): (Vec<Untold>, Vec<Untold>) = std::mem::take(&mut *queue)
+            .into_iter()
+            .partition(|u| u.due <= now);
+        *queue = later;
+        due
     }
 
     /// Queues dropped pieces to be told with the next flush, within bounds: those that

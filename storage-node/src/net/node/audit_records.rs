@@ -5,9 +5,10 @@
 //! grow with what it holds, not with the network. Only co-holders could take them
 //! anyway: the ledger refuses a record about a stripe its node does not hold.
 //!
-//! The receiver takes a batch only from its signer, and runs the ledger's cheap filters
-//! (scope, who may speak, age, the auditor's quota) before it checks any signature, on
-//! the blocking pool.
+//! The receiver takes a batch only from its signer, within the signer's allowance of
+//! records (charged before the batch is decoded, as many as it carries), and runs the
+//! ledger's cheap filters (scope, who may speak, age, the auditor's quota) before it
+//! checks any signature, on the blocking pool.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -112,6 +113,15 @@ impl State {
                 "audit records are taken only from their signer's own node",
             ));
         };
+        // Charged before it is decoded, by the records it carries: a key that holds
+        // nothing still costs this node a decode and the ledger's filters for each.
+        let carried = bytes.len().div_ceil(crate::audit::RECORD_LEN).max(1);
+        if !lock(&self.records_in).admit(from, carried as f64) {
+            return Err((
+                ErrorCode::Busy,
+                "over this node's allowance of audit records; send fewer".into(),
+            ));
+        }
         // Bounded before it is decoded: a whole number of records, at most a batch.
         let Some(records) = wire::decode_records(bytes) else {
             return Err(bad("malformed audit records"));

@@ -108,7 +108,7 @@ pub(super) async fn run(
                     state.check_offers();
                 }
                 let fresh = std::mem::take(&mut *lock(&state.fresh));
-                let dropped = std::mem::take(&mut *lock(&state.dropped));
+                let dropped = state.due_untold();
                 let joined = std::mem::take(&mut *lock(&state.joined));
                 if !fresh.is_empty() || !dropped.is_empty() || !joined.is_empty() {
                     let s = state.clone();
