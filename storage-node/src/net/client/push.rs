@@ -395,8 +395,8 @@ impl Client {
             batches.push(std::mem::replace(&mut records, rest));
         }
         // Placing is idempotent (the same records, the same seq): a batch whose answer did
-        // not come in time, on a loaded node storing many records in the DHT, is asked
-        // again, and what was stored already is quick.
+        // not come in time, or that a loaded node could not store in the DHT in time
+        // (`Busy`), is asked again after a pause.
         let answers: Vec<Result<Response, NetError>> = futures::stream::iter(batches)
             .map(|records| async move {
                 let mut attempt = 1;
@@ -407,13 +407,20 @@ impl Client {
                             publish: true,
                         })
                         .await;
-                    match asked {
-                        Err(e) if attempt < PLACE_ATTEMPTS => {
-                            warn!("placing records failed, asking again: {e}");
-                            attempt += 1;
-                        }
-                        other => return other,
+                    let retry = match &asked {
+                        Err(e) => e.to_string(),
+                        Ok(Response::Error {
+                            code: ErrorCode::Busy,
+                            message,
+                        }) => message.clone(),
+                        Ok(_) => return asked,
+                    };
+                    if attempt >= PLACE_ATTEMPTS {
+                        return asked;
                     }
+                    warn!("placing records failed, asking again: {retry}");
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                    attempt += 1;
                 }
             })
             .buffer_unordered(4)

@@ -33,6 +33,8 @@ use crate::{
 const DHT_TIMEOUT: Duration = Duration::from_secs(35);
 /// DHT lookups or stores one request or task runs at once.
 const DHT_AT_ONCE: usize = 16;
+/// How many times a `Place` tries to store each of its records in the DHT.
+const PUT_ATTEMPTS: usize = 2;
 /// How long a record another peer stored here lives, unless stored again (Kademlia's
 /// default, and how its copies are renewed: the node that put a record puts it again
 /// each day).
@@ -280,19 +282,34 @@ impl State {
             .map_err(refused)?;
         self.add_co_holders(new);
         if publish {
-            let stored: Vec<bool> = futures::stream::iter(valid)
-                .map(|r| self.put_record(r.record().key(), r.as_bytes().to_vec(), true))
-                .buffer_unordered(DHT_AT_ONCE)
-                .collect()
-                .await;
-            let failed = stored.iter().filter(|ok| !**ok).count();
-            if failed > 0 {
+            let all = valid.len();
+            // A store whose query timed out (a loaded network) is tried once more before
+            // the publisher hears of it: only the records that failed.
+            let mut left = valid;
+            for _ in 0..PUT_ATTEMPTS {
+                if left.is_empty() {
+                    break;
+                }
+                left = futures::stream::iter(left)
+                    .map(|r| async move {
+                        let ok = self
+                            .put_record(r.record().key(), r.as_bytes().to_vec(), true)
+                            .await;
+                        (!ok).then_some(r)
+                    })
+                    .buffer_unordered(DHT_AT_ONCE)
+                    .filter_map(futures::future::ready)
+                    .collect()
+                    .await;
+            }
+            if !left.is_empty() {
                 return Err((
-                    ErrorCode::Internal,
+                    ErrorCode::Busy,
                     format!(
-                        "{failed} of {} placement records could not be stored in the DHT \
-                         (no peer took them, or this node's record store is full); try again",
-                        stored.len()
+                        "{} of {all} placement records could not be stored in the DHT \
+                         (no peer took them in time, or this node's record store is full); \
+                         try again",
+                        left.len()
                     ),
                 ));
             }
