@@ -240,24 +240,32 @@ impl Adversary {
             .all(|r| matches!(r, Ok(wire::Response::Heard { .. })))
     }
 
-    /// Sends `records` in batches to every node in `addrs` (multiaddrs ending in
-    /// `/p2p/<id>`, joined first), as a node sends its own to its co-holders. How many
-    /// records the nodes took, in all.
+    /// Sends `records` to every node in `addrs` (multiaddrs ending in `/p2p/<id>`, joined
+    /// first), as a node sends its own to its co-holders: how many the nodes took in all.
     pub(crate) fn send_records(&self, addrs: &[String], records: &[SignedRecord]) -> u64 {
-        let mut taken = 0;
-        for addr in addrs {
-            let peer = addr.rsplit("/p2p/").next().unwrap_or(addr);
-            let requests = records
-                .chunks(wire::AUDIT_BATCH)
-                .map(|chunk| Request::Records(wire::encode_records(chunk)))
-                .collect();
-            for r in self.request_all(peer, requests) {
-                if let Ok(Response::RecordsTaken { taken: n }) = r {
-                    taken += u64::from(n);
-                }
+        addrs.iter().map(|a| self.records_to(a, records).0).sum()
+    }
+
+    /// Sends `records` to the node at `addr`, in [`wire::AUDIT_BATCH`]es all at once: how
+    /// many it took, and how many batches it refused as over this key's allowance (`Busy`).
+    pub(crate) fn records_to(&self, addr: &str, records: &[SignedRecord]) -> (u64, usize) {
+        let peer = addr.rsplit("/p2p/").next().unwrap_or(addr);
+        let requests = records
+            .chunks(wire::AUDIT_BATCH)
+            .map(|chunk| Request::Records(wire::encode_records(chunk)))
+            .collect();
+        let (mut taken, mut busy) = (0, 0);
+        for r in self.request_all(peer, requests) {
+            match r {
+                Ok(Response::RecordsTaken { taken: n }) => taken += u64::from(n),
+                Ok(Response::Error {
+                    code: wire::ErrorCode::Busy,
+                    ..
+                }) => busy += 1,
+                _ => {}
             }
         }
-        taken
+        (taken, busy)
     }
 }
 

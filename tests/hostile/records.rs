@@ -37,6 +37,24 @@ fn forged_records_from_fresh_keys_move_no_standing() {
     }
     let taken = taken + smear1.send_records(&addrs, &broken);
     assert_eq!(taken, 0, "nodes took records from keys that hold nothing");
+    // A key that floods one node with records is cut off at its allowance (a burst of
+    // `AUDITOR_BURST`) before they are decoded: twice the burst, all at once.
+    let flood = Adversary::fresh();
+    flood.join(&addrs);
+    let burst = storage_node::audit::AUDITOR_BURST as u64;
+    let copies = (2 * burst).div_ceil(about.len() as u64);
+    let many = flood.records(&about, Outcome::Timeout, copies);
+    let batches = many.len().div_ceil(wire::AUDIT_BATCH);
+    let (taken, busy) = flood.records_to(&addrs[2], &many);
+    assert_eq!(
+        taken, 0,
+        "a node took records from a key that holds nothing"
+    );
+    let over = batches - (burst as usize).div_ceil(wire::AUDIT_BATCH) - 1;
+    assert!(
+        busy >= over,
+        "{busy} of {batches} batches refused as over the allowance; at least {over} are"
+    );
     wait_rounds(&net, 3);
     assert_no_honest_node_harmed(&net, &[]);
     assert_reads_work(&net, "eve/target", &files, "after-records");
