@@ -114,6 +114,8 @@ fn the_scale_part_measures_each_size_and_compares_the_largest_with_the_smallest(
             "9,6",
             "--scale-mib",
             "1",
+            "--scale-rounds",
+            "2",
             "--json",
             json.to_str().expect("utf-8"),
             "--dir",
@@ -139,6 +141,11 @@ fn the_scale_part_measures_each_size_and_compares_the_largest_with_the_smallest(
             assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
         }
     }
+    // Read after write on the largest network: every round read at once, every way.
+    let raw = &v["read_after_write"];
+    assert_eq!(raw["nodes"], 9, "{raw}");
+    assert_eq!(raw["rounds"], 2, "{raw}");
+    assert_eq!(raw["held"], 2, "{raw}");
     // The largest against the smallest, in the table and the JSON.
     for what in ["connections", "RSS", "PSS", "control traffic during a push"] {
         let measure = format!("scale: {what} per node, 9 nodes");

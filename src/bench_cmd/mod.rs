@@ -36,6 +36,7 @@ use serde::Serialize;
 mod baselines;
 mod kernels;
 mod procfs;
+mod read_after_write;
 mod scale;
 mod upkeep;
 
@@ -67,6 +68,10 @@ pub(crate) struct BenchArgs {
     /// MiB of data per node the scale part pushes at every size.
     #[arg(long, default_value_t = 2)]
     scale_mib: u64,
+    /// Rounds of read after write on the scale part's largest network (push, then at
+    /// once an HTTP range, a training run and a pull, each through another node).
+    #[arg(long, default_value_t = 20)]
+    scale_rounds: usize,
     /// Where the JSON goes.
     #[arg(long, default_value = "cairn-bench.json")]
     json: PathBuf,
@@ -116,6 +121,8 @@ struct Results {
     figures: Vec<Figure>,
     /// The scale part's per-size rows.
     scale: Vec<scale::ScaleRow>,
+    /// The scale part's rounds of read after write on its largest network.
+    read_after_write: Option<read_after_write::ReadAfterWrite>,
     total_secs: f64,
 }
 
@@ -226,46 +233,61 @@ fn piece_files(data_dir: &Path) -> Vec<(String, PathBuf, u64)> {
     out
 }
 
-/// Writes `mib` MiB of CSV with known structure in [`FILES`] files: 16 uniform features
-/// and a label that is the quadrant of two fixed linear combinations of them (4 classes).
+/// Writes `mib` MiB of CSV with known structure in [`FILES`] files: see [`write_csv`].
 fn generate_csv(dir: &Path, mib: u64) -> Result<u64> {
-    const FEATURES: usize = 16;
     std::fs::create_dir_all(dir)?;
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
+    let per_file = (mib << 20) / FILES as u64;
+    let mut rows = 0;
+    for f in 0..FILES {
+        rows += write_csv(&dir.join(format!("part-{f:02}.csv")), &mut next, per_file)?;
+    }
+    Ok(rows)
+}
+
+/// A uniform draw in [0, 1) from a xorshift generator seeded with `x` (not 0).
+fn xorshift(mut x: u64) -> impl FnMut() -> f64 {
+    move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         (x >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let per_file = (mib << 20) / FILES as u64;
-    let mut rows = 0;
-    for f in 0..FILES {
-        let file = std::fs::File::create(dir.join(format!("part-{f:02}.csv")))?;
-        let mut w = std::io::BufWriter::new(file);
-        let mut header: Vec<String> = (0..FEATURES).map(|i| format!("f{i}")).collect();
-        header.push("label".into());
-        writeln!(w, "{}", header.join(","))?;
-        let mut written = 0u64;
-        let mut line = String::new();
-        while written < per_file {
-            line.clear();
-            let v: Vec<f64> = (0..FEATURES).map(|_| next() * 2.0 - 1.0).collect();
-            let a: f64 = v.iter().step_by(2).sum();
-            let b: f64 = v.iter().skip(1).step_by(3).sum::<f64>() - v[0];
-            let label = usize::from(a > 0.0) * 2 + usize::from(b > 0.0);
-            for x in &v {
-                line.push_str(&format!("{x:.4},"));
-            }
-            line.push_str(&format!("{label}\n"));
-            w.write_all(line.as_bytes())?;
-            written += line.len() as u64;
-            rows += 1;
-        }
-        w.flush()?;
     }
+}
+
+/// Writes rows of CSV to `path` until at least `bytes`: 16 uniform features and a label
+/// that is the quadrant of two fixed linear combinations of them (4 classes). Returns the
+/// rows written.
+fn write_csv(path: &Path, next: &mut impl FnMut() -> f64, bytes: u64) -> Result<u64> {
+    const FEATURES: usize = 16;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut header: Vec<String> = (0..FEATURES).map(|i| format!("f{i}")).collect();
+    header.push("label".into());
+    writeln!(w, "{}", header.join(","))?;
+    let (mut written, mut rows) = (0u64, 0);
+    let mut line = String::new();
+    while written < bytes {
+        line.clear();
+        let v: Vec<f64> = (0..FEATURES).map(|_| next() * 2.0 - 1.0).collect();
+        let a: f64 = v.iter().step_by(2).sum();
+        let b: f64 = v.iter().skip(1).step_by(3).sum::<f64>() - v[0];
+        let label = usize::from(a > 0.0) * 2 + usize::from(b > 0.0);
+        for x in &v {
+            line.push_str(&format!("{x:.4},"));
+        }
+        line.push_str(&format!("{label}\n"));
+        w.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        rows += 1;
+    }
+    w.flush()?;
     Ok(rows)
 }
+
+/// `cairn train` arguments for one epoch over the CSV of [`write_csv`].
+const CSV_EPOCH: [&str; 8] = [
+    "--format", "csv", "--label", "label", "--task", "classify", "--epochs", "1",
+];
 
 /// One training run's figures from its `--metrics-out`.
 struct TrainRun {
@@ -353,7 +375,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
                 K + M
             );
         }
-        r.scale = scale::scale(&mut r, &root, &sizes, a.scale_mib.max(1))?;
+        r.scale = scale::scale(&mut r, &root, &sizes, a.scale_mib.max(1), a.scale_rounds)?;
     }
     let needs_net = parts
         .iter()
@@ -483,33 +505,28 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
         let src = root.join("train");
         generate_csv(&src, train_mib)?;
         push(src.to_str().context("UTF-8")?, "bench/train", &env)?;
-        let common: [&str; 22] = [
-            "--format",
-            "csv",
-            "--label",
-            "label",
-            "--task",
-            "classify",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "256",
-            "--lr",
-            "0.003",
-            "--seed",
-            "11",
-            "--test-files",
-            "part-07.csv",
-            // A stripe of this push (k = 4 pieces of 1 MiB): each block is one stripe.
-            "--shuffle-block",
-            "4MiB",
-            // The reader's cache, and the prefetch with its buffer (32 + 32 MiB), hold
-            // well under the data: the epoch streams it from the peers.
-            "--cache",
-            "16MiB",
-            "--prefetch",
-            "32MiB",
-        ];
+        let common: Vec<&str> = CSV_EPOCH
+            .into_iter()
+            .chain([
+                "--batch-size",
+                "256",
+                "--lr",
+                "0.003",
+                "--seed",
+                "11",
+                "--test-files",
+                "part-07.csv",
+                // A stripe of this push (k = 4 pieces of 1 MiB): each block is one stripe.
+                "--shuffle-block",
+                "4MiB",
+                // The reader's cache, and the prefetch with its buffer (32 + 32 MiB), hold
+                // well under the data: the epoch streams it from the peers.
+                "--cache",
+                "16MiB",
+                "--prefetch",
+                "32MiB",
+            ])
+            .collect();
         let run = |source: &[&str], out: &Path| -> Result<TrainRun> {
             let mut args: Vec<&str> = vec!["train"];
             args.extend_from_slice(source);

@@ -15,6 +15,7 @@ use super::{
     BenchNet, K, M, Results, median,
     procfs::{pss, rss},
     push,
+    read_after_write::read_after_write,
 };
 use crate::network_cmd::{self, UpArgs};
 
@@ -95,13 +96,16 @@ fn rate(before: &[Scrape], after: &[Scrape], secs: f64) -> f64 {
 }
 
 /// Runs each size in turn, pushing `mib_per_node` MiB of data per node, and adds each
-/// figure at the largest size against the smallest to `r`.
+/// figure at the largest size against the smallest to `r`; on the largest network, then
+/// `raw_rounds` rounds of read after write.
 pub(super) fn scale(
     r: &mut Results,
     root: &Path,
     sizes: &[usize],
     mib_per_node: u64,
+    raw_rounds: usize,
 ) -> Result<Vec<ScaleRow>> {
+    let largest = sizes.iter().copied().max().unwrap_or(0);
     let mut rows = Vec::new();
     println!(
         "  scale: {} nodes, {mib_per_node} MiB per node (k={K} m={M})",
@@ -216,6 +220,9 @@ pub(super) fn scale(
             row.pieces
         );
         rows.push(row);
+        if n == largest && raw_rounds > 0 {
+            r.read_after_write = Some(read_after_write(&net, root, raw_rounds)?);
+        }
         drop(net);
     }
     if let (Some(lo), Some(hi)) = (rows.first(), rows.last())
