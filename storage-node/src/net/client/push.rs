@@ -41,7 +41,7 @@ use crate::{
 const PUSH_BUDGET: u64 = 96 << 20;
 /// Attempts at a `Hold` that failed for a reason worth retrying.
 const HOLD_ATTEMPTS: u32 = 4;
-/// Attempts at a batch of placement records whose answer did not come.
+/// Attempts at a batch of placement records whose answer did not come, or was `Busy`.
 const PLACE_ATTEMPTS: u32 = 3;
 /// `Hold` requests in flight to one node: what it fetches at once, so none wait there.
 const HOLDS_PER_NODE: usize = 16;
@@ -419,7 +419,8 @@ impl Client {
                         return asked;
                     }
                     warn!("placing records failed, asking again: {retry}");
-                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                    // Long enough for the node's allowance of DHT stores to refill a batch.
+                    tokio::time::sleep(Duration::from_secs(2 << attempt)).await;
                     attempt += 1;
                 }
             })

@@ -35,6 +35,9 @@ const DHT_TIMEOUT: Duration = Duration::from_secs(35);
 const DHT_AT_ONCE: usize = 16;
 /// How many times a `Place` tries to store each of its records in the DHT.
 const PUT_ATTEMPTS: usize = 2;
+/// How long a `Place` may take storing its records in the DHT: its answer comes well
+/// before the publisher's request times out (`swarm::REQUEST_TIMEOUT`, 120 s).
+const PUBLISH_WITHIN: Duration = Duration::from_secs(90);
 /// How long a record another peer stored here lives, unless stored again (Kademlia's
 /// default, and how its copies are renewed: the node that put a record puts it again
 /// each day).
@@ -188,7 +191,8 @@ impl State {
 
     /// `Request::Place`: keeps the records of stripes this node holds a piece of (as the
     /// record says); with `publish`, also stores every record in the DHT before it answers.
-    /// Each record stored in the DHT is charged to `from`'s allowance.
+    /// Each record to store in the DHT is charged to `from`'s allowance once, however many
+    /// tries it takes.
     pub(super) async fn place(
         self: &Arc<Self>,
         from: PeerId,
@@ -284,13 +288,16 @@ impl State {
         if publish {
             let all = valid.len();
             // A store whose query timed out (a loaded network) is tried once more before
-            // the publisher hears of it: only the records that failed.
+            // the publisher hears of it, if time is left: only the records that failed.
+            // The answer comes by the deadline, before the publisher's request times out.
+            let deadline = tokio::time::Instant::now() + PUBLISH_WITHIN;
             let mut left = valid;
-            for _ in 0..PUT_ATTEMPTS {
-                if left.is_empty() {
+            for attempt in 0..PUT_ATTEMPTS {
+                let time_left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_empty() || (attempt > 0 && time_left < DHT_TIMEOUT) {
                     break;
                 }
-                left = futures::stream::iter(left)
+                let pass = futures::stream::iter(left.clone())
                     .map(|r| async move {
                         let ok = self
                             .put_record(r.record().key(), r.as_bytes().to_vec(), true)
@@ -299,17 +306,21 @@ impl State {
                     })
                     .buffer_unordered(DHT_AT_ONCE)
                     .filter_map(futures::future::ready)
-                    .collect()
-                    .await;
+                    .collect();
+                match tokio::time::timeout_at(deadline, pass).await {
+                    Ok(failed) => left = failed,
+                    Err(_) => break,
+                }
             }
             if !left.is_empty() {
                 return Err((
                     ErrorCode::Busy,
                     format!(
-                        "{} of {all} placement records could not be stored in the DHT \
+                        "{} of {all} placement records were not stored in the DHT within {} s \
                          (no peer took them in time, or this node's record store is full); \
                          try again",
-                        left.len()
+                        left.len(),
+                        PUBLISH_WITHIN.as_secs()
                     ),
                 ));
             }
