@@ -155,6 +155,8 @@ struct State {
     vetted: Mutex<claims::Vetted>,
     /// Pieces referenced by manifests refused for a name conflict: never orphans.
     refused_refs: Mutex<HashSet<PieceId>>,
+    /// Manifests announced and fetched whose placement is still being checked.
+    heard_versions: Mutex<manifests::Heard>,
     /// Rebuilt pieces being handed to their new holders, served from memory meanwhile.
     staged: Arc<Mutex<HashMap<PieceId, bytes::Bytes>>>,
     /// Repair jobs claimed and recorded in the store.
@@ -418,6 +420,7 @@ impl Node {
             challenges: ChallengeGate::default(),
             vetted: Mutex::default(),
             refused_refs: Mutex::default(),
+            heard_versions: Mutex::default(),
             staged,
             journal: Mutex::default(),
             repairing: Mutex::default(),

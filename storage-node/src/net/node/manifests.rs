@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::{State, lock, upkeep::peer_of_node};
 use crate::{
-    ids::{NodeId, PieceId, VersionId},
+    ids::{DatasetName, NodeId, PieceId, VersionId},
     location::{Holder, PlacementKey, SignedPlacement},
     manifest::{Manifest, Stripe},
     net::{
@@ -24,6 +24,73 @@ use crate::{
     repair::stripe_id,
     store::StoreError,
 };
+
+/// Most manifests waiting at once for their placement to be shown.
+const MAX_HEARD: usize = 64;
+/// How often requests may have one heard-of version checked: asking for it again and
+/// again checks it no more often than this.
+const HEARD_RECHECK: Duration = Duration::from_secs(2);
+
+/// Manifests fetched after their announcement whose placement is still being checked
+/// (`fetch_manifest`), for a request that asks for one meanwhile.
+#[derive(Debug, Default)]
+pub(super) struct Heard {
+    /// Each with its entry's id, and when a request last had it checked.
+    waiting: Vec<(u64, Manifest, Option<tokio::time::Instant>)>,
+    next: u64,
+}
+
+/// A manifest's place in [`Heard`]: taken out when dropped.
+pub(super) struct HeardEntry<'a> {
+    heard: &'a Mutex<Heard>,
+    id: u64,
+}
+
+impl Heard {
+    /// Adds `m` (the oldest goes past [`MAX_HEARD`]); it leaves when the entry drops.
+    pub(super) fn add(&mut self, m: Manifest) -> u64 {
+        if self.waiting.len() >= MAX_HEARD {
+            self.waiting.remove(0);
+        }
+        self.next += 1;
+        self.waiting.push((self.next, m, None));
+        self.next
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.waiting.retain(|(i, _, _)| *i != id);
+    }
+
+    /// The manifest of `version` (of `name`, if given), else `name`'s newest, to check at
+    /// `now`: none if a request had it checked less than [`HEARD_RECHECK`] ago.
+    pub(super) fn take_turn(
+        &mut self,
+        name: Option<&DatasetName>,
+        version: Option<[u8; 32]>,
+        now: tokio::time::Instant,
+    ) -> Option<Manifest> {
+        if name.is_none() && version.is_none() {
+            return None;
+        }
+        let (_, m, checked) = self
+            .waiting
+            .iter_mut()
+            .filter(|(_, m, _)| name.is_none_or(|n| m.name() == n))
+            .filter(|(_, m, _)| version.is_none_or(|v| m.version().0 == v))
+            .max_by_key(|(_, m, _)| m.body().created_unix)?;
+        if checked.is_some_and(|t| now.duration_since(t) < HEARD_RECHECK) {
+            return None;
+        }
+        *checked = Some(now);
+        Some(m.clone())
+    }
+}
+
+impl Drop for HeardEntry<'_> {
+    fn drop(&mut self) {
+        lock(self.heard).remove(self.id);
+    }
+}
 
 /// A piece of a version drawn to be proven: where it lies.
 struct Drawn<'m> {
@@ -315,7 +382,12 @@ impl State {
                     Ok(m) if m.version().0 == version => {
                         // Holders announce pieces just after they store them: a version
                         // announced a moment ago may not be placed in this node's view
-                        // yet. Ask again a few times; catch-up tries later still.
+                        // yet. Ask again a few times; catch-up tries later still. A
+                        // request for it meanwhile checks it at once (`keep_heard`).
+                        let _heard = HeardEntry {
+                            id: lock(&self.heard_versions).add(m.clone()),
+                            heard: &self.heard_versions,
+                        };
                         let mut wait = Duration::from_millis(250);
                         for attempt in 1..=PLACED_ATTEMPTS {
                             match self.store_manifest(m.clone(), None).await {
@@ -338,6 +410,31 @@ impl State {
             }
             Ok(_) => debug!(%peer, "peer did not send the manifest"),
             Err(e) => debug!(%peer, "manifest fetch failed: {e}"),
+        }
+    }
+
+    /// Keeps a version heard of whose placement is still being checked, one that `name`
+    /// and `version` select (the latest heard of `name`, without `version`), checking it
+    /// now: its push may have placed it since the last check. Whether one was kept. Each
+    /// version is checked so at most every [`HEARD_RECHECK`], however often it is asked.
+    pub(super) async fn keep_heard(
+        self: &Arc<Self>,
+        name: Option<&DatasetName>,
+        version: Option<[u8; 32]>,
+    ) -> bool {
+        let now = tokio::time::Instant::now();
+        let Some(m) = lock(&self.heard_versions).take_turn(name, version, now) else {
+            return false;
+        };
+        let Ok(Ok(_turn)) = tokio::time::timeout(PLACING_WAIT, self.placing.acquire()).await else {
+            return false;
+        };
+        match self.store_manifest(m, None).await {
+            Ok(_) => true,
+            Err((_, e)) => {
+                debug!("a version heard of and asked for is not kept yet: {e}");
+                false
+            }
         }
     }
 
@@ -440,5 +537,63 @@ impl State {
         // No one was told of them: a node announces a piece only to the group of a stripe
         // it knows, and these are of none.
         lock(&seen).retain(|p, _| !removed.contains(p));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        erasure::ErasureParams,
+        manifest::{ManifestBody, PublisherKey},
+    };
+
+    fn version(name: &str, created_unix: u64) -> Manifest {
+        let body = ManifestBody {
+            name: name.parse().unwrap(),
+            parent: None,
+            created_unix,
+            card: String::new(),
+            license: String::new(),
+            params: ErasureParams::new(4, 2, 64).unwrap(),
+            files: vec![],
+        };
+        Manifest::sign(body, &PublisherKey::from_secret_bytes(&[3; 32])).unwrap()
+    }
+
+    #[test]
+    fn a_heard_version_is_checked_on_request_at_most_every_recheck() {
+        let mut heard = Heard::default();
+        let (old, new, other) = (version("a/x", 1), version("a/x", 2), version("b/y", 1));
+        for m in [&old, &new, &other] {
+            heard.add(m.clone());
+        }
+        let t0 = tokio::time::Instant::now();
+        let x: DatasetName = "a/x".parse().unwrap();
+        // By name: the newest heard of it; asked again at once, no second check.
+        assert_eq!(heard.take_turn(Some(&x), None, t0), Some(new.clone()));
+        assert_eq!(heard.take_turn(Some(&x), None, t0 + HEARD_RECHECK / 2), None);
+        // By version, of that name or any; never of another name, never with neither.
+        let v = Some(old.version().0);
+        assert_eq!(heard.take_turn(Some(&x), v, t0), Some(old.clone()));
+        let y: DatasetName = "b/y".parse().unwrap();
+        assert_eq!(heard.take_turn(Some(&y), Some(new.version().0), t0), None);
+        assert_eq!(heard.take_turn(None, Some(other.version().0), t0), Some(other));
+        assert_eq!(heard.take_turn(None, None, t0), None);
+        // Once the wait is over, checked again.
+        assert_eq!(heard.take_turn(Some(&x), None, t0 + HEARD_RECHECK), Some(new));
+    }
+
+    #[test]
+    fn heard_versions_are_bounded_and_leave_with_their_entry() {
+        let mut heard = Heard::default();
+        let ids: Vec<u64> = (0..MAX_HEARD as u64 + 5)
+            .map(|i| heard.add(version("a/x", i)))
+            .collect();
+        assert_eq!(heard.waiting.len(), MAX_HEARD);
+        for id in ids {
+            heard.remove(id);
+        }
+        assert!(heard.waiting.is_empty());
     }
 }

@@ -132,13 +132,22 @@ impl State {
                     ),
                     None => None,
                 };
-                let m = self
-                    .blocking(move || match (name, version) {
+                let lookup = |name: Option<DatasetName>| {
+                    let store = store.clone();
+                    self.blocking(move || match (name, version) {
                         (Some(n), v) => store.resolve(&n, v.map(VersionId).as_ref()).map(Some),
                         (None, Some(v)) => store.manifest(&VersionId(v)),
                         (None, None) => Ok(None),
                     })
-                    .await;
+                };
+                let mut m = lookup(name.clone()).await;
+                // A version heard of but not kept yet (its placement still being checked
+                // when its push returned) is checked again at once, and then read.
+                if matches!(m, Ok(None) | Err(StoreError::NotFound(_)))
+                    && self.keep_heard(name.as_ref(), version).await
+                {
+                    m = lookup(name).await;
+                }
                 match m {
                     Ok(Some(m)) => Ok(Response::Manifest(m.as_bytes().to_vec())),
                     Ok(None) | Err(StoreError::NotFound(_)) => {
