@@ -18,10 +18,11 @@
 //! | idle node memory (RSS) | the same nodes' RSS before they held anything |
 //! | Reed-Solomon encode, BLAKE3 | memcpy of the same buffer |
 //! | per-node connections, RSS, control traffic, table sizes at N nodes (`--only scale`) | the same at the smallest size |
+//! | rounds of read after write on the largest of those networks | the rounds run |
 //!
 //! `baselines.rs` has the local copy and the static server, `procfs.rs` what `/proc` says,
 //! `kernels.rs` the kernels alone, `upkeep.rs` audits and repair, `scale.rs` networks of
-//! growing size.
+//! growing size, `read_after_write.rs` reads the moment a push returns.
 
 use std::{
     io::Write,
@@ -197,11 +198,21 @@ fn cairn(args: &[&str], envs: &[(&str, &str)]) -> Result<Duration> {
 
 /// `cairn dataset push SRC --name NAME` with the bench's code.
 fn push(src: &str, name: &str, envs: &[(&str, &str)]) -> Result<Duration> {
+    push_with(src, name, &[], envs)
+}
+
+/// [`push`] with more arguments.
+fn push_with(src: &str, name: &str, more: &[&str], envs: &[(&str, &str)]) -> Result<Duration> {
     let (k, m) = (K.to_string(), M.to_string());
-    cairn(
-        &["dataset", "push", src, "--name", name, "--k", &k, "--m", &m],
-        envs,
-    )
+    let mut args = vec!["dataset", "push", src, "--name", name, "--k", &k, "--m", &m];
+    args.extend_from_slice(more);
+    cairn(&args, envs)
+}
+
+/// What a `cairn` client run by the bench is given: the node it enters the network
+/// through, and its own config dir.
+fn client_env<'a>(peer: &'a str, config: &'a str) -> [(&'static str, &'a str); 2] {
+    [("CAIRN_PEER", peer), ("CAIRN_CONFIG_DIR", config)]
 }
 
 fn mbs(bytes: u64, d: Duration) -> f64 {
@@ -397,13 +408,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
         .as_ref()
         .map(|n| n.net.nodes[0].peer.clone())
         .unwrap_or_default();
-    let env = [
-        ("CAIRN_PEER", peer.as_str()),
-        (
-            "CAIRN_CONFIG_DIR",
-            cfg.to_str().context("work dir is not UTF-8")?,
-        ),
-    ];
+    let env = client_env(&peer, cfg.to_str().context("work dir is not UTF-8")?);
     // Idle memory of nodes that hold nothing yet: the baseline of idle memory later.
     std::thread::sleep(Duration::from_secs(2));
     let rss_empty: Vec<f64> = net

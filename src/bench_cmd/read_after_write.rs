@@ -7,18 +7,24 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::{BenchNet, CSV_EPOCH, cairn, push, write_csv, xorshift};
+use super::{BenchNet, CSV_EPOCH, cairn, client_env, push_with, write_csv, xorshift};
 
-/// Bytes of CSV in each round's dataset: a few stripes of the bench's pushes.
+/// Bytes of CSV in each round's dataset.
 const BYTES: u64 = 200_000;
+/// The rounds' block size: stripes of `k` such blocks (128 KiB at k = 4), so a dataset
+/// spans two stripes and the HTTP range below crosses from one to the next.
+const BLOCK: &str = "32KiB";
 
 /// How the rounds went.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct ReadAfterWrite {
     nodes: usize,
     rounds: usize,
-    /// Rounds in which every read succeeded at once and returned the pushed bytes.
-    held: usize,
+    /// Rounds whose push returned.
+    pushed: usize,
+    /// Rounds whose push returned and whose every read succeeded at once: the range and
+    /// the pull returned the pushed bytes, the training run finished its epoch.
+    pub(super) held: usize,
     /// What failed first, if anything did: the round and the error.
     first_failure: Option<String>,
 }
@@ -33,15 +39,11 @@ pub(super) fn read_after_write(
     let n = nodes.len();
     let config = root.join(format!("raw-{n}-config"));
     let config = config.to_str().context("work dir is not UTF-8")?;
-    let env = |i: usize| {
-        [
-            ("CAIRN_PEER", nodes[i].peer.as_str()),
-            ("CAIRN_CONFIG_DIR", config),
-        ]
-    };
+    let env = |i: usize| client_env(&nodes[i].peer, config);
     let mut out = ReadAfterWrite {
         nodes: n,
         rounds,
+        pushed: 0,
         held: 0,
         first_failure: None,
     };
@@ -49,14 +51,20 @@ pub(super) fn read_after_write(
         // The push goes through node 0; the reads through three other nodes, a different
         // three each round.
         let [http, train, pull] = [0, 1, 2].map(|j| (i * 3 + j) % (n - 1) + 1);
-        let round = || -> Result<()> {
+        let mut round = || -> Result<()> {
             let src = root.join(format!("raw-{n}-{i}"));
             std::fs::create_dir_all(&src)?;
             let file = src.join("part.csv");
             write_csv(&file, &mut xorshift(7000 + i as u64), BYTES)?;
             let data = std::fs::read(&file)?;
             let name = format!("bench/raw-{i}");
-            push(src.to_str().context("UTF-8")?, &name, &env(0))?;
+            push_with(
+                src.to_str().context("UTF-8")?,
+                &name,
+                &["--block-size", BLOCK],
+                &env(0),
+            )?;
+            out.pushed += 1;
 
             let (from, to) = (
                 data.len() / 3,
@@ -69,8 +77,11 @@ pub(super) fn read_after_write(
                 .with_context(|| format!("the HTTP range through {base} failed"))?;
             let status = r.status().as_u16();
             let body = r.body_mut().with_config().limit(1 << 20).read_to_vec()?;
-            if status != 206 || body != data[from..=to] {
-                bail!("the HTTP range through {base} answered {status} with other bytes");
+            if status != 206 {
+                bail!("the HTTP range through {base} answered {status}, not 206");
+            }
+            if body != data[from..=to] {
+                bail!("the HTTP range through {base} returned other bytes");
             }
 
             let mut args = vec!["train", "--dataset", &name, "--batch-size", "64"];
@@ -99,8 +110,8 @@ pub(super) fn read_after_write(
         }
     }
     println!(
-        "  read after write at {n} nodes: {} of {rounds} rounds read at once (HTTP range, training, pull)",
-        out.held
+        "  read after write at {n} nodes: {} of {rounds} rounds read at once (HTTP range, training, pull); {} pushes returned",
+        out.held, out.pushed
     );
     Ok(out)
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{
-    BenchNet, K, M, Results, median,
+    BenchNet, K, M, Results, client_env, median,
     procfs::{pss, rss},
     push,
     read_after_write::read_after_write,
@@ -96,8 +96,8 @@ fn rate(before: &[Scrape], after: &[Scrape], secs: f64) -> f64 {
 }
 
 /// Runs each size in turn, pushing `mib_per_node` MiB of data per node, and adds each
-/// figure at the largest size against the smallest to `r`; on the largest network, then
-/// `raw_rounds` rounds of read after write.
+/// figure at the largest size against the smallest to `r`; on the largest network that
+/// runs, then `raw_rounds` rounds of read after write.
 pub(super) fn scale(
     r: &mut Results,
     root: &Path,
@@ -105,7 +105,6 @@ pub(super) fn scale(
     mib_per_node: u64,
     raw_rounds: usize,
 ) -> Result<Vec<ScaleRow>> {
-    let largest = sizes.iter().copied().max().unwrap_or(0);
     let mut rows = Vec::new();
     println!(
         "  scale: {} nodes, {mib_per_node} MiB per node (k={K} m={M})",
@@ -127,16 +126,9 @@ pub(super) fn scale(
         "ledger entries",
         "pieces"
     );
-    for &n in sizes {
-        if let Some(need) = memory_needed(&rows, n)
-            && let Some(have) = mem_available()
-            && need > have
-        {
-            println!(
-                "  {n:>6} skipped: its nodes would need about {:.1} GiB of memory (from the sizes run so far); {:.1} GiB is available",
-                need as f64 / f64::from(1u32 << 30),
-                have as f64 / f64::from(1u32 << 30)
-            );
+    for (at, &n) in sizes.iter().enumerate() {
+        if let Err(why) = fits(&rows, n, 0) {
+            println!("  {n:>6} skipped: {why}");
             continue;
         }
         let dir = root.join(format!("scale-{n}"));
@@ -150,13 +142,10 @@ pub(super) fn scale(
             dir,
         };
         let env_cfg = root.join(format!("scale-{n}-config"));
-        let env = [
-            ("CAIRN_PEER", net.net.nodes[0].peer.as_str()),
-            (
-                "CAIRN_CONFIG_DIR",
-                env_cfg.to_str().context("work dir is not UTF-8")?,
-            ),
-        ];
+        let env = client_env(
+            &net.net.nodes[0].peer,
+            env_cfg.to_str().context("work dir is not UTF-8")?,
+        );
         std::thread::sleep(SETTLE);
         let b = scrape_all(&net)?;
         // A push of the same data per node.
@@ -219,9 +208,23 @@ pub(super) fn scale(
             row.ledger_entries,
             row.pieces
         );
+        // On the largest network that runs: the next sizes, if any, would not fit once
+        // this one is gone.
+        let freed = (row.pss_mib * n as f64 * f64::from(1u32 << 20)) as u64;
         rows.push(row);
-        if n == largest && raw_rounds > 0 {
-            r.read_after_write = Some(read_after_write(&net, root, raw_rounds)?);
+        let largest = sizes[at + 1..]
+            .iter()
+            .all(|&m| fits(&rows, m, freed).is_err());
+        if raw_rounds > 0 && largest {
+            let raw = read_after_write(&net, root, raw_rounds)?;
+            r.add(
+                &format!("scale: read after write, {n} nodes"),
+                (raw.held as f64, "rounds"),
+                "rounds run",
+                raw_rounds as f64,
+                "goal 1.0: every read at once after every push",
+            );
+            r.read_after_write = Some(raw);
         }
         drop(net);
     }
@@ -271,6 +274,19 @@ pub(super) fn scale(
         }
     }
     Ok(rows)
+}
+
+/// Whether `n` nodes fit in the memory available and `freed` bytes more, judged from the
+/// sizes run so far.
+fn fits(rows: &[ScaleRow], n: usize, freed: u64) -> Result<(), String> {
+    match (memory_needed(rows, n), mem_available().map(|a| a + freed)) {
+        (Some(need), Some(have)) if need > have => Err(format!(
+            "its nodes would need about {:.1} GiB of memory (from the sizes run so far); {:.1} GiB is available",
+            need as f64 / f64::from(1u32 << 30),
+            have as f64 / f64::from(1u32 << 30)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Bytes of memory `n` nodes would take, extrapolating per-node PSS linearly in the
