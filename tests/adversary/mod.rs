@@ -247,25 +247,29 @@ impl Adversary {
     }
 
     /// Sends `records` to the node at `addr`, in [`wire::AUDIT_BATCH`]es all at once: how
-    /// many it took, and how many batches it refused as over this key's allowance (`Busy`).
-    pub(crate) fn records_to(&self, addr: &str, records: &[SignedRecord]) -> (u64, usize) {
+    /// many records it took, how many batches it answered with what it took, and how many
+    /// it refused as over this key's allowance.
+    pub(crate) fn records_to(&self, addr: &str, records: &[SignedRecord]) -> (u64, usize, usize) {
         let peer = addr.rsplit("/p2p/").next().unwrap_or(addr);
         let requests = records
             .chunks(wire::AUDIT_BATCH)
             .map(|chunk| Request::Records(wire::encode_records(chunk)))
             .collect();
-        let (mut taken, mut busy) = (0, 0);
+        let (mut taken, mut answered, mut over) = (0, 0, 0);
         for r in self.request_all(peer, requests) {
             match r {
-                Ok(Response::RecordsTaken { taken: n }) => taken += u64::from(n),
+                Ok(Response::RecordsTaken { taken: n }) => {
+                    taken += u64::from(n);
+                    answered += 1;
+                }
                 Ok(Response::Error {
                     code: wire::ErrorCode::Busy,
-                    ..
-                }) => busy += 1,
+                    message,
+                }) if message.contains("allowance") => over += 1,
                 _ => {}
             }
         }
-        (taken, busy)
+        (taken, answered, over)
     }
 }
 

@@ -572,16 +572,25 @@ mod tests {
         let x: DatasetName = "a/x".parse().unwrap();
         // By name: the newest heard of it; asked again at once, no second check.
         assert_eq!(heard.take_turn(Some(&x), None, t0), Some(new.clone()));
-        assert_eq!(heard.take_turn(Some(&x), None, t0 + HEARD_RECHECK / 2), None);
+        assert_eq!(
+            heard.take_turn(Some(&x), None, t0 + HEARD_RECHECK / 2),
+            None
+        );
         // By version, of that name or any; never of another name, never with neither.
         let v = Some(old.version().0);
         assert_eq!(heard.take_turn(Some(&x), v, t0), Some(old.clone()));
         let y: DatasetName = "b/y".parse().unwrap();
         assert_eq!(heard.take_turn(Some(&y), Some(new.version().0), t0), None);
-        assert_eq!(heard.take_turn(None, Some(other.version().0), t0), Some(other));
+        assert_eq!(
+            heard.take_turn(None, Some(other.version().0), t0),
+            Some(other)
+        );
         assert_eq!(heard.take_turn(None, None, t0), None);
         // Once the wait is over, checked again.
-        assert_eq!(heard.take_turn(Some(&x), None, t0 + HEARD_RECHECK), Some(new));
+        assert_eq!(
+            heard.take_turn(Some(&x), None, t0 + HEARD_RECHECK),
+            Some(new)
+        );
     }
 
     #[test]
