@@ -239,28 +239,19 @@ fn the_scale_model_sits_beside_a_benchs_measured_rows() {
     let thirty = row("30");
     assert_eq!(&thirty[5..8], ["15", "/", "15.0"], "{out}");
 
+    // Refused, each with an error that says why.
+    let refused = |args: &[&str], says: &str| {
+        let o = run(args, &[]);
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(says),
+            "{}",
+            text(&o)
+        );
+    };
     std::fs::write(&json, "{}").unwrap();
-    let o = run(&["sim", "scale", "--measured", json.to_str().unwrap()], &[]);
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no scale rows"),
-        "{}",
-        text(&o)
-    );
-
-    let o = run(&["sim", "scale", "--audit-secs", "NaN"], &[]);
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("positive"),
-        "{}",
-        text(&o)
-    );
-
-    let o = run(&["sim", "scale", "--nodes", "20"], &[]);
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("k+m"),
-        "{}",
-        text(&o)
-    );
+    let measured = json.to_str().unwrap();
+    refused(&["sim", "scale", "--measured", measured], "no scale rows");
+    refused(&["sim", "scale", "--audit-secs", "NaN"], "positive");
+    refused(&["sim", "scale", "--nodes", "20"], "k+m");
 }

@@ -185,6 +185,8 @@ struct State {
     records_in: Mutex<allowance::Allowances>,
     /// Turns for checking a published version's placement.
     placing: tokio::sync::Semaphore,
+    /// The turn for checking a heard-of version's placement that a request asked for.
+    heard_turn: tokio::sync::Semaphore,
 }
 
 /// Where a connected peer sits: the address its connection comes from, and the operator
@@ -448,6 +450,7 @@ impl Node {
                 crate::audit::AUDITOR_BURST,
             )),
             placing: tokio::sync::Semaphore::new(manifests::MAX_PLACING),
+            heard_turn: tokio::sync::Semaphore::new(1),
         });
         let task = tokio::spawn(run(
             swarm,

@@ -30,6 +30,9 @@ const MAX_HEARD: usize = 64;
 /// How often requests may have one heard-of version checked: asking for it again and
 /// again checks it no more often than this.
 const HEARD_RECHECK: Duration = Duration::from_secs(2);
+/// How long a request waits for the turn to check a heard-of version (one check runs
+/// at a time); past it, the version is not found yet.
+const HEARD_TURN_WAIT: Duration = Duration::from_secs(5);
 
 /// Manifests fetched after their announcement whose placement is still being checked
 /// (`fetch_manifest`), for a request that asks for one meanwhile.
@@ -416,7 +419,8 @@ impl State {
     /// Keeps a version heard of whose placement is still being checked, one that `name`
     /// and `version` select (the latest heard of `name`, without `version`), checking it
     /// now: its push may have placed it since the last check. Whether one was kept. Each
-    /// version is checked so at most every [`HEARD_RECHECK`], however often it is asked.
+    /// version is checked so at most every [`HEARD_RECHECK`], however often it is asked,
+    /// and one such check runs at a time.
     pub(super) async fn keep_heard(
         self: &Arc<Self>,
         name: Option<&DatasetName>,
@@ -426,7 +430,10 @@ impl State {
         let Some(m) = lock(&self.heard_versions).take_turn(name, version, now) else {
             return false;
         };
-        let Ok(Ok(_turn)) = tokio::time::timeout(PLACING_WAIT, self.placing.acquire()).await else {
+        // Its own turn, one at a time, not a publishing one: requests from anyone cannot
+        // keep publishes through this node waiting.
+        let Ok(Ok(_turn)) = tokio::time::timeout(HEARD_TURN_WAIT, self.heard_turn.acquire()).await
+        else {
             return false;
         };
         match self.store_manifest(m, None).await {
