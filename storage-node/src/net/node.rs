@@ -155,6 +155,8 @@ struct State {
     vetted: Mutex<claims::Vetted>,
     /// Pieces referenced by manifests refused for a name conflict: never orphans.
     refused_refs: Mutex<HashSet<PieceId>>,
+    /// Pieces found corrupt on this node's disk lately: not taken back.
+    corrupt_here: Mutex<challenges::CorruptHere>,
     /// Manifests announced and fetched whose placement is still being checked.
     heard_versions: Mutex<manifests::Heard>,
     /// Rebuilt pieces being handed to their new holders, served from memory meanwhile.
@@ -422,6 +424,7 @@ impl Node {
             challenges: ChallengeGate::default(),
             vetted: Mutex::default(),
             refused_refs: Mutex::default(),
+            corrupt_here: Mutex::default(),
             heard_versions: Mutex::default(),
             staged,
             journal: Mutex::default(),

@@ -284,6 +284,29 @@ async fn audits_catch_a_corrupt_piece_and_repair_rebuilds_it_elsewhere() {
     assert!(stats.iter().map(|s| s.audits).sum::<u64>() > 0);
     assert_eq!(stats.iter().map(|s| s.corrupt_dropped).sum::<u64>(), 1);
     assert!(stats.iter().map(|s| s.repairs).sum::<u64>() >= 1);
+    // Whatever a repairer heard or missed, the node that spoiled the piece will not take
+    // it back for a while.
+    let asker = &c.nodes[(bad + 1) % 7];
+    let req = wire::Request::Hold {
+        piece: piece.id.0,
+        len: piece.len,
+        from: asker.data().addr(),
+    };
+    let r = asker
+        .control()
+        .request(c.nodes[bad].peer_id(), vec![c.nodes[bad].peer_addr()], req)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            wire::Response::Error {
+                code: wire::ErrorCode::Corrupt,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
     // Honest nodes pass their audits and earn byte-hours.
     let st = c.nodes[(bad + 1) % 7].status();
     assert!(st.ledger.iter().all(|e| !e.reputation.flagged));

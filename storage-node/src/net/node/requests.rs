@@ -257,6 +257,14 @@ impl State {
         if self.store.has_piece(&id).unwrap_or(false) {
             return Ok(Response::Held { already: true });
         }
+        if lock(&self.corrupt_here).lately(&id, tokio::time::Instant::now()) {
+            return Err((
+                ErrorCode::Corrupt,
+                format!(
+                    "piece {id} was found corrupt on this node's disk lately; place it elsewhere"
+                ),
+            ));
+        }
         let stats = self.store.stats();
         if let Some(cap) = stats.capacity
             && stats.bytes.saturating_add(u64::from(len)) > cap
