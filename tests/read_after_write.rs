@@ -67,6 +67,25 @@ fn cli_and_http_pushes_are_readable_the_moment_they_return() {
         assert!(std::fs::read(dest.join("data.bin")).expect("pulled") == data);
     }
 
+    // New versions of one dataset: `latest` is the version just pushed, at once, on a
+    // node that holds only some of its stripes (2 + 1 pieces on 6 nodes).
+    for i in 0..ROUNDS / 4 {
+        let src = net.dir.path().join(format!("versions-{i}"));
+        let data = dataset(&src, 2 * ROUNDS + i);
+        let o = net.push_coded(&src, "raw/versions", 2, 1);
+        assert!(o.status.success(), "{}", text(&o));
+        let (status, body) = get(&format!(
+            "{other}/v1/datasets/raw/versions/resolve/latest/data.bin"
+        ));
+        assert_eq!(
+            status,
+            200,
+            "version {i}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(body == data, "version {i}: an older version's bytes");
+    }
+
     let token = common::token(&nodes[1].data_dir, "raw");
     let base = &nodes[1].http;
     for i in 0..ROUNDS {

@@ -121,6 +121,12 @@ impl Net {
 
     /// `cairn dataset push SRC --name NAME` with k=4, m=2 and 64 KiB blocks.
     pub(crate) fn push(&self, src: &Path, name: &str) -> Output {
+        self.push_coded(src, name, 4, 2)
+    }
+
+    /// `cairn dataset push SRC --name NAME` with `k` + `m` pieces of 64 KiB blocks.
+    pub(crate) fn push_coded(&self, src: &Path, name: &str, k: u8, m: u8) -> Output {
+        let (k, m) = (k.to_string(), m.to_string());
         self.cmd(&[
             "dataset",
             "push",
@@ -128,9 +134,9 @@ impl Net {
             "--name",
             name,
             "--k",
-            "4",
+            &k,
             "--m",
-            "2",
+            &m,
             "--block-size",
             "64KiB",
             "--license",

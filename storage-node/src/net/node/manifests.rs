@@ -64,6 +64,13 @@ impl Heard {
         self.waiting.retain(|(i, _, _)| *i != id);
     }
 
+    /// Whether a version of `name` made after `created_unix` is waiting here.
+    pub(super) fn newer(&self, name: &DatasetName, created_unix: u64) -> bool {
+        self.waiting
+            .iter()
+            .any(|(_, m, _)| m.name() == name && m.body().created_unix > created_unix)
+    }
+
     /// The manifest of `version` (of `name`, if given), else `name`'s newest, to check at
     /// `now`: none if a request had it checked less than [`HEARD_RECHECK`] ago.
     pub(super) fn take_turn(
@@ -593,6 +600,8 @@ mod tests {
             Some(other)
         );
         assert_eq!(heard.take_turn(None, None, t0), None);
+        // A newer version than one kept is seen as such; an older or another name's not.
+        assert!(heard.newer(&x, 1) && !heard.newer(&x, 2) && !heard.newer(&y, 1));
         // Once the wait is over, checked again.
         assert_eq!(
             heard.take_turn(Some(&x), None, t0 + HEARD_RECHECK),

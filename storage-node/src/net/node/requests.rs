@@ -142,10 +142,19 @@ impl State {
                 };
                 let mut m = lookup(name.clone()).await;
                 // A version heard of but not kept yet (its placement still being checked
-                // when its push returned) is checked again at once, and then read.
-                if matches!(m, Ok(None) | Err(StoreError::NotFound(_)))
-                    && self.keep_heard(name.as_ref(), version).await
-                {
+                // when its push returned) is checked again at once, and then read: one
+                // asked for and not found, or one newer than the latest kept here.
+                let missed = match &m {
+                    Ok(None) | Err(StoreError::NotFound(_)) => true,
+                    Ok(Some(kept)) => {
+                        version.is_none()
+                            && name.as_ref().is_some_and(|n| {
+                                lock(&self.heard_versions).newer(n, kept.body().created_unix)
+                            })
+                    }
+                    Err(_) => false,
+                };
+                if missed && self.keep_heard(name.as_ref(), version).await {
                     m = lookup(name).await;
                 }
                 match m {
