@@ -79,6 +79,7 @@ pub struct NetMetrics {
     pub(crate) ledger_entries: Gauge,
     pub(crate) manifests: Gauge,
     pub(crate) placements: Gauge,
+    pub(crate) records_put: Counter,
     pub(crate) workers: Family<WorkLabels, Gauge>,
 }
 
@@ -134,6 +135,12 @@ impl NetMetrics {
             "cairn_placement_records",
             "Placement records this node keeps as a holder of their stripes (an estimate)",
         );
+        let records_put = Counter::default();
+        registry.register(
+            "cairn_dht_records_put",
+            "Placement records this node stored in the DHT for publishers (each once, however often it is sent)",
+            records_put.clone(),
+        );
         let workers = Family::<WorkLabels, Gauge>::default();
         registry.register(
             "cairn_workers_running",
@@ -148,6 +155,7 @@ impl NetMetrics {
             ledger_entries,
             manifests,
             placements,
+            records_put,
             workers,
         }
     }

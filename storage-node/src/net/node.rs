@@ -67,6 +67,7 @@ mod manifests;
 mod placement_check;
 mod placement_update;
 mod placements;
+mod recent;
 mod repair_look;
 mod repairs;
 mod requests;
@@ -156,7 +157,9 @@ struct State {
     /// Pieces referenced by manifests refused for a name conflict: never orphans.
     refused_refs: Mutex<HashSet<PieceId>>,
     /// Pieces found corrupt on this node's disk lately: not taken back.
-    corrupt_here: Mutex<challenges::CorruptHere>,
+    corrupt_here: Mutex<recent::Recent<PieceId>>,
+    /// Digests of placement records this node stored in the DHT for publishers lately.
+    placed_lately: Mutex<recent::Recent<[u8; 32]>>,
     /// Manifests announced and fetched whose placement is still being checked.
     heard_versions: Mutex<manifests::Heard>,
     /// Rebuilt pieces being handed to their new holders, served from memory meanwhile.
@@ -424,7 +427,14 @@ impl Node {
             challenges: ChallengeGate::default(),
             vetted: Mutex::default(),
             refused_refs: Mutex::default(),
-            corrupt_here: Mutex::default(),
+            corrupt_here: Mutex::new(recent::Recent::new(
+                challenges::REFUSE_CORRUPT_FOR,
+                challenges::MAX_CORRUPT_HERE,
+            )),
+            placed_lately: Mutex::new(recent::Recent::new(
+                placements::PLACED_LATELY_FOR,
+                placements::MAX_PLACED_LATELY,
+            )),
             heard_versions: Mutex::default(),
             staged,
             journal: Mutex::default(),

@@ -390,6 +390,21 @@ pub fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
     })
 }
 
+/// Why a record was not stored in the DHT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PutFailed {
+    /// No close peer took it in time (a loaded or still-forming network): worth asking
+    /// again.
+    #[error("no peer took the record in time")]
+    NoPeerInTime,
+    /// This node's own record store refused it (full): asking again does not help.
+    #[error("this node's DHT record store is full")]
+    StoreFull,
+    /// The swarm task is gone: the node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
 /// Commands into a swarm task.
 pub(crate) enum Command {
     Request {
@@ -411,7 +426,7 @@ pub(crate) enum Command {
     /// have checked it, so their answer says nothing more).
     PutRecord {
         record: kad::Record,
-        reply: Option<oneshot::Sender<bool>>,
+        reply: Option<oneshot::Sender<Result<(), PutFailed>>>,
     },
     /// Records from the DHT: this node's own copy, or what a lookup finds (a few).
     GetRecord {

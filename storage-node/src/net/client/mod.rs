@@ -449,8 +449,8 @@ async fn run(
                 None => break,
                 Some(Command::Request { peer, addrs, request, reply }) => pending.send(&mut swarm, peer, addrs, request, reply),
                 Some(Command::Respond { channel, response }) => { swarm.behaviour_mut().control.send_response(channel, response).ok(); }
-                Some(Command::Gossip { .. } | Command::StoreRecord(_) | Command::KeepConnected(_)) => {}
-                Some(Command::PutRecord { reply, .. }) => { if let Some(r) = reply { r.send(false).ok(); } }
+                // A client keeps no records: a store asked of it is dropped unanswered.
+                Some(Command::Gossip { .. } | Command::StoreRecord(_) | Command::KeepConnected(_) | Command::PutRecord { .. }) => {}
                 Some(Command::GetRecord { reply, .. }) => { reply.send(Vec::new()).ok(); }
                 Some(Command::LocalRecord { reply, .. }) => { reply.send(None).ok(); }
                 Some(Command::ClosestPeers { key, reply }) => walks.start(&mut swarm, key, reply),

@@ -82,40 +82,12 @@ impl ChallengeGate {
 
 /// Longest a challenge's answer waits for the piece's group to hear it was dropped.
 const TELL_DROPPED_FOR: Duration = Duration::from_secs(2);
-/// How long a node refuses to take back a piece it found corrupt on its own disk.
+/// How long a node refuses to take back a piece it found corrupt on its own disk: a
+/// repairer that missed the drop announcement (lost, or overtaken by a full one) would
+/// otherwise put the rebuilt piece back on the disk that spoiled it.
 pub(super) const REFUSE_CORRUPT_FOR: Duration = Duration::from_secs(600);
 /// Most pieces remembered as found corrupt here; the oldest is forgotten first.
-const MAX_CORRUPT_HERE: usize = 1024;
-
-/// Pieces this node found corrupt on its own disk lately. It refuses to hold them again
-/// for [`REFUSE_CORRUPT_FOR`]: a repairer that missed the drop announcement (lost, or
-/// overtaken by a full one) would otherwise put the rebuilt piece back on the disk that
-/// spoiled it.
-#[derive(Debug, Default)]
-pub(super) struct CorruptHere {
-    at: std::collections::HashMap<PieceId, tokio::time::Instant>,
-}
-
-impl CorruptHere {
-    /// Remembers that `id` was found corrupt here at `now`.
-    pub(super) fn note(&mut self, id: PieceId, now: tokio::time::Instant) {
-        self.at
-            .retain(|_, t| now.duration_since(*t) < REFUSE_CORRUPT_FOR);
-        if self.at.len() >= MAX_CORRUPT_HERE
-            && let Some(oldest) = self.at.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p)
-        {
-            self.at.remove(&oldest);
-        }
-        self.at.insert(id, now);
-    }
-
-    /// Whether `id` was found corrupt here less than [`REFUSE_CORRUPT_FOR`] before `now`.
-    pub(super) fn lately(&self, id: &PieceId, now: tokio::time::Instant) -> bool {
-        self.at
-            .get(id)
-            .is_some_and(|t| now.duration_since(*t) < REFUSE_CORRUPT_FOR)
-    }
-}
+pub(super) const MAX_CORRUPT_HERE: usize = 1024;
 
 impl State {
     /// Answers a challenge from the store (or, with the fault switch, with a forgery).
@@ -249,25 +221,5 @@ mod tests {
         );
         strangers.pop();
         assert!(waiting.await.is_some());
-    }
-
-    #[test]
-    fn a_piece_found_corrupt_is_refused_for_a_while_and_the_memory_is_bounded() {
-        let t0 = tokio::time::Instant::now();
-        let mut c = CorruptHere::default();
-        let p = PieceId([1; 32]);
-        c.note(p, t0);
-        assert!(c.lately(&p, t0 + REFUSE_CORRUPT_FOR / 2));
-        assert!(!c.lately(&p, t0 + REFUSE_CORRUPT_FOR));
-        assert!(!c.lately(&PieceId([2; 32]), t0));
-        for i in 0..2 * MAX_CORRUPT_HERE as u64 {
-            let mut id = [0; 32];
-            id[..8].copy_from_slice(&i.to_le_bytes());
-            c.note(PieceId(id), t0 + Duration::from_millis(i));
-        }
-        assert_eq!(c.at.len(), MAX_CORRUPT_HERE);
-        let mut newest = [0; 32];
-        newest[..8].copy_from_slice(&(2 * MAX_CORRUPT_HERE as u64 - 1).to_le_bytes());
-        assert!(c.lately(&PieceId(newest), t0 + Duration::from_secs(1)));
     }
 }

@@ -32,7 +32,7 @@ use super::{
 use crate::{
     ids::{NodeId, PieceId},
     net::{
-        swarm::{self, Behaviour, BehaviourEvent, Command, Pending},
+        swarm::{self, Behaviour, BehaviourEvent, Command, Pending, PutFailed},
         wire::{self, ErrorCode, Request, Response},
     },
     repair::Claim,
@@ -315,7 +315,7 @@ pub(super) async fn run(
                     ..
                 })) => {
                     if let Some(tx) = queries.put.remove(&id) {
-                        tx.send(r.is_ok()).ok();
+                        tx.send(r.map(|_| ()).map_err(|_| PutFailed::NoPeerInTime)).ok();
                     }
                 }
                 // Kademlia holds back what others ask it to store (`FilterBoth`): placement
@@ -421,7 +421,7 @@ fn on_command(
                 .is_some_and(|old| seq_of(&old.value) > seq_of(&record.value));
             if stale {
                 if let Some(tx) = reply {
-                    tx.send(true).ok();
+                    tx.send(Ok(())).ok();
                 }
                 return;
             }
@@ -434,7 +434,7 @@ fn on_command(
                 Err(e) => {
                     warn!("a placement record was not stored: {e}");
                     if let Some(tx) = reply {
-                        tx.send(false).ok();
+                        tx.send(Err(PutFailed::StoreFull)).ok();
                     }
                 }
             }

@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use libp2p::{Swarm, kad};
 use tokio::sync::oneshot;
 
-use crate::net::swarm::Behaviour;
+use crate::net::swarm::{Behaviour, PutFailed};
 
 /// A record lookup in flight.
 pub(super) struct Lookup {
@@ -57,7 +57,7 @@ pub(super) const MAX_FOUND: usize = 4;
 pub(super) struct Queries {
     /// Record lookups, and the values found so far.
     pub(super) get: HashMap<kad::QueryId, Lookup>,
-    pub(super) put: HashMap<kad::QueryId, oneshot::Sender<bool>>,
+    pub(super) put: HashMap<kad::QueryId, oneshot::Sender<Result<(), PutFailed>>>,
 }
 
 /// The `seq` of a placement record's bytes; `None` (older than any) if they are none.

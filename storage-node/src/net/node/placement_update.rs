@@ -329,7 +329,7 @@ impl State {
         self.blocking(move || store.put_placement(&mine)).await.ok();
         let pieces = s.stripe.pieces.iter().map(|p| p.id).collect();
         self.add_co_holders(vec![(update.record().clone(), pieces)]);
-        self.put_record(key, bytes, false).await;
+        self.put_record(key, bytes, false).await.ok();
         info!(stripe = %s.id, moved = placed.len(), kept, "placement record updated after repair");
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     location::{MAX_PLACEMENT_LEN, PlacementKey, SignedPlacement, update},
     manifest::Manifest,
     net::{
-        swarm::Command,
+        swarm::{Command, PutFailed},
         wire::{self, ErrorCode, Response},
     },
     repair::stripe_id,
@@ -38,6 +38,13 @@ const PUT_ATTEMPTS: usize = 2;
 /// How long a `Place` may take storing its records in the DHT: its answer comes well
 /// before the publisher's request times out (`swarm::REQUEST_TIMEOUT`, 120 s).
 const PUBLISH_WITHIN: Duration = Duration::from_secs(90);
+/// How long, and how many, records stored in the DHT for a publisher are remembered: a
+/// publisher that asks again after `Busy` sends its whole batch, and those stored the
+/// first time are not stored again (nor charged in full).
+pub(super) const PLACED_LATELY_FOR: Duration = Duration::from_secs(300);
+pub(super) const MAX_PLACED_LATELY: usize = 1 << 14;
+/// The share of a DHT store a record stored lately is charged: it is still checked.
+const REPEAT_CHARGE: f64 = 0.125;
 /// How long a record another peer stored here lives, unless stored again (Kademlia's
 /// default, and how its copies are renewed: the node that put a record puts it again
 /// each day).
@@ -192,7 +199,8 @@ impl State {
     /// `Request::Place`: keeps the records of stripes this node holds a piece of (as the
     /// record says); with `publish`, also stores every record in the DHT before it answers.
     /// Each record to store in the DHT is charged to `from`'s allowance once, however many
-    /// tries it takes.
+    /// tries it takes; one stored lately (a publisher asking again after `Busy`) is not
+    /// stored again, and is charged only [`REPEAT_CHARGE`] for its check.
     pub(super) async fn place(
         self: &Arc<Self>,
         from: PeerId,
@@ -205,7 +213,17 @@ impl State {
                 format!("at most {} records per Place", wire::MAX_PLACE),
             ));
         }
-        if publish && !lock(&self.lookups).admit(from, records.len() as f64) {
+        let digests: Vec<[u8; 32]> = records
+            .iter()
+            .map(|b| *blake3::hash(b).as_bytes())
+            .collect();
+        let repeats = {
+            let lately = lock(&self.placed_lately);
+            let now = tokio::time::Instant::now();
+            digests.iter().filter(|d| lately.lately(d, now)).count()
+        };
+        let charge = (records.len() - repeats) as f64 + repeats as f64 * REPEAT_CHARGE;
+        if publish && !lock(&self.lookups).admit(from, charge) {
             return Err((
                 ErrorCode::Busy,
                 "over this peer's allowance of DHT stores; try again in a few seconds".into(),
@@ -291,34 +309,69 @@ impl State {
             // the publisher hears of it, if time is left: only the records that failed.
             // The answer comes by the deadline, before the publisher's request times out.
             let deadline = tokio::time::Instant::now() + PUBLISH_WITHIN;
-            let mut left = valid;
+            let mut left: Vec<(SignedPlacement, [u8; 32])> = {
+                let lately = lock(&self.placed_lately);
+                let now = tokio::time::Instant::now();
+                valid
+                    .into_iter()
+                    .zip(digests)
+                    .filter(|(_, d)| !lately.lately(d, now))
+                    .collect()
+            };
+            let mut lasting = None;
             for attempt in 0..PUT_ATTEMPTS {
                 let time_left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if left.is_empty() || (attempt > 0 && time_left < DHT_TIMEOUT) {
                     break;
                 }
                 let pass = futures::stream::iter(left.clone())
-                    .map(|r| async move {
-                        let ok = self
+                    .map(|(r, d)| async move {
+                        let put = self
                             .put_record(r.record().key(), r.as_bytes().to_vec(), true)
                             .await;
-                        (!ok).then_some(r)
+                        ((r, d), put)
                     })
                     .buffer_unordered(DHT_AT_ONCE)
-                    .filter_map(futures::future::ready)
-                    .collect();
-                match tokio::time::timeout_at(deadline, pass).await {
-                    Ok(failed) => left = failed,
-                    Err(_) => break,
+                    .collect::<Vec<_>>();
+                let Ok(done) = tokio::time::timeout_at(deadline, pass).await else {
+                    break;
+                };
+                left.clear();
+                let now = tokio::time::Instant::now();
+                let mut lately = lock(&self.placed_lately);
+                for (r, put) in done {
+                    match put {
+                        Ok(()) => {
+                            lately.note(r.1, now);
+                            self.metrics.records_put.inc();
+                        }
+                        Err(PutFailed::NoPeerInTime) => left.push(r),
+                        // Asking again does not help: answered at once, below.
+                        Err(e) => {
+                            left.push(r);
+                            lasting = Some(e);
+                        }
+                    }
                 }
+                if lasting.is_some() {
+                    break;
+                }
+            }
+            if let Some(e) = lasting {
+                return Err((
+                    ErrorCode::Internal,
+                    format!(
+                        "{} of {all} placement records were not stored in the DHT: {e}",
+                        left.len()
+                    ),
+                ));
             }
             if !left.is_empty() {
                 return Err((
                     ErrorCode::Busy,
                     format!(
                         "{} of {all} placement records were not stored in the DHT within {} s \
-                         (no peer took them in time, or this node's record store is full); \
-                         try again",
+                         (no peer took them in time); try again",
                         left.len(),
                         PUBLISH_WITHIN.as_secs()
                     ),
@@ -477,8 +530,13 @@ impl State {
     }
 
     /// Stores a record in the DHT (unless this node has a newer one under its key);
-    /// with `wait`, returns whether it was stored here and sent on.
-    pub(super) async fn put_record(&self, key: PlacementKey, bytes: Vec<u8>, wait: bool) -> bool {
+    /// with `wait`, says whether it was stored here and sent on, and if not, why.
+    pub(super) async fn put_record(
+        &self,
+        key: PlacementKey,
+        bytes: Vec<u8>,
+        wait: bool,
+    ) -> Result<(), PutFailed> {
         // No expiry here: Kademlia gives the copies it sends one, and renews them when it
         // publishes the record again.
         let record = kad::Record::new(kad::RecordKey::new(&key.0), bytes);
@@ -488,9 +546,16 @@ impl State {
             reply: wait.then_some(reply),
         };
         if self.control.send(cmd).await.is_err() {
-            return false;
+            return Err(PutFailed::ShuttingDown);
         }
-        !wait || matches!(tokio::time::timeout(DHT_TIMEOUT, rx).await, Ok(Ok(true)))
+        if !wait {
+            return Ok(());
+        }
+        match tokio::time::timeout(DHT_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(PutFailed::ShuttingDown),
+            Err(_) => Err(PutFailed::NoPeerInTime),
+        }
     }
 
     /// The current record under `key` that a DHT lookup finds in time (this node's own
@@ -536,7 +601,7 @@ impl State {
             })
             .map(|(key, bytes)| self.put_record(key, bytes, true))
             .buffer_unordered(DHT_AT_ONCE)
-            .collect::<Vec<bool>>()
+            .collect::<Vec<_>>()
             .await;
     }
 }

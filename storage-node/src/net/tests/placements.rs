@@ -280,3 +280,47 @@ async fn records_outlive_the_node_a_push_went_through() {
         n.shutdown().await;
     }
 }
+
+/// The `cairn_dht_records_put` counter of `node`.
+fn records_put(node: &crate::net::Node) -> u64 {
+    node.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_dht_records_put_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the counter is rendered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_again_after_busy_are_not_stored_again() {
+    let (c, client, _key, r) = pushed(4, 2, 1, "t/again", 200 << 10).await;
+    let all = stripes(&r.manifest);
+    let put: u64 = c.nodes.iter().map(records_put).sum();
+    assert!(
+        put >= all.len() as u64,
+        "{put} records put for {} stripes",
+        all.len()
+    );
+    // A publisher that heard `Busy` sends its whole batch again: the node the push went
+    // through answers at once, and stores none of it again.
+    let records: Vec<serde_bytes::ByteBuf> = client
+        .records(&r.manifest, &all)
+        .await
+        .into_iter()
+        .map(|r| serde_bytes::ByteBuf::from(r.expect("a record").as_bytes().to_vec()))
+        .collect();
+    let again = Request::Place {
+        records,
+        publish: true,
+    };
+    let answer = c.nodes[1]
+        .control()
+        .request(c.nodes[0].peer_id(), vec![c.nodes[0].peer_addr()], again)
+        .await
+        .unwrap();
+    assert!(matches!(answer, Response::Placed { .. }), "{answer:?}");
+    assert_eq!(c.nodes.iter().map(records_put).sum::<u64>(), put);
+    client.shutdown().await;
+    for n in c.nodes {
+        n.shutdown().await;
+    }
+}
