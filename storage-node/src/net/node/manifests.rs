@@ -158,6 +158,13 @@ impl State {
                 "the table of piece holders does not fit the manifest".into(),
             ));
         }
+        // A version kept already needs no check: it is answered at once, whatever the
+        // other publishes through this node are waiting for.
+        let store = self.store.clone();
+        let version = m.version();
+        if let Ok(Some(_)) = self.blocking(move || store.manifest(&version)).await {
+            return Ok(false);
+        }
         let Ok(Ok(_turn)) = tokio::time::timeout(PLACING_WAIT, self.placing.acquire()).await else {
             return Err((
                 ErrorCode::Busy,
