@@ -3,14 +3,16 @@
 //! `cargo bench -p cairn-proofs`. Criterion prints its statistics per benchmark; the tables
 //! at the end compare each figure with memcpy of the same buffer, and compare the chosen
 //! construction (BLAKE3's own tree: the piece hash is the commitment) with separate Merkle
-//! trees over 1 KiB leaves (BLAKE3 and SHA-256) and 4 KiB leaves.
+//! trees over 1 KiB leaves (BLAKE3 and SHA-256) and 4 KiB leaves. The last table compares
+//! proofs read from a stored outboard with proofs made from the whole piece, by time and
+//! by bytes read, for pieces up to 64 MiB.
 
 #![allow(clippy::unwrap_used)] // a benchmark that cannot set up should stop loudly
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use proofs::{Challenge, Hash, Nonce, Proof};
+use proofs::{Challenge, Counted, Hash, InMemory, Nonce, Proof};
 use sha2::Digest;
 
 #[allow(dead_code, unreachable_pub)]
@@ -76,6 +78,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("separate tree: sha256 1KiB leaves", |b| {
         b.iter(|| reference_tree(black_box(&data), 1024, sha256))
     });
+    g.bench_function("outboard (stored tree, built at a first challenge)", |b| {
+        b.iter(|| proofs::outboard(black_box(&data)))
+    });
     g.finish();
 
     let root = proofs::commitment(&data);
@@ -90,7 +95,62 @@ fn bench(c: &mut Criterion) {
             b.iter(|| proofs::verify(&root, &ch, black_box(p)).unwrap())
         });
     }
+    let ob = proofs::outboard(&data);
+    let ch = challenge(1, 32);
+    g.bench_function("prove from outboard/32", |b| {
+        b.iter(|| {
+            let mut src = InMemory {
+                piece: &data,
+                outboard: &ob,
+            };
+            Proof::create_from(PIECE as u64, black_box(&ch), &mut src).unwrap()
+        })
+    });
     g.finish();
+}
+
+/// Proofs of s = 32 from the outboard against proofs from the whole piece, the way a
+/// holder made them before: time and bytes read per challenge.
+fn outboard_summary() {
+    println!("\n== a challenge of s = 32: from the outboard vs from the whole piece ==");
+    println!(
+        "{:>10} {:>14} {:>16} {:>8} {:>16} {:>14} {:>12}",
+        "piece", "whole: us", "outboard: us", "ratio", "bytes read", "whole piece", "outboard"
+    );
+    for mib in [1usize, 16, 64] {
+        let len = mib << 20;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 1000) as u8).collect();
+        let ob = proofs::outboard(&data);
+        let ch = Challenge {
+            piece: Hash([9; 32]),
+            piece_len: len as u64,
+            nonce: Nonce([5; 32]),
+            samples: 32,
+        };
+        let mut t = ratio::Table::default();
+        let whole = t.time("whole", 0, 11, || {
+            black_box(Proof::create(&data, &ch).unwrap());
+        });
+        let mut read = 0;
+        let from_ob = t.time("outboard", 0, 101, || {
+            let mut src = Counted::new(InMemory {
+                piece: &data,
+                outboard: &ob,
+            });
+            black_box(Proof::create_from(len as u64, &ch, &mut src).unwrap());
+            read = src.read;
+        });
+        println!(
+            "{:>7} MiB {:>14.1} {:>16.1} {:>8.4} {:>16} {:>14} {:>12}",
+            mib,
+            whole.as_secs_f64() * 1e6,
+            from_ob.as_secs_f64() * 1e6,
+            from_ob.as_secs_f64() / whole.as_secs_f64().max(1e-12),
+            read,
+            len,
+            ob.len(),
+        );
+    }
 }
 
 fn summary() {
@@ -111,6 +171,14 @@ fn summary() {
     t.time("separate tree: sha256, 1 KiB leaves", n, 31, || {
         black_box(reference_tree(&data, 1024, sha256));
     });
+    t.time(
+        "outboard: stored tree, built at a first challenge",
+        n,
+        31,
+        || {
+            black_box(proofs::outboard(&data));
+        },
+    );
     t.print("cost of committing to a 1 MiB piece");
 
     let root = proofs::commitment(&data);
@@ -153,4 +221,5 @@ fn main() {
     bench(&mut c);
     c.final_summary();
     summary();
+    outboard_summary();
 }

@@ -22,13 +22,16 @@
 //!
 //! - The commitment [`Root`] is the piece's BLAKE3 hash, which is itself a Merkle tree over
 //!   1 KiB chunks ([`LEAF_SIZE`], see [`merkle`]). The same 32 bytes address the piece on
-//!   the data plane and anchor its proofs; nothing else is computed or stored per piece.
+//!   the data plane and anchor its proofs; nothing else is needed to prove or verify.
 //! - A [`Challenge`] names a piece, a fresh 32-byte [`Nonce`] and a sample count `s`. The
 //!   nonce seeds a keyed BLAKE3 stream from which `min(s, leaves)` distinct leaf indices are
 //!   drawn (Floyd's algorithm: exactly `s` draws, no repeats, no modulo bias).
 //! - A [`Proof`] carries those leaves and the chaining values of the untouched subtrees that
 //!   connect them to the root, shared between leaves (a multiproof). [`verify`] recomputes
 //!   the BLAKE3 root and compares it.
+//! - A holder may keep the piece's [`outboard`] (every node's chaining value, 1/16 of the
+//!   piece) and answer with [`Proof::create_from`], reading the sampled leaves and the
+//!   values it sends instead of the whole piece. The proof is the same.
 //!
 //! # What a proof shows
 //!
@@ -80,11 +83,13 @@
 pub mod challenge;
 pub mod codec;
 pub mod merkle;
+pub mod outboard;
 pub mod proof;
 
 pub use challenge::{CHALLENGE_LEN, Challenge, DEFAULT_SAMPLES, MAX_SAMPLES, Nonce};
 pub use codec::DecodeError;
 pub use merkle::{Hash, LEAF_SIZE, MAX_PIECE_LEN, Root, commitment, leaf_count};
+pub use outboard::{Counted, InMemory, NODE_LEN, ProofSource, outboard, outboard_len};
 pub use proof::{MAX_PROOF_LEN, Proof, ProofError, ProveError};
 
 /// Checks `proof` against the piece commitment `root` for `challenge`.

@@ -75,6 +75,9 @@ pub enum ProveError {
         /// Length of the bytes held.
         found: u64,
     },
+    /// A leaf or an outboard value could not be read from the proof's source.
+    #[error("could not read the piece or its outboard: {0}")]
+    Read(String),
 }
 
 /// The answer to a [`Challenge`].
@@ -93,21 +96,7 @@ impl Proof {
     /// (the unsampled subtrees are hashed whole, with SIMD), and no stored tree.
     pub fn create(data: &[u8], challenge: &Challenge) -> Result<Self, ProveError> {
         let piece_len = data.len() as u64;
-        if piece_len > MAX_PIECE_LEN {
-            return Err(ProveError::PieceTooLong(piece_len));
-        }
-        if piece_len != challenge.piece_len {
-            return Err(ProveError::LengthMismatch {
-                expected: challenge.piece_len,
-                found: piece_len,
-            });
-        }
-        let indices = challenge.indices();
-        let mut proof = Self {
-            nonce: challenge.nonce,
-            leaves: Vec::with_capacity(indices.len()),
-            siblings: Vec::new(),
-        };
+        let (mut proof, indices) = Self::start(piece_len, challenge)?;
         if piece_len <= LEAF_SIZE as u64 {
             // A single chunk is its own root: the proof is the piece.
             proof.leaves.push(data.to_vec());
@@ -122,6 +111,31 @@ impl Proof {
         proof.collect(data, l);
         proof.collect(data, r);
         Ok(proof)
+    }
+
+    /// An empty proof answering `challenge` for a piece of `piece_len` bytes, and the
+    /// leaf indices it must carry; refused if the length is impossible or not the one
+    /// challenged.
+    pub(crate) fn start(
+        piece_len: u64,
+        challenge: &Challenge,
+    ) -> Result<(Self, Vec<u64>), ProveError> {
+        if piece_len > MAX_PIECE_LEN {
+            return Err(ProveError::PieceTooLong(piece_len));
+        }
+        if piece_len != challenge.piece_len {
+            return Err(ProveError::LengthMismatch {
+                expected: challenge.piece_len,
+                found: piece_len,
+            });
+        }
+        let indices = challenge.indices();
+        let proof = Self {
+            nonce: challenge.nonce,
+            leaves: Vec::with_capacity(indices.len()),
+            siblings: Vec::new(),
+        };
+        Ok((proof, indices))
     }
 
     fn collect(&mut self, data: &[u8], span: Span<'_>) {

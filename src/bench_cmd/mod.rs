@@ -14,6 +14,7 @@
 //! | streamed training, samples/s | training on the same files with `--local` |
 //! | audit round, CPU per node | re-hashing the node's held bytes once (the check without proofs) |
 //! | audit round, disk and wire bytes | the node's held bytes |
+//! | audit challenge (s = 32), bytes read from disk | the piece's size |
 //! | repair, MB/s written | the pull's MB/s |
 //! | idle node memory (RSS) | the same nodes' RSS before they held anything |
 //! | Reed-Solomon encode, BLAKE3 | memcpy of the same buffer |

@@ -137,6 +137,18 @@ pub(super) fn upkeep(
         held_per_node,
         "lower is better",
     );
+    // A challenge reads its sampled leaves and outboard values, once the piece's first
+    // challenge has built the outboard (rounds before this window have).
+    let challenges = (a1.1 - a0.1).max(1) as f64;
+    let mean_piece =
+        files.iter().map(|(_, _, l)| *l).sum::<u64>() as f64 / files.len().max(1) as f64;
+    r.add(
+        "audit challenge (s = 32): bytes read from disk",
+        ((a1.3 - a0.3) as f64 / challenges, "B"),
+        "the piece's size (what a challenge read before outboards)",
+        mean_piece,
+        "lower is better; goal at most 64 KiB",
+    );
 
     // Repair: kill a node; time until every piece it held is whole elsewhere.
     let victim = 2;

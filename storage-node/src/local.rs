@@ -165,6 +165,7 @@ impl LocalCluster {
             let holder = self.holder(&r.id)?;
             let verified = holder
                 .and_then(|(_, s)| s.prove(&challenge).ok())
+                .map(|p| p.proof)
                 .filter(|p| proofs::verify(&r.root(), &challenge, p).is_ok());
             match verified {
                 Some(p) => {

@@ -344,7 +344,7 @@ fn scrub_and_prove_catch_corruption_on_disk() {
     // Every stored piece proves against the root the manifest recorded.
     for r in m.pieces() {
         let c = r.challenge(Nonce(*r.id.as_bytes()));
-        let proof = store.prove(&c).unwrap();
+        let proof = store.prove(&c).unwrap().proof;
         proofs::verify(&r.root(), &c, &proof).unwrap();
     }
     assert!(store.scrub().unwrap().corrupt.is_empty());
@@ -371,6 +371,67 @@ fn scrub_and_prove_catch_corruption_on_disk() {
     ));
     let c = victim.challenge(Nonce([3; 32]));
     assert!(matches!(store.prove(&c), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn challenges_read_the_outboard_and_a_lost_or_damaged_one_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), None);
+    let piece = data(1 << 20, 7);
+    let id = PieceId::of(&piece);
+    store.put_piece(id, &piece).unwrap();
+    let h = id.to_string();
+    let ob = dir
+        .path()
+        .join("pieces")
+        .join(&h[..2])
+        .join(&h[2..4])
+        .join(format!("{h}.ob"));
+    assert!(
+        !ob.exists(),
+        "built at the first challenge, not when stored"
+    );
+    let proves = |store: &PieceStore, n: u8| {
+        let c = proofs::Challenge::new(proofs::Hash(id.0), piece.len() as u64, Nonce([n; 32]));
+        let p = store.prove(&c).unwrap();
+        proofs::verify(&proofs::Root(id.0), &c, &p.proof).unwrap();
+        p.disk_bytes
+    };
+    // The first challenge reads the piece and writes its outboard; the next read 32
+    // leaves of 1 KiB and the values on their paths, not the 1 MiB piece.
+    assert_eq!(proves(&store, 0), piece.len() as u64);
+    assert_eq!(fs::read(&ob).unwrap(), proofs::outboard(&piece));
+    let read = proves(&store, 1);
+    assert!(read <= 64 << 10, "{read} bytes read");
+    // Lost: the next challenge reads the whole piece and writes it again.
+    fs::remove_file(&ob).unwrap();
+    assert_eq!(proves(&store, 2), piece.len() as u64);
+    assert!(proves(&store, 3) <= 64 << 10);
+    // Damaged: the proof made from it fails its check, the whole piece answers, and the
+    // outboard is written again.
+    let mut bad = fs::read(&ob).unwrap();
+    for b in bad.iter_mut().skip(proofs::NODE_LEN) {
+        *b ^= 1;
+    }
+    fs::write(&ob, &bad).unwrap();
+    assert_eq!(proves(&store, 4), piece.len() as u64);
+    assert_eq!(fs::read(&ob).unwrap(), proofs::outboard(&piece));
+    // A piece's outboard stays over a reopen; it leaves with its piece, and one a crash
+    // left behind is collected on open.
+    drop(store);
+    let store = open(dir.path(), None);
+    assert!(ob.exists());
+    store.remove_piece(&id).unwrap();
+    assert!(!ob.exists());
+    fs::write(&ob, b"left behind").unwrap();
+    drop(store);
+    let (_store, report) = PieceStore::open(StoreOptions {
+        dir: dir.path().to_path_buf(),
+        capacity: None,
+    })
+    .unwrap();
+    assert_eq!(report.orphans_removed, 1);
+    assert!(!ob.exists());
 }
 
 #[test]

@@ -47,6 +47,7 @@
 //! - `records.rs`: audit records and claimed repair jobs.
 
 mod catalog;
+mod outboards;
 mod pieces;
 mod placements;
 mod records;
@@ -54,6 +55,7 @@ mod records;
 mod test_support;
 
 pub use catalog::{DatasetRecord, FoundStripe, MAX_RECORD_LICENSE, StripeRef, VersionRecord};
+pub use outboards::Proven;
 pub use records::RepairJob;
 
 use std::collections::HashSet;
@@ -455,10 +457,11 @@ impl PieceStore {
         for a in read_dir_paths(&root)?.into_iter().filter(|p| p.is_dir()) {
             for b in read_dir_paths(&a)?.into_iter().filter(|p| p.is_dir()) {
                 for f in read_dir_paths(&b)?.into_iter().filter(|p| p.is_file()) {
+                    // A piece file, or a piece's outboard (`<id>.ob`).
                     let known = f
                         .file_name()
                         .and_then(|n| n.to_str())
-                        .and_then(|n| n.parse::<PieceId>().ok())
+                        .and_then(|n| n.parse::<PieceId>().ok().or_else(|| Self::outboard_of(n)))
                         .is_some_and(|id| indexed.contains(&id));
                     if !known {
                         debug!(file = %f.display(), "removing orphan piece file");

@@ -5,6 +5,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use proofs::{Challenge, Proof, Root};
+
+use super::outboards::Proven;
 use rocksdb::{IteratorMode, WriteBatch};
 use tracing::{debug, warn};
 
@@ -79,6 +81,7 @@ impl PieceStore {
             fs::rename(&tmp, &dest).map_err(StoreError::io("rename into place", &dest))?;
             sync_dir(&shard)
         })();
+
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e);
@@ -155,12 +158,21 @@ impl PieceStore {
         Ok(bytes)
     }
 
-    /// Answers a proof-of-storage challenge for a held piece. The proof is made from the
-    /// bytes on disk and checked against the piece's id before it is returned: its sibling
-    /// values cover every byte not sampled, so any corruption anywhere in the piece shows up
-    /// as a mismatch, and a corrupt piece is reported instead of answered.
-    pub fn prove(&self, challenge: &Challenge) -> Result<Proof, StoreError> {
+    /// Answers a proof-of-storage challenge for a held piece, checked against the piece's
+    /// id before it is returned. It is made from the piece's outboard where it can be
+    /// (reading the sampled leaves and the values sent, see `outboards.rs`), else from the
+    /// whole piece, whose sibling values cover every byte not sampled: then any corruption
+    /// anywhere in the piece shows up as a mismatch, and a corrupt piece is reported
+    /// instead of answered. A whole piece that checks out gets its outboard again.
+    pub fn prove(&self, challenge: &Challenge) -> Result<Proven, StoreError> {
         let id = PieceId(challenge.piece.0);
+        let meta = self.piece_meta(&id)?.ok_or(StoreError::PieceNotFound(id))?;
+        if meta.len == challenge.piece_len
+            && let Some(p) =
+                self.prove_from_outboard(&id, meta.len, &self.piece_path(&id), challenge)
+        {
+            return Ok(p);
+        }
         let (_, bytes) = self.read_file(&id)?;
         let proof = Proof::create(&bytes, challenge).map_err(|e| StoreError::BadChallenge {
             id,
@@ -170,7 +182,13 @@ impl PieceStore {
             id,
             reason: format!("bytes on disk no longer match the piece's hash ({e})"),
         })?;
-        Ok(proof)
+        if let Err(e) = self.write_outboard(&id, &bytes) {
+            warn!(piece = %id, "outboard not written; challenges read the whole piece: {e}");
+        }
+        Ok(Proven {
+            proof,
+            disk_bytes: bytes.len() as u64,
+        })
     }
 
     /// Removes a piece (index entry first, then the file). Returns whether it was held.
@@ -199,6 +217,7 @@ impl PieceStore {
         acct.pieces = acct.pieces.saturating_sub(1);
         acct.bytes = acct.bytes.saturating_sub(meta.len);
         drop(acct);
+        self.remove_outboard(id);
         let path = self.piece_path(id);
         match fs::remove_file(&path) {
             Ok(()) => {}

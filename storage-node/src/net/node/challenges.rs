@@ -145,8 +145,8 @@ impl State {
             Ok(p) => {
                 self.stats
                     .proof_disk_bytes
-                    .fetch_add(challenge.piece_len, Ordering::Relaxed);
-                Ok(Response::Proof(p.encode()))
+                    .fetch_add(p.disk_bytes, Ordering::Relaxed);
+                Ok(Response::Proof(p.proof.encode()))
             }
             Err(StoreError::PieceNotFound(_)) => {
                 Err((ErrorCode::NotFound, format!("piece {id} not held")))

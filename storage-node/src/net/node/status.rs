@@ -43,7 +43,8 @@ pub struct UpkeepStats {
     pub audit_fails: u64,
     /// Challenge and proof bytes (and retrieval bytes) its audits moved.
     pub audit_wire_bytes: u64,
-    /// Piece bytes read from disk to answer challenges.
+    /// Bytes read from disk to answer challenges: sampled leaves and outboard values, or
+    /// whole pieces where a piece had no outboard yet.
     pub proof_disk_bytes: u64,
     /// Bytes re-hashed by scrubbing.
     pub scrubbed_bytes: u64,
