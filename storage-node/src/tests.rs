@@ -303,15 +303,19 @@ fn capacity_is_enforced_with_a_clear_error() {
     let a = data(6000, 1);
     let b = data(6000, 2);
     store.put_piece(PieceId::of(&a), &a).unwrap();
+    // A piece takes its own bytes and room for its outboard (6 chunks: 11 values).
+    let room = 6000 + proofs::outboard_len(6000);
+    assert_eq!(room, 6000 + 11 * 32);
+    assert_eq!(store.stats().used, room);
     let err = store.put_piece(PieceId::of(&b), &b).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::CapacityExceeded {
-                needed: 6000,
-                free: 4000,
+                needed,
+                free,
                 capacity: 10_000
-            }
+            } if needed == room && free == 10_000 - room
         ),
         "{err}"
     );
@@ -327,7 +331,7 @@ fn capacity_is_enforced_with_a_clear_error() {
     // Freeing space makes room again; a reopened store counts what it holds.
     drop(store);
     let store = open(dir.path(), Some(10_000));
-    assert_eq!(store.stats().bytes, 6000);
+    assert_eq!((store.stats().bytes, store.stats().used), (6000, room));
     store.remove_piece(&PieceId::of(&a)).unwrap();
     store.put_piece(PieceId::of(&b), &b).unwrap();
 }

@@ -307,6 +307,17 @@ async fn audits_catch_a_corrupt_piece_and_repair_rebuilds_it_elsewhere() {
         ),
         "{r:?}"
     );
+    // A push of the same bytes again, meanwhile, places that piece on another node.
+    client
+        .push(
+            src.path(),
+            opts(4, 2, "t/audited"),
+            &key,
+            std::sync::Arc::new(|_| {}),
+        )
+        .await
+        .expect("the push goes around the node that refuses the piece");
+    assert!(!c.nodes[bad].store().has_piece(&piece.id).unwrap());
     // Honest nodes pass their audits and earn byte-hours.
     let st = c.nodes[(bad + 1) % 7].status();
     assert!(st.ledger.iter().all(|e| !e.reputation.flagged));

@@ -280,6 +280,9 @@ pub struct StoreStats {
     pub pieces: u64,
     /// Bytes held.
     pub bytes: u64,
+    /// Disk the held pieces take, their outboards included (1/16 more): what the
+    /// capacity bounds.
+    pub used: u64,
     /// Configured capacity, if any.
     pub capacity: Option<u64>,
 }
@@ -288,7 +291,10 @@ pub struct StoreStats {
 struct Accounting {
     pieces: u64,
     bytes: u64,
-    /// Bytes of pieces being written right now: reserved against the capacity.
+    /// Room kept for the outboards of the pieces held, built or not yet.
+    outboards: u64,
+    /// Bytes of pieces being written right now, with their outboards: reserved against
+    /// the capacity.
     reserved: u64,
     /// Pieces being written or removed right now: one operation per piece at a time.
     busy: HashSet<PieceId>,
@@ -411,6 +417,7 @@ impl PieceStore {
         // Index first: every entry must have its file, whole.
         let cf = self.cf(CF_PIECES)?;
         let mut indexed = HashSet::new();
+        let mut outboards = 0u64;
         let mut drop_batch = WriteBatch::default();
         let mut dropped = 0;
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
@@ -438,6 +445,7 @@ impl PieceStore {
             if whole {
                 report.pieces += 1;
                 report.bytes += meta.len;
+                outboards += proofs::outboard_len(meta.len);
                 indexed.insert(id);
             } else {
                 warn!(piece = %id, "indexed piece missing or truncated on disk; dropping it");
@@ -476,6 +484,7 @@ impl PieceStore {
         let mut acct = self.lock_acct();
         acct.pieces = report.pieces;
         acct.bytes = report.bytes;
+        acct.outboards = outboards;
         Ok(report)
     }
 

@@ -73,7 +73,11 @@ impl PieceStore {
         }
         let dest = self.outboard_path(id);
         let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).ok();
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
+            op: "draw temp name",
+            path: self.dir.join("tmp"),
+            source: io::Error::other(e.to_string()),
+        })?;
         let tmp = self
             .dir
             .join("tmp")
@@ -114,6 +118,10 @@ impl PieceStore {
             return None;
         }
         let piece = File::open(path).ok()?;
+        // A piece file cut short would pass every challenge sampling before the cut.
+        if piece.metadata().ok()?.len() != len {
+            return None;
+        }
         let mut src = Counted::new(OnDisk { piece, outboard });
         let proof = Proof::create_from(len, challenge, &mut src).ok()?;
         proofs::verify(&Root(id.0), challenge, &proof).ok()?;

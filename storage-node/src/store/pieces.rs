@@ -25,6 +25,8 @@ impl PieceStore {
             });
         }
         let len = bytes.len() as u64;
+        // The piece and the outboard its first challenge writes beside it.
+        let room = len + proofs::outboard_len(len);
         {
             let mut acct = self.lock_acct();
             if acct.busy.contains(&id) {
@@ -34,25 +36,26 @@ impl PieceStore {
                 return Ok(Put::AlreadyHeld);
             }
             if let Some(capacity) = self.capacity {
-                let free = capacity.saturating_sub(acct.bytes + acct.reserved);
-                if len > free {
+                let free = capacity.saturating_sub(acct.bytes + acct.outboards + acct.reserved);
+                if room > free {
                     return Err(StoreError::CapacityExceeded {
-                        needed: len,
+                        needed: room,
                         free,
                         capacity,
                     });
                 }
             }
-            acct.reserved += len;
+            acct.reserved += room;
             acct.busy.insert(id);
         }
         let result = self.write_piece(id, bytes);
         let mut acct = self.lock_acct();
         acct.busy.remove(&id);
-        acct.reserved -= len;
+        acct.reserved -= room;
         result.map(|()| {
             acct.pieces += 1;
             acct.bytes += len;
+            acct.outboards += room - len;
             Put::Stored
         })
     }
@@ -167,13 +170,27 @@ impl PieceStore {
     pub fn prove(&self, challenge: &Challenge) -> Result<Proven, StoreError> {
         let id = PieceId(challenge.piece.0);
         let meta = self.piece_meta(&id)?.ok_or(StoreError::PieceNotFound(id))?;
-        if meta.len == challenge.piece_len
-            && let Some(p) =
-                self.prove_from_outboard(&id, meta.len, &self.piece_path(&id), challenge)
-        {
+        // The length is the one committed to when the piece was stored: a challenge for
+        // another is refused before anything is read.
+        if meta.len != challenge.piece_len {
+            return Err(StoreError::BadChallenge {
+                id,
+                reason: format!(
+                    "the piece is {} bytes, the challenge is for {}",
+                    meta.len, challenge.piece_len
+                ),
+            });
+        }
+        if let Some(p) = self.prove_from_outboard(&id, meta.len, &self.piece_path(&id), challenge) {
             return Ok(p);
         }
         let (_, bytes) = self.read_file(&id)?;
+        if bytes.len() as u64 != meta.len {
+            return Err(StoreError::Corrupt {
+                id,
+                reason: format!("{} bytes on disk, {} stored", bytes.len(), meta.len),
+            });
+        }
         let proof = Proof::create(&bytes, challenge).map_err(|e| StoreError::BadChallenge {
             id,
             reason: e.to_string(),
@@ -184,6 +201,10 @@ impl PieceStore {
         })?;
         if let Err(e) = self.write_outboard(&id, &bytes) {
             warn!(piece = %id, "outboard not written; challenges read the whole piece: {e}");
+        }
+        // Removed meanwhile: its outboard must not outlive it.
+        if !self.has_piece(&id)? {
+            self.remove_outboard(&id);
         }
         Ok(Proven {
             proof,
@@ -216,6 +237,9 @@ impl PieceStore {
         // file (one that cannot be deleted now is an orphan, removed on the next open).
         acct.pieces = acct.pieces.saturating_sub(1);
         acct.bytes = acct.bytes.saturating_sub(meta.len);
+        acct.outboards = acct
+            .outboards
+            .saturating_sub(proofs::outboard_len(meta.len));
         drop(acct);
         self.remove_outboard(id);
         let path = self.piece_path(id);
@@ -268,6 +292,7 @@ impl PieceStore {
         StoreStats {
             pieces: acct.pieces,
             bytes: acct.bytes,
+            used: acct.bytes + acct.outboards,
             capacity: self.capacity,
         }
     }

@@ -549,6 +549,11 @@ impl Placing {
                     .map_err(|e| ClientError::Internal(e.to_string()))?;
                 hold(&self.control, &self.nodes[node], id, len, self.from.clone()).await?
             };
+            // The node found this very piece corrupt on its disk lately: elsewhere.
+            let Some(already) = already else {
+                node = self.replacement(node, id)?;
+                continue;
+            };
             if self.vetting.is_caught(node) {
                 continue;
             }
@@ -637,13 +642,16 @@ impl Placing {
     }
 }
 
+/// Asks `node` to hold piece `id`, fetching it from `from`, and asks again while it is
+/// busy: whether it held the piece already, or `None` when it refuses this very piece
+/// (it found its copy corrupt lately), so that it goes to another node.
 async fn hold(
     control: &Control,
     node: &NodeInfo,
     id: PieceId,
     len: u32,
     from: wire::DataAddr,
-) -> Result<bool, ClientError> {
+) -> Result<Option<bool>, ClientError> {
     let fail = |reason: String| ClientError::Hold {
         node: node.peer.clone(),
         piece: id,
@@ -666,7 +674,11 @@ async fn hold(
             )
             .await;
         let retry = match r {
-            Ok(Response::Held { already }) => return Ok(already),
+            Ok(Response::Held { already }) => return Ok(Some(already)),
+            Ok(Response::Error {
+                code: ErrorCode::Corrupt,
+                ..
+            }) => return Ok(None),
             Ok(Response::Error {
                 code: code @ (ErrorCode::Busy | ErrorCode::FetchFailed),
                 message,

@@ -217,11 +217,17 @@ impl State {
             .iter()
             .map(|b| *blake3::hash(b).as_bytes())
             .collect();
-        let repeats = {
+        // Records stored lately, or sent twice in this batch: checked, not stored again.
+        let repeat: Vec<bool> = {
             let lately = lock(&self.placed_lately);
             let now = tokio::time::Instant::now();
-            digests.iter().filter(|d| lately.lately(d, now)).count()
+            let mut seen = std::collections::HashSet::with_capacity(digests.len());
+            digests
+                .iter()
+                .map(|d| !seen.insert(*d) || lately.lately(d, now))
+                .collect()
         };
+        let repeats = repeat.iter().filter(|r| **r).count();
         let charge = (records.len() - repeats) as f64 + repeats as f64 * REPEAT_CHARGE;
         if publish && !lock(&self.lookups).admit(from, charge) {
             return Err((
@@ -309,15 +315,12 @@ impl State {
             // the publisher hears of it, if time is left: only the records that failed.
             // The answer comes by the deadline, before the publisher's request times out.
             let deadline = tokio::time::Instant::now() + PUBLISH_WITHIN;
-            let mut left: Vec<(SignedPlacement, [u8; 32])> = {
-                let lately = lock(&self.placed_lately);
-                let now = tokio::time::Instant::now();
-                valid
-                    .into_iter()
-                    .zip(digests)
-                    .filter(|(_, d)| !lately.lately(d, now))
-                    .collect()
-            };
+            let mut left: Vec<(SignedPlacement, [u8; 32])> = valid
+                .into_iter()
+                .zip(digests)
+                .zip(repeat)
+                .filter_map(|(r, repeat)| (!repeat).then_some(r))
+                .collect();
             let mut lasting = None;
             for attempt in 0..PUT_ATTEMPTS {
                 let time_left = deadline.saturating_duration_since(tokio::time::Instant::now());

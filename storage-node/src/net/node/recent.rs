@@ -24,15 +24,25 @@ impl<K: Hash + Eq + Copy> Recent<K> {
     }
 
     /// Remembers `key` as seen at `now`. When full, the expired are forgotten, and if
-    /// none had, the oldest.
+    /// that is not enough, the oldest eighth: one pass over the memory every `max / 8`
+    /// new keys at most, however fast they come.
     pub(super) fn note(&mut self, key: K, now: Instant) {
         if self.at.len() >= self.max && !self.at.contains_key(&key) {
             let keep_for = self.keep_for;
             self.at.retain(|_, t| now.duration_since(*t) < keep_for);
-            if self.at.len() >= self.max
-                && let Some(oldest) = self.at.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
-            {
-                self.at.remove(&oldest);
+            if self.at.len() >= self.max {
+                let mut times: Vec<Instant> = self.at.values().copied().collect();
+                let cut = (self.max / 8).max(1).min(times.len().saturating_sub(1));
+                let (_, nth, _) = times.select_nth_unstable(cut);
+                let before = *nth;
+                self.at.retain(|_, t| *t >= before);
+                // Equal times at the cut may keep more than planned: never more than
+                // the bound, though.
+                if self.at.len() >= self.max
+                    && let Some(k) = self.at.keys().next().copied()
+                {
+                    self.at.remove(&k);
+                }
             }
         }
         self.at.insert(key, now);
@@ -67,12 +77,19 @@ mod tests {
         // Twice the bound, none expired: the oldest go first, the newest stay.
         for i in 0..2048u64 {
             r.note(i, t0 + Duration::from_millis(i));
+            assert!(r.len() <= 1024);
         }
-        assert_eq!(r.len(), 1024);
+        assert!(r.len() > 1024 - 1024 / 8);
         assert!(r.lately(&2047, t0 + Duration::from_secs(3)));
         assert!(!r.lately(&0, t0 + Duration::from_secs(3)));
-        // Once they have expired, a new key takes their room.
+        // Once they have expired, they are not seen lately, and when the memory fills
+        // up they make room at once.
         r.note(5000, t0 + 2 * keep);
-        assert!(r.lately(&5000, t0 + 2 * keep) && r.len() == 1);
+        assert!(r.lately(&5000, t0 + 2 * keep) && !r.lately(&2047, t0 + 2 * keep));
+        for i in 0..1024u64 {
+            r.note(10_000 + i, t0 + 2 * keep);
+        }
+        assert_eq!(r.len(), 1024);
+        assert!(r.lately(&5000, t0 + 2 * keep));
     }
 }

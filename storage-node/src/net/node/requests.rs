@@ -276,11 +276,14 @@ impl State {
         }
         let stats = self.store.stats();
         if let Some(cap) = stats.capacity
-            && stats.bytes.saturating_add(u64::from(len)) > cap
+            && stats
+                .used
+                .saturating_add(u64::from(len) + proofs::outboard_len(u64::from(len)))
+                > cap
         {
             return Err((
                 ErrorCode::NoCapacity,
-                format!("{} of {cap} bytes used", stats.bytes),
+                format!("{} of {cap} bytes used", stats.used),
             ));
         }
         let _permit = self
