@@ -1,10 +1,6 @@
 //! `cairn dataset push|pull|ls|info`.
 
-use std::{
-    path::PathBuf,
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 use storage_node::{
@@ -91,7 +87,7 @@ pub(crate) async fn push_dir(
         .iter()
         .map(|f| f.size)
         .sum();
-    let parent = match client.parent_for(name, key).await {
+    let next = match client.next_version(name, key).await {
         Err(e @ storage_node::net::ClientError::NotOwner { .. }) => {
             bail!("{e} (CAIRN_CONFIG_DIR selects the key)")
         }
@@ -99,12 +95,10 @@ pub(crate) async fn push_dir(
     };
     let opts = EncodeOptions {
         name: name.clone(),
-        parent,
+        parent: next.parent,
         license: license.to_string(),
         params,
-        created_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        created_unix: next.created_unix,
     };
     let bar = bytes_bar(total, "push");
     let b2 = bar.clone();

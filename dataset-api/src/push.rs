@@ -8,7 +8,6 @@
 use std::{
     path::{Path as FsPath, PathBuf},
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use axum::{
@@ -154,15 +153,13 @@ pub(crate) async fn push(
     }
     tokio::fs::remove_file(&tar_path).await.ok();
     let client = api.reader.client();
-    let parent = client.parent_for(&name, &api.key).await?;
+    let next = client.next_version(&name, &api.key).await?;
     let opts = EncodeOptions {
         name: name.clone(),
-        parent,
+        parent: next.parent,
         license: q.license.unwrap_or_else(|| "unspecified".into()),
         params,
-        created_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        created_unix: next.created_unix,
     };
     tracing::info!(dataset = %name, token = %who, "publishing an HTTP upload");
     let r = client.push(&root, opts, &api.key, Arc::new(|_| {})).await?;

@@ -28,7 +28,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, ClientError, PullReport, PushReport, StripePlacement};
+pub use client::{Client, ClientError, NextVersion, PullReport, PushReport, StripePlacement};
 pub use data::{DataError, DataPlane, PieceSource, WhenFull};
 pub use identity::NodeKey;
 pub use node::{DEFAULT_HOLDER_ENTRIES, DEFAULT_IDLE_TIMEOUT, Node, NodeConfig, NodeStatus};

@@ -234,6 +234,15 @@ fn parse_peer(s: &str) -> Option<PeerId> {
     s.parse().ok()
 }
 
+/// What a new version of a dataset follows ([`Client::next_version`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextVersion {
+    /// The dataset's latest version, if it has one.
+    pub parent: Option<VersionId>,
+    /// The new version's creation time: now, and after the parent's.
+    pub created_unix: u64,
+}
+
 impl Client {
     /// Connects to the network through `bootstrap` (a multiaddr ending in `/p2p/<id>`).
     pub async fn connect(bootstrap: Multiaddr) -> Result<Self, ClientError> {
@@ -382,21 +391,33 @@ impl Client {
         Ok(m)
     }
 
-    /// The version a new push of `name` by `key` follows: its latest, `None` for a new
-    /// dataset, or [`ClientError::NotOwner`] when another publisher owns the name.
-    pub async fn parent_for(
+    /// What a new push of `name` by `key` follows: its latest version (`None` for a new
+    /// dataset) and a creation time after it, or [`ClientError::NotOwner`] when another
+    /// publisher owns the name. Versions are ordered by creation time, in seconds: a
+    /// version pushed within a second of its parent is dated one second past it, so the
+    /// latest is always the last one pushed.
+    pub async fn next_version(
         &self,
         name: &DatasetName,
         key: &PublisherKey,
-    ) -> Result<Option<VersionId>, ClientError> {
+    ) -> Result<NextVersion, ClientError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         match self.manifest(name, None).await {
             Ok(m) if m.publisher() != key.id() => Err(ClientError::NotOwner {
                 name: name.clone(),
                 owner: m.publisher(),
                 key: key.id(),
             }),
-            Ok(m) => Ok(Some(m.version())),
-            Err(ClientError::NotFound(_)) => Ok(None),
+            Ok(m) => Ok(NextVersion {
+                parent: Some(m.version()),
+                created_unix: now.max(m.body().created_unix.saturating_add(1)),
+            }),
+            Err(ClientError::NotFound(_)) => Ok(NextVersion {
+                parent: None,
+                created_unix: now,
+            }),
             Err(e) => Err(e),
         }
     }
