@@ -101,6 +101,22 @@ pub(crate) struct Span<'a> {
 }
 
 impl<'a> Span<'a> {
+    /// The root's two subtrees for a piece of `len > 1 KiB` bytes, with the sampled leaf
+    /// indices each holds.
+    pub(crate) fn root_children(len: u64, sampled: &'a [u64]) -> (Span<'a>, Span<'a>) {
+        Span {
+            start: 0,
+            len,
+            sampled,
+        }
+        .split()
+    }
+
+    /// Chunks in this span (a left subtree's count is a power of two).
+    pub(crate) fn chunks(&self) -> u64 {
+        self.len / LEAF_SIZE as u64
+    }
+
     /// Splits a span of more than one chunk where BLAKE3 splits it.
     pub(crate) fn split(self) -> (Span<'a>, Span<'a>) {
         let left_len = left_subtree_len(self.len);

@@ -44,13 +44,8 @@ pub fn outboard(piece: &[u8]) -> Vec<u8> {
     if out.is_empty() {
         return out;
     }
-    let (l, r) = Span {
-        start: 0,
-        len,
-        sampled: &[],
-    }
-    .split();
-    let left_chunks = l.len / LEAF_SIZE as u64;
+    let (l, r) = Span::root_children(len, &[]);
+    let left_chunks = l.chunks();
     fill(piece, l, 1, &mut out);
     fill(piece, r, 2 * left_chunks, &mut out);
     out
@@ -65,7 +60,7 @@ fn fill(piece: &[u8], span: Span<'_>, index: u64, out: &mut [u8]) -> ChainingVal
         )
     } else {
         let (l, r) = span.split();
-        let left_chunks = l.len / LEAF_SIZE as u64;
+        let left_chunks = l.chunks();
         let left = fill(piece, l, index + 1, out);
         let right = fill(piece, r, index + 2 * left_chunks, out);
         merge(&left, &right)
@@ -161,13 +156,8 @@ impl Proof {
                 .push(source.leaf(0, piece_len as usize).map_err(read)?);
             return Ok(proof);
         }
-        let (l, r) = Span {
-            start: 0,
-            len: piece_len,
-            sampled: &indices,
-        }
-        .split();
-        let left_chunks = l.len / LEAF_SIZE as u64;
+        let (l, r) = Span::root_children(piece_len, &indices);
+        let left_chunks = l.chunks();
         proof.collect_from(source, l, 1).map_err(read)?;
         proof
             .collect_from(source, r, 2 * left_chunks)
@@ -188,7 +178,7 @@ impl Proof {
                 .push(source.leaf(span.start, span.len as usize)?);
         } else {
             let (l, r) = span.split();
-            let left_chunks = l.len / LEAF_SIZE as u64;
+            let left_chunks = l.chunks();
             self.collect_from(source, l, index + 1)?;
             self.collect_from(source, r, index + 2 * left_chunks)?;
         }

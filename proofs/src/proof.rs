@@ -102,12 +102,7 @@ impl Proof {
             proof.leaves.push(data.to_vec());
             return Ok(proof);
         }
-        let (l, r) = Span {
-            start: 0,
-            len: piece_len,
-            sampled: &indices,
-        }
-        .split();
+        let (l, r) = Span::root_children(piece_len, &indices);
         proof.collect(data, l);
         proof.collect(data, r);
         Ok(proof)
@@ -180,12 +175,7 @@ impl Proof {
                 leaves: self.leaves.iter(),
                 siblings: self.siblings.iter(),
             };
-            let (l, r) = Span {
-                start: 0,
-                len: piece_len,
-                sampled: &indices,
-            }
-            .split();
+            let (l, r) = Span::root_children(piece_len, &indices);
             let left = walk.cv(l)?;
             let right = walk.cv(r)?;
             let unused = walk.siblings.len();

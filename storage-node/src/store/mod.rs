@@ -35,13 +35,18 @@
 //! on disk. `put_manifest` writes the manifest, the version entry, its piece references and
 //! the dataset's record in one synced batch, so a version is either fully visible, and
 //! indexed, or absent.
-//! On open the store removes `tmp/`, deletes orphans, and drops index entries whose file is
-//! missing or has the wrong size (reported in [`OpenReport`]).
+//! A piece's outboard (`<id>.ob`) is written at its first challenge through `tmp/` and a
+//! rename, without fsync: one lost or torn in a crash fails its length or proof check and
+//! is written again.
+//! On open the store removes `tmp/`, deletes orphans (outboards of pieces not indexed
+//! among them), and drops index entries whose file is missing or has the wrong size
+//! (reported in [`OpenReport`]).
 //!
 //! # Files
 //!
 //! - `mod.rs`: opening, crash recovery, errors.
 //! - `pieces.rs`: piece files, their index entries, proofs and scrub.
+//! - `outboards.rs`: each piece's outboard, and proofs made from it.
 //! - `catalog.rs`: manifests, names, versions, quotas, and the indexes that answer
 //!   listings and "is this piece referenced?" without decoding manifests.
 //! - `records.rs`: audit records and claimed repair jobs.
@@ -398,6 +403,21 @@ impl PieceStore {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A fresh path in `tmp/` for a file that becomes `name` once written: a random
+    /// suffix keeps concurrent writers of one file apart. `tmp/` is emptied on open.
+    fn temp_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
+            op: "draw temp name",
+            path: self.dir.join("tmp"),
+            source: io::Error::other(e.to_string()),
+        })?;
+        Ok(self
+            .dir
+            .join("tmp")
+            .join(format!("{name}.{}", hex::encode(nonce))))
     }
 
     fn piece_path(&self, id: &PieceId) -> PathBuf {

@@ -72,16 +72,7 @@ impl PieceStore {
             return Ok(());
         }
         let dest = self.outboard_path(id);
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
-            op: "draw temp name",
-            path: self.dir.join("tmp"),
-            source: io::Error::other(e.to_string()),
-        })?;
-        let tmp = self
-            .dir
-            .join("tmp")
-            .join(format!("{id}{SUFFIX}.{}", hex::encode(nonce)));
+        let tmp = self.temp_path(&format!("{id}{SUFFIX}"))?;
         let written = (|| {
             let mut f = File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
             f.write_all(&ob).map_err(StoreError::io("write", &tmp))?;

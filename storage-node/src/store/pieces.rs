@@ -64,16 +64,7 @@ impl PieceStore {
         let meta = PieceMeta {
             len: bytes.len() as u64,
         };
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
-            op: "draw temp name",
-            path: self.dir.join("tmp"),
-            source: io::Error::other(e.to_string()),
-        })?;
-        let tmp = self
-            .dir
-            .join("tmp")
-            .join(format!("{id}.{}", hex::encode(nonce)));
+        let tmp = self.temp_path(&id.to_string())?;
         let dest = self.piece_path(&id);
         let shard = dest.parent().unwrap_or(&self.dir).to_path_buf();
         let written = (|| {
